@@ -1,0 +1,223 @@
+package exchange
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimit is a client-side token bucket for one exchange, shared by every
+// key of that exchange: the exchanges limit per egress IP, so a cluster with a
+// thousand keys must not fire a thousand requests at once.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// DefaultRateLimits stays well under each exchange's documented per-IP limit
+// for the probe endpoint.
+var DefaultRateLimits = map[Name]RateLimit{
+	Binance:  {PerSecond: 10, Burst: 20}, // 6000 weight/min per IP; the probe weighs 1
+	Bitstamp: {PerSecond: 5, Burst: 10},  // 400/s and 10000/10min per account
+	Bitfinex: {PerSecond: 1, Burst: 5},   // authenticated endpoints: 90/min per IP
+	Kraken:   {PerSecond: 5, Burst: 10},  // counters are per key; keep the IP calm
+	Coinbase: {PerSecond: 10, Burst: 20}, // 30/s per key
+	OKX:      {PerSecond: 2, Burst: 5},   // account/config: 5 per 2 s per user
+	Bybit:    {PerSecond: 10, Burst: 20}, // 600 per 5 s per IP
+	KuCoin:   {PerSecond: 10, Burst: 20}, // 4000 per 30 s per IP (management pool)
+}
+
+// Observation describes one HTTP request to an exchange, for metrics.
+type Observation struct {
+	Exchange Name
+	// Outcome is "ok" or the Kind of the error the request ended in.
+	Outcome  string
+	Duration time.Duration
+}
+
+// Options configures a Prober. The zero value is usable.
+type Options struct {
+	// UserAgent names the operator and its version.
+	UserAgent string
+	// Timeout bounds one HTTP request, including reading the body.
+	Timeout time.Duration
+	// RateLimits overrides DefaultRateLimits per exchange.
+	RateLimits map[Name]RateLimit
+	// Now is the clock; tests inject a fake one.
+	Now func() time.Time
+	// Transport replaces the default transport (tests). TLS verification is
+	// never turned off by this package.
+	Transport http.RoundTripper
+	// MaxBodyBytes limits how much of a response is read.
+	MaxBodyBytes int64
+	// Observe, when set, is called after every HTTP request.
+	Observe func(Observation)
+}
+
+const (
+	defaultTimeout      = 10 * time.Second
+	defaultMaxBodyBytes = 1 << 20
+	defaultUserAgent    = "exchange-key-operator/dev"
+)
+
+// Prober probes keys on every supported exchange. It is safe for concurrent
+// use and meant to be shared by the whole manager.
+type Prober struct {
+	opts     Options
+	clients  map[Name]*http.Client
+	limiters map[Name]*rate.Limiter
+
+	mu       sync.Mutex
+	offsets  map[string]time.Duration // base URL -> server time minus our time
+	bans     map[string]time.Time     // base URL -> no requests before
+	lastNonc atomic.Uint64
+}
+
+// NewProber builds a Prober with one HTTP client and one limiter per exchange.
+func NewProber(opts Options) *Prober {
+	if opts.Timeout == 0 {
+		opts.Timeout = defaultTimeout
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = defaultUserAgent
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &Prober{
+		opts:     opts,
+		clients:  map[Name]*http.Client{},
+		limiters: map[Name]*rate.Limiter{},
+		offsets:  map[string]time.Duration{},
+		bans:     map[string]time.Time{},
+	}
+	for _, n := range Names {
+		rt := opts.Transport
+		if rt == nil {
+			rt = newTransport()
+		}
+		p.clients[n] = &http.Client{Transport: rt, Timeout: opts.Timeout}
+		rl, ok := opts.RateLimits[n]
+		if !ok {
+			rl = DefaultRateLimits[n]
+		}
+		p.limiters[n] = rate.NewLimiter(rate.Limit(rl.PerSecond), rl.Burst)
+	}
+	return p
+}
+
+// Probe makes the exchange's permission request for req's key.
+func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
+	d, ok := drivers[req.Exchange]
+	if !ok {
+		return nil, &Error{Kind: UnexpectedResponse, Exchange: req.Exchange, Message: "unsupported exchange"}
+	}
+	if err := CheckCredentials(req.Exchange, req.Credentials); err != nil {
+		return nil, &Error{Kind: InvalidKey, Exchange: req.Exchange, Message: err.Error()}
+	}
+	base := strings.TrimRight(req.Endpoint, "/")
+	if base == "" {
+		base = d.defaultBase()
+	}
+	c := &call{p: p, ex: req.Exchange, base: base, creds: req.Credentials, demo: req.Demo}
+	perms, err := d.probe(ctx, c)
+	if KindOf(err) == ClockSkew {
+		if st, ok := d.(serverTimer); ok {
+			sent := p.opts.Now()
+			if server, terr := st.serverTime(ctx, c); terr == nil {
+				// Half the round trip is the best guess of when the server
+				// read its clock.
+				rtt := p.opts.Now().Sub(sent)
+				p.setOffset(base, server.Sub(sent.Add(rtt/2)))
+				perms, err = d.probe(ctx, c)
+			}
+		}
+	}
+	return perms, err
+}
+
+// ClockOffset reports the remembered server-minus-local offset for a base URL.
+func (p *Prober) ClockOffset(base string) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.offsets[strings.TrimRight(base, "/")]
+}
+
+func (p *Prober) setOffset(base string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.offsets[base] = d
+}
+
+// nonce returns a strictly increasing, time-based value in microseconds.
+// Time-based so that a restarted process never reuses a nonce; microseconds
+// because Bitfinex caps nonces at 2^53-1. One sequence for all keys is
+// strictly increasing per key as well.
+func (p *Prober) nonce() uint64 {
+	for {
+		last := p.lastNonc.Load()
+		next := uint64(p.opts.Now().UnixMicro())
+		if next <= last {
+			next = last + 1
+		}
+		if p.lastNonc.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+func (p *Prober) banned(base string) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until, ok := p.bans[base]; ok {
+		if left := until.Sub(p.opts.Now()); left > 0 {
+			return left
+		}
+		delete(p.bans, base)
+	}
+	return 0
+}
+
+func (p *Prober) ban(base string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until := p.opts.Now().Add(d)
+	if until.After(p.bans[base]) {
+		p.bans[base] = until
+	}
+}
+
+// CheckCredentials rejects key material that cannot be right for the
+// exchange, without calling it. Messages name the field, never its value.
+func CheckCredentials(n Name, c Credentials) error {
+	if c.APIKey == "" {
+		return fmt.Errorf("API key is empty")
+	}
+	if strings.TrimSpace(c.APIKey) != c.APIKey || strings.ContainsAny(c.APIKey, " \t\r\n") {
+		return fmt.Errorf("API key contains whitespace (a trailing newline from a file?)")
+	}
+	if c.APISecret == "" {
+		return fmt.Errorf("API secret is empty")
+	}
+	if (n == OKX || n == KuCoin) && c.Passphrase == "" {
+		return fmt.Errorf("%s keys need a passphrase, and it is empty", n)
+	}
+	if d, ok := drivers[n]; ok {
+		if cc, ok := d.(credentialChecker); ok {
+			return cc.checkCredentials(c)
+		}
+	}
+	if strings.ContainsAny(c.APISecret, " \t\r\n") {
+		return fmt.Errorf("API secret contains whitespace (a trailing newline from a file?)")
+	}
+	return nil
+}
