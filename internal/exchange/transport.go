@@ -155,7 +155,7 @@ func (c *call) fallback(r *response, why string) *Error {
 	return unexpected(c.ex, r.Status, why, r.Body)
 }
 
-// RateLimitedFor builds a RateLimited error for exchanges that signal rate
+// rateLimited builds a RateLimited error for exchanges that signal rate
 // limits in the body rather than the status, and pauses calls to the base.
 func (c *call) rateLimited(status int, code, msg string, wait time.Duration) *Error {
 	if wait <= 0 {

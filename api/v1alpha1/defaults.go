@@ -1,0 +1,110 @@
+package v1alpha1
+
+import "time"
+
+// Defaults the controller applies when the spec leaves a field out. They are
+// not written into the object: GitOps tools would show the resource out of
+// sync with what the user committed.
+const (
+	DefaultAPIKeyKey          = "apiKey"
+	DefaultAPISecretKey       = "apiSecret"
+	DefaultPassphraseKey      = "passphrase"
+	DefaultWebhookKey         = "url"
+	DefaultValidationInterval = time.Hour
+	DefaultMaxAge             = 90 * 24 * time.Hour
+	DefaultReminderBefore     = 14 * 24 * time.Hour
+)
+
+// DefaultRequired and DefaultForbidden apply when permissions are left out:
+// a bot needs to read, and no bot should be able to withdraw.
+var (
+	DefaultRequired  = []Permission{"read"}
+	DefaultForbidden = []Permission{"withdraw"}
+)
+
+// TargetName is the target Secret's name.
+func (k *ExchangeAPIKey) TargetName() string {
+	if k.Spec.Target.Name != "" {
+		return k.Spec.Target.Name
+	}
+	return k.Name
+}
+
+// Format is the target format.
+func (s *TargetSpec) FormatOrDefault() SecretFormat {
+	if s.Format == "" {
+		return FormatPlain
+	}
+	return s.Format
+}
+
+// DeletionPolicyOrDefault is the deletion policy.
+func (s *TargetSpec) DeletionPolicyOrDefault() DeletionPolicy {
+	if s.DeletionPolicy == "" {
+		return DeletionPolicyDelete
+	}
+	return s.DeletionPolicy
+}
+
+// Keys returns the data keys of the source Secret, defaulted.
+func (r *CredentialsSecretRef) Keys() (apiKey, apiSecret, passphrase string) {
+	apiKey, apiSecret, passphrase = r.APIKeyKey, r.APISecretKey, r.PassphraseKey
+	if apiKey == "" {
+		apiKey = DefaultAPIKeyKey
+	}
+	if apiSecret == "" {
+		apiSecret = DefaultAPISecretKey
+	}
+	if passphrase == "" {
+		passphrase = DefaultPassphraseKey
+	}
+	return
+}
+
+// ModeOrDefault is the validation mode.
+func (v *ValidationSpec) ModeOrDefault() ValidationMode {
+	if v.Mode == "" {
+		return ValidationEnforce
+	}
+	return v.Mode
+}
+
+// IntervalOrDefault is the revalidation interval.
+func (v *ValidationSpec) IntervalOrDefault() time.Duration {
+	if v.Interval == nil || v.Interval.Duration <= 0 {
+		return DefaultValidationInterval
+	}
+	return v.Interval.Duration
+}
+
+// MaxAgeOrDefault is the rotation max age.
+func (r *RotationSpec) MaxAgeOrDefault() time.Duration {
+	if r.MaxAge == nil || r.MaxAge.Duration <= 0 {
+		return DefaultMaxAge
+	}
+	return r.MaxAge.Duration
+}
+
+// ReminderBeforeOrDefault is the rotation reminder lead time.
+func (r *RotationSpec) ReminderBeforeOrDefault() time.Duration {
+	if r.ReminderBefore == nil || r.ReminderBefore.Duration <= 0 {
+		return DefaultReminderBefore
+	}
+	return r.ReminderBefore.Duration
+}
+
+// RequiredOrDefault is the required permission set.
+func (p *PermissionPolicy) RequiredOrDefault() []Permission {
+	if p.Required == nil {
+		return DefaultRequired
+	}
+	return p.Required
+}
+
+// ForbiddenOrDefault is the forbidden permission set.
+func (p *PermissionPolicy) ForbiddenOrDefault() []Permission {
+	if p.Forbidden == nil {
+		return DefaultForbidden
+	}
+	return p.Forbidden
+}

@@ -1,0 +1,457 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Exchange names a supported exchange.
+// +kubebuilder:validation:Enum=binance;bitstamp;bitfinex;kraken;coinbase;okx;bybit;kucoin
+type Exchange string
+
+// Permission is a canonical permission, whatever the exchange calls it.
+// +kubebuilder:validation:Enum=read;trade;withdraw;transfer;margin;futures;options;earn
+type Permission string
+
+// SecretFormat is the shape of the target Secret's data.
+// +kubebuilder:validation:Enum=Plain;Env;CCXT;Freqtrade
+type SecretFormat string
+
+const (
+	// FormatPlain writes apiKey, apiSecret and passphrase (when there is one).
+	FormatPlain SecretFormat = "Plain"
+	// FormatEnv writes <EXCHANGE>_API_KEY, <EXCHANGE>_API_SECRET and
+	// <EXCHANGE>_API_PASSPHRASE, for envFrom.
+	FormatEnv SecretFormat = "Env"
+	// FormatCCXT writes ccxt.json with ccxt's field names.
+	FormatCCXT SecretFormat = "CCXT"
+	// FormatFreqtrade writes config.json, usable as an extra freqtrade --config.
+	FormatFreqtrade SecretFormat = "Freqtrade"
+)
+
+// DeletionPolicy says what happens to the target Secret when the
+// ExchangeAPIKey is deleted.
+// +kubebuilder:validation:Enum=Delete;Retain
+type DeletionPolicy string
+
+const (
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// ValidationMode says whether key material must verify before it is synced.
+// +kubebuilder:validation:Enum=Enforce;Observe;Disabled
+type ValidationMode string
+
+const (
+	// ValidationEnforce syncs key material only once it verified and complies.
+	ValidationEnforce ValidationMode = "Enforce"
+	// ValidationObserve syncs regardless and reports what validation found.
+	ValidationObserve ValidationMode = "Observe"
+	// ValidationDisabled makes no exchange calls.
+	ValidationDisabled ValidationMode = "Disabled"
+)
+
+// WorkloadKind is a kind of workload that can be restarted on rotation.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+type WorkloadKind string
+
+const (
+	KindDeployment  WorkloadKind = "Deployment"
+	KindStatefulSet WorkloadKind = "StatefulSet"
+	KindDaemonSet   WorkloadKind = "DaemonSet"
+)
+
+// CredentialsSecretRef names the Secret, in the ExchangeAPIKey's namespace,
+// that holds the raw key material, and the keys inside it.
+type CredentialsSecretRef struct {
+	// Name of the source Secret in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// APIKeyKey is the data key holding the API key. Defaults to apiKey.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	APIKeyKey string `json:"apiKeyKey,omitempty"`
+
+	// APISecretKey is the data key holding the API secret. Defaults to apiSecret.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	APISecretKey string `json:"apiSecretKey,omitempty"`
+
+	// PassphraseKey is the data key holding the API passphrase. Required for
+	// okx and kucoin, ignored by the others.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PassphraseKey string `json:"passphraseKey,omitempty"`
+}
+
+// TargetSpec describes the Secret the bots consume.
+// +kubebuilder:validation:XValidation:rule="!has(self.template) || size(self.template) == 0 || !has(self.format) || self.format == 'Plain'",message="target.template replaces target.format: set one or the other, not both"
+type TargetSpec struct {
+	// Name of the target Secret. Defaults to the ExchangeAPIKey's name.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Format of the target Secret's data. Defaults to Plain.
+	// +optional
+	Format SecretFormat `json:"format,omitempty"`
+
+	// Template maps each target data key to a Go text/template over
+	// .APIKey .APISecret .Passphrase .Exchange .Endpoint. When set it
+	// replaces Format.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[-._a-zA-Z0-9]+$'))",message="target.template keys must be valid Secret data keys (letters, digits, '-', '_', '.')"
+	// +optional
+	Template map[string]string `json:"template,omitempty"`
+
+	// Labels are copied onto the target Secret.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations are copied onto the target Secret.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// DeletionPolicy says what happens to the target Secret when this
+	// ExchangeAPIKey is deleted. Defaults to Delete.
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// PermissionPolicy is what validation enforces.
+// +kubebuilder:validation:XValidation:rule="!has(self.required) || !has(self.forbidden) || self.required.all(p, !(p in self.forbidden))",message="permissions.required and permissions.forbidden must not name the same permission"
+type PermissionPolicy struct {
+	// Required permissions the key must have. Defaults to [read].
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	// +optional
+	Required []Permission `json:"required,omitempty"`
+
+	// Forbidden permissions the key must not have. Defaults to [withdraw].
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	// +optional
+	Forbidden []Permission `json:"forbidden,omitempty"`
+
+	// RequireIPRestriction refuses keys that work from any IP.
+	// +optional
+	RequireIPRestriction bool `json:"requireIPRestriction,omitempty"`
+}
+
+// ValidationSpec controls the signed test calls to the exchange.
+type ValidationSpec struct {
+	// Mode: Enforce (default) syncs only verified, compliant keys; Observe
+	// syncs regardless and reports; Disabled makes no exchange calls.
+	// +optional
+	Mode ValidationMode `json:"mode,omitempty"`
+
+	// Interval between revalidations. Defaults to 1h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="validation.interval must be a positive duration such as 1h or 30m"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// RotationSpec is the key rotation policy.
+// +kubebuilder:validation:XValidation:rule="(has(self.reminderBefore) ? duration(self.reminderBefore) : duration('336h')) < (has(self.maxAge) ? duration(self.maxAge) : duration('2160h'))",message="rotation.reminderBefore must be shorter than rotation.maxAge (defaults: reminderBefore 336h, maxAge 2160h)"
+type RotationSpec struct {
+	// MaxAge is how long a key may be used before it must be rotated.
+	// Defaults to 2160h (90 days).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.maxAge must be a positive duration such as 2160h"
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+
+	// ReminderBefore is how long before the deadline RotationDue turns True.
+	// Defaults to 336h (14 days).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.reminderBefore must be a positive duration such as 336h"
+	// +optional
+	ReminderBefore *metav1.Duration `json:"reminderBefore,omitempty"`
+
+	// EnforceDeadline turns Ready False once the key is overdue. By default an
+	// overdue key keeps working and is only reported.
+	// +optional
+	EnforceDeadline bool `json:"enforceDeadline,omitempty"`
+
+	// Notify sends reminders to a webhook.
+	// +optional
+	Notify *NotifySpec `json:"notify,omitempty"`
+}
+
+// NotifySpec configures rotation reminders.
+type NotifySpec struct {
+	// WebhookSecretRef names a Secret in the same namespace whose data holds
+	// the webhook URL (Slack-compatible incoming webhooks work).
+	// +required
+	WebhookSecretRef SecretKeyRef `json:"webhookSecretRef"`
+}
+
+// SecretKeyRef names one key of a Secret in the same namespace.
+type SecretKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// Key in the Secret's data. Defaults to url.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// RestartTarget is a workload whose pods are restarted when the key changes.
+type RestartTarget struct {
+	// +required
+	Kind WorkloadKind `json:"kind"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
+// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || (has(self.credentialsSecretRef.passphraseKey) && self.credentialsSecretRef.passphraseKey != ”)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
+type ExchangeAPIKeySpec struct {
+	// Exchange the key belongs to.
+	// +required
+	Exchange Exchange `json:"exchange"`
+
+	// Endpoint overrides the exchange's base URL (testnet, demo, regional
+	// host, simulator). https only unless the manager runs with
+	// --allow-insecure-endpoints.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="endpoint must be an absolute URL such as https://testnet.binance.vision"
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// DemoTrading selects the exchange's demo-trading environment where it is
+	// chosen by a header rather than a host (OKX). Other exchanges use
+	// Endpoint for their testnet or demo host.
+	// +optional
+	DemoTrading bool `json:"demoTrading,omitempty"`
+
+	// CredentialsSecretRef names the source Secret with the raw key material.
+	// +required
+	CredentialsSecretRef CredentialsSecretRef `json:"credentialsSecretRef"`
+
+	// Target is the Secret the bots consume.
+	// +optional
+	Target TargetSpec `json:"target,omitempty"`
+
+	// Permissions is the policy validation enforces.
+	// +optional
+	Permissions PermissionPolicy `json:"permissions,omitempty"`
+
+	// Validation controls the signed test calls.
+	// +optional
+	Validation ValidationSpec `json:"validation,omitempty"`
+
+	// Rotation is the rotation policy.
+	// +optional
+	Rotation RotationSpec `json:"rotation,omitempty"`
+
+	// RestartTargets are restarted after the target Secret receives a new key.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	RestartTargets []RestartTarget `json:"restartTargets,omitempty"`
+
+	// Suspend stops all writes; status says Suspended.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// PermissionsStatus is what the exchange reported about the key.
+type PermissionsStatus struct {
+	// Canonical permissions the key has.
+	// +optional
+	Canonical []string `json:"canonical,omitempty"`
+	// Native is the exchange's own list of scopes.
+	// +optional
+	Native []string `json:"native,omitempty"`
+	// Unchecked lists canonical permissions the exchange cannot report.
+	// +optional
+	Unchecked []string `json:"unchecked,omitempty"`
+	// IPRestricted is true when the key only works from its allowlist.
+	// +optional
+	IPRestricted bool `json:"ipRestricted,omitempty"`
+	// AllowedIPs is the allowlist, when the exchange reports it.
+	// +optional
+	AllowedIPs []string `json:"allowedIPs,omitempty"`
+	// Summary is the canonical list joined by commas, for kubectl get.
+	// +optional
+	Summary string `json:"summary,omitempty"`
+}
+
+// AgeBasis says where a key's age is counted from.
+type AgeBasis string
+
+const (
+	AgeBasisExchangeCreateTime AgeBasis = "ExchangeCreateTime"
+	AgeBasisFirstSeen          AgeBasis = "FirstSeen"
+)
+
+// RotationStatus is the key's rotation schedule.
+type RotationStatus struct {
+	// RotateBy is the deadline: the earlier of age basis + maxAge and the
+	// exchange-reported expiry.
+	// +optional
+	RotateBy *metav1.Time `json:"rotateBy,omitempty"`
+	// RemindAt is RotateBy minus reminderBefore.
+	// +optional
+	RemindAt *metav1.Time `json:"remindAt,omitempty"`
+	// LastRotationTime is when a new key was last accepted.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// AgeBasis is ExchangeCreateTime or FirstSeen.
+	// +optional
+	AgeBasis AgeBasis `json:"ageBasis,omitempty"`
+	// FirstSeen is when this operator first saw the current key fingerprint.
+	// +optional
+	FirstSeen *metav1.Time `json:"firstSeen,omitempty"`
+	// NotifiedReason is the last reminder transition delivered to the webhook,
+	// with the fingerprint it was for, so that a restart never repeats it.
+	// +optional
+	NotifiedReason string `json:"notifiedReason,omitempty"`
+}
+
+// KeyHistoryEntry records one key seen in the source Secret.
+type KeyHistoryEntry struct {
+	KeyID       string      `json:"keyID"`
+	Fingerprint string      `json:"fingerprint"`
+	FirstSeen   metav1.Time `json:"firstSeen"`
+	// Outcome is Accepted or Rejected once decided.
+	// +optional
+	Outcome string `json:"outcome,omitempty"`
+	// DecidedAt is when the key was accepted or rejected.
+	// +optional
+	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
+	// Reason is why it was rejected (a condition reason).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// ExchangeAPIKeyStatus is the observed state.
+type ExchangeAPIKeyStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, SecretSynced, KeyValid, PermissionsCompliant, RotationDue.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// KeyID is the source key masked: its first 4 and last 4 characters.
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+
+	// KeyFingerprint is sha256 of the source API key string (not the secret).
+	// +optional
+	KeyFingerprint string `json:"keyFingerprint,omitempty"`
+
+	// TargetSecretName is the Secret the bots consume.
+	// +optional
+	TargetSecretName string `json:"targetSecretName,omitempty"`
+
+	// TargetKeyFingerprint is the fingerprint of the key the target Secret
+	// holds: after a rejected rotation it differs from KeyFingerprint.
+	// +optional
+	TargetKeyFingerprint string `json:"targetKeyFingerprint,omitempty"`
+
+	// Permissions is what the exchange last reported.
+	// +optional
+	Permissions *PermissionsStatus `json:"permissions,omitempty"`
+
+	// LastValidationTime is when the exchange last answered a probe.
+	// +optional
+	LastValidationTime *metav1.Time `json:"lastValidationTime,omitempty"`
+
+	// VerifiedFingerprint is the last key fingerprint the exchange accepted;
+	// a later InvalidKey for it means the key was revoked.
+	// +optional
+	VerifiedFingerprint string `json:"verifiedFingerprint,omitempty"`
+
+	// NextValidationTime is when the key is due to be probed again
+	// (interval with jitter, or backoff after a transient failure).
+	// +optional
+	NextValidationTime *metav1.Time `json:"nextValidationTime,omitempty"`
+
+	// TransientFailures counts consecutive probes that ended in
+	// ExchangeUnavailable, RateLimited or UnexpectedResponse.
+	// +optional
+	TransientFailures int32 `json:"transientFailures,omitempty"`
+
+	// FailingSince is when the current run of transient failures began. A
+	// verified key stays Ready until the run outlasts one interval.
+	// +optional
+	FailingSince *metav1.Time `json:"failingSince,omitempty"`
+
+	// KeyCreatedAt is the exchange-reported creation time.
+	// +optional
+	KeyCreatedAt *metav1.Time `json:"keyCreatedAt,omitempty"`
+
+	// KeyExpiresAt is the exchange-reported expiry.
+	// +optional
+	KeyExpiresAt *metav1.Time `json:"keyExpiresAt,omitempty"`
+
+	// RevalidateRequest is the last value of the
+	// exchange.keyops.io/revalidate annotation acted on.
+	// +optional
+	RevalidateRequest string `json:"revalidateRequest,omitempty"`
+
+	// Rotation is the rotation schedule.
+	// +optional
+	Rotation *RotationStatus `json:"rotation,omitempty"`
+
+	// History holds the last 10 key changes, newest first.
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	History []KeyHistoryEntry `json:"history,omitempty"`
+}
+
+// ExchangeAPIKey validates an exchange API key held in a source Secret and
+// syncs it into the Secret trading bots consume.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=eak,categories=keyops
+// +kubebuilder:printcolumn:name="Exchange",type=string,JSONPath=`.spec.exchange`
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.keyID`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Permissions",type=string,JSONPath=`.status.permissions.summary`
+// +kubebuilder:printcolumn:name="Rotate By",type=date,JSONPath=`.status.rotation.rotateBy`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ExchangeAPIKey struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ExchangeAPIKeySpec `json:"spec"`
+	// +optional
+	Status ExchangeAPIKeyStatus `json:"status,omitempty"`
+}
+
+// ExchangeAPIKeyList is a list of ExchangeAPIKey.
+// +kubebuilder:object:root=true
+type ExchangeAPIKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ExchangeAPIKey `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ExchangeAPIKey{}, &ExchangeAPIKeyList{})
+}

@@ -1,0 +1,47 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/notify"
+)
+
+// Notifier delivers a rotation reminder to a webhook URL.
+type Notifier interface {
+	Notify(ctx context.Context, url string, m notify.Message) error
+}
+
+// notify sends the reminder the decision says is owed.
+func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d decision) error {
+	ref := k.Spec.Rotation.Notify.WebhookSecretRef
+	key := ref.Key
+	if key == "" {
+		key = keyopsv1.DefaultWebhookKey
+	}
+	var s corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, &s); err != nil {
+		return fmt.Errorf("webhook Secret %s/%s: %s", k.Namespace, ref.Name, reasonOf(err))
+	}
+	url := strings.TrimSpace(string(s.Data[key]))
+	if url == "" {
+		return fmt.Errorf("webhook Secret %s/%s has no key %q", k.Namespace, ref.Name, key)
+	}
+	reason, _, _ := strings.Cut(d.notify, "/")
+	rotateBy := d.status.Rotation.RotateBy.Time
+	verb := "must be rotated by"
+	if reason == keyopsv1.ReasonRotationOverdue {
+		verb = "was due for rotation on"
+	}
+	return r.Notifier.Notify(ctx, url, notify.Message{
+		Text: fmt.Sprintf(":key: %s API key %s (ExchangeAPIKey %s/%s) %s %s. Put a new key in Secret %s.",
+			k.Spec.Exchange, d.status.KeyID, k.Namespace, k.Name, verb, rotateBy.UTC().Format("2006-01-02 15:04 MST"), k.Spec.CredentialsSecretRef.Name),
+		Reason: reason, Namespace: k.Namespace, Name: k.Name, Exchange: string(k.Spec.Exchange),
+		KeyID: d.status.KeyID, RotateBy: rotateBy.UTC(),
+	})
+}

@@ -1,0 +1,63 @@
+package controllers
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+)
+
+// sourceResult is what the source Secret yielded: credentials, or the reason
+// it could not (a SecretSynced reason and a message naming Secret and key,
+// never a value).
+type sourceResult struct {
+	creds       exchange.Credentials
+	fingerprint string
+	reason      string
+	message     string
+}
+
+func (s sourceResult) ok() bool { return s.reason == "" }
+
+// readSource extracts and checks the key material. secret is nil when the
+// Secret does not exist.
+func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult {
+	ref := k.Spec.CredentialsSecretRef
+	if secret == nil {
+		return sourceResult{reason: keyopsv1.ReasonSourceSecretMissing,
+			message: fmt.Sprintf("source Secret %s/%s not found", k.Namespace, ref.Name)}
+	}
+	keyKey, secretKey, passKey := ref.Keys()
+	needPass := k.Spec.Exchange == "okx" || k.Spec.Exchange == "kucoin"
+	wanted := []string{keyKey, secretKey}
+	if needPass {
+		wanted = append(wanted, passKey)
+	}
+	for _, name := range wanted {
+		if _, ok := secret.Data[name]; !ok {
+			return sourceResult{reason: keyopsv1.ReasonSourceKeyMissing,
+				message: fmt.Sprintf("source Secret %s/%s has no key %q", k.Namespace, ref.Name, name)}
+		}
+		if len(secret.Data[name]) == 0 {
+			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
+				message: fmt.Sprintf("source Secret %s/%s key %q is empty", k.Namespace, ref.Name, name)}
+		}
+		if !utf8.Valid(secret.Data[name]) {
+			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
+				message: fmt.Sprintf("source Secret %s/%s key %q is not text", k.Namespace, ref.Name, name)}
+		}
+	}
+	c := exchange.Credentials{APIKey: string(secret.Data[keyKey]), APISecret: string(secret.Data[secretKey])}
+	if needPass {
+		c.Passphrase = string(secret.Data[passKey])
+	}
+	if err := exchange.CheckCredentials(exchange.Name(k.Spec.Exchange), c); err != nil {
+		return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
+			message: fmt.Sprintf("source Secret %s/%s: %s: %v", k.Namespace, ref.Name, k.Spec.Exchange, err)}
+	}
+	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey)}
+}

@@ -1,0 +1,443 @@
+package exchange
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func coinbaseTestKey(t testing.TB) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// coinbaseTestVerify checks a token the way the RFC says, without the JWT
+// library the client signs with, and returns its header and claims.
+func coinbaseTestVerify(t *testing.T, token string, pub *ecdsa.PublicKey) (map[string]any, map[string]any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token has %d parts", len(parts))
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature is not 64 raw bytes: %d, %v", len(sig), err)
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if !ecdsa.Verify(pub, sum[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		t.Fatal("signature does not verify with the public key")
+	}
+	var h, c map[string]any
+	for i, dst := range []*map[string]any{&h, &c} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h, c
+}
+
+func TestCoinbaseJWT(t *testing.T) {
+	key, _ := coinbaseTestKey(t)
+	name := "organizations/org-1/apiKeys/key-1"
+	now := time.Unix(1700000000, 0)
+	uri := "GET api.coinbase.com/api/v3/brokerage/key_permissions"
+	tok, err := coinbaseJWT(key, name, uri, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, c := coinbaseTestVerify(t, tok, &key.PublicKey)
+	if h["alg"] != "ES256" || h["kid"] != name {
+		t.Errorf("header %v", h)
+	}
+	if n, _ := h["nonce"].(string); len(n) != 32 {
+		t.Errorf("nonce %q, want 32 hex digits", n)
+	} else if _, err := hex.DecodeString(n); err != nil {
+		t.Errorf("nonce %q is not hex", n)
+	}
+	want := map[string]any{"sub": name, "iss": "cdp", "nbf": 1700000000.0, "exp": 1700000120.0, "uri": uri}
+	for k, v := range want {
+		if c[k] != v {
+			t.Errorf("claim %s = %v, want %v", k, c[k], v)
+		}
+	}
+	// Two tokens in the same second still differ.
+	tok2, _ := coinbaseJWT(key, name, uri, now)
+	if tok2 == tok {
+		t.Error("two tokens are identical")
+	}
+}
+
+// TestCoinbaseSignsExchangePath checks that the uri claim names the host and
+// the exchange-relative path, not a path prefix of the base URL.
+func TestCoinbaseSignsExchangePath(t *testing.T) {
+	key, secret := coinbaseTestKey(t)
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/prefix/api/v3/brokerage/key_permissions" {
+			http.NotFound(w, r)
+			return
+		}
+		got = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		_, _ = w.Write([]byte(`{"can_view":true,"can_trade":false,"can_transfer":true,"portfolio_uuid":"p","portfolio_type":"DEFAULT"}`))
+	}))
+	defer srv.Close()
+	p := NewProber(Options{})
+	perms, err := p.Probe(context.Background(), Request{Exchange: Coinbase, Endpoint: srv.URL + "/prefix/", Credentials: Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !coinbaseEqual(perms.Canonical, []string{PermRead, PermWithdraw}) || !coinbaseEqual(perms.Native, []string{"can_transfer", "can_view"}) {
+		t.Errorf("got %+v", perms)
+	}
+	_, c := coinbaseTestVerify(t, got, &key.PublicKey)
+	if want := "GET " + strings.TrimPrefix(srv.URL, "http://") + "/api/v3/brokerage/key_permissions"; c["uri"] != want {
+		t.Errorf("uri %v, want %q", c["uri"], want)
+	}
+}
+
+func coinbaseEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCoinbaseParseKey(t *testing.T) {
+	k, sec1 := coinbaseTestKey(t)
+	p8der, _ := x509.MarshalPKCS8PrivateKey(k)
+	pkcs8 := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8der}))
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384der, _ := x509.MarshalECPrivateKey(p384)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 1024)
+	rsaDer, _ := x509.MarshalPKCS8PrivateKey(rsaKey)
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+
+	for _, ok := range []struct{ name, secret string }{
+		{"sec1", sec1},
+		{"pkcs8", pkcs8},
+		{"escaped newlines", strings.ReplaceAll(sec1, "\n", `\n`)},
+		{"escaped CRLF", strings.ReplaceAll(sec1, "\n", `\r\n`)},
+		{"CRLF", strings.ReplaceAll(sec1, "\n", "\r\n")},
+		{"surrounding whitespace", "\n  " + sec1 + "\n\n"},
+	} {
+		got, err := coinbaseParseKey(ok.secret)
+		if err != nil {
+			t.Errorf("%s: %v", ok.name, err)
+			continue
+		}
+		if !got.Equal(k) {
+			t.Errorf("%s: parsed a different key", ok.name)
+		}
+		if err := CheckCredentials(Coinbase, Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: ok.secret}); err != nil {
+			t.Errorf("%s: CheckCredentials: %v", ok.name, err)
+		}
+	}
+	for _, bad := range []struct{ name, secret, want string }{
+		{"hex", "a1b2c3d4e5f60718293a4b5c6d7e8f90", "not a PEM block"},
+		{"ed25519", base64.StdEncoding.EncodeToString(edPriv), "Ed25519"},
+		{"p384", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: p384der})), "P-256"},
+		{"rsa", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaDer})), "ECDSA"},
+		{"public key", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})), "PEM block is"},
+		{"corrupt sec1", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte("not a key at all")})), "SEC 1"},
+	} {
+		err := CheckCredentials(Coinbase, Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: bad.secret})
+		if err == nil {
+			t.Errorf("%s: accepted", bad.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %q does not mention %q", bad.name, err, bad.want)
+		}
+		if len(bad.secret) > 8 && strings.Contains(err.Error(), bad.secret[:8]) {
+			t.Errorf("%s: message quotes the secret: %q", bad.name, err)
+		}
+	}
+}
+
+func TestCoinbaseMapping(t *testing.T) {
+	for _, tc := range []struct {
+		body          string
+		canon, native []string
+	}{
+		{`{"can_view":true,"can_trade":false,"can_transfer":false,"portfolio_uuid":"u","portfolio_type":"DEFAULT"}`, []string{"read"}, []string{"can_view"}},
+		{`{"can_view":true,"can_trade":true,"can_transfer":false}`, []string{"read", "trade"}, []string{"can_trade", "can_view"}},
+		// can_transfer is sending funds out: withdraw, not transfer.
+		{`{"can_view":true,"can_trade":true,"can_transfer":true}`, []string{"read", "trade", "withdraw"}, []string{"can_trade", "can_transfer", "can_view"}},
+		{`{"can_view":false,"can_trade":false,"can_transfer":false}`, []string{}, []string{}},
+	} {
+		p, err := parseCoinbaseKeyPermissions(200, []byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if !coinbaseEqual(p.Canonical, tc.canon) || !coinbaseEqual(p.Native, tc.native) {
+			t.Errorf("%s: got %v / %v", tc.body, p.Canonical, p.Native)
+		}
+		if p.IPRestricted {
+			t.Errorf("%s: IPRestricted", tc.body)
+		}
+	}
+}
+
+func coinbaseErrBody(status int, reason string) string {
+	e, code := "UNAUTHENTICATED", 16
+	if status == 403 {
+		e, code = "PERMISSION_DENIED", 7
+	}
+	b, _ := json.Marshal(map[string]any{"error": e, "code": code, "message": "m", "error_details": reason})
+	return string(b)
+}
+
+func TestCoinbaseParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   Kind
+	}{
+		{401, coinbaseErrBody(401, "KEY_NOT_FOUND"), InvalidKey},
+		{401, coinbaseErrBody(401, "INVALID_SIGNATURE"), InvalidSignature},
+		{401, coinbaseErrBody(401, "INVALID_TOKEN"), InvalidSignature},
+		{401, coinbaseErrBody(401, "TOKEN_EXPIRED"), ClockSkew},
+		{401, coinbaseErrBody(401, "TOKEN_NOT_YET_VALID"), ClockSkew},
+		{401, coinbaseErrBody(401, "TOKEN_REPLAYED"), ClockSkew},
+		{401, coinbaseErrBody(401, "KEY_DISABLED"), Inactive},
+		{401, coinbaseErrBody(401, "KEY_EXPIRED"), Inactive},
+		{403, coinbaseErrBody(403, "IP_NOT_ALLOWED"), IPNotAllowed},
+		{403, coinbaseErrBody(403, "SOMETHING_ELSE"), PermissionDenied},
+		{401, coinbaseErrBody(401, "SOMETHING_NEW"), InvalidKey},
+		{401, "Unauthorized\n", InvalidKey},
+		{401, "", InvalidKey},
+		{401, `{"code":16,"message":"unauthenticated","details":[]}`, InvalidKey},
+		{400, `{"error":"RESOURCE_EXHAUSTED","code":8,"message":"too many requests"}`, RateLimited},
+		{400, `{"error":"INVALID_ARGUMENT","code":3,"message":"bad"}`, UnexpectedResponse},
+		{404, `404 page not found`, UnexpectedResponse},
+		{401, `<html>login</html>`, UnexpectedResponse},
+		{500, `{"error":"INTERNAL","code":13,"message":"internal error"}`, Unavailable},
+		{502, `upstream connect error`, Unavailable},
+		{503, `<html>maintenance</html>`, Unavailable},
+		{200, `<!DOCTYPE html><html>Just a moment...</html>`, UnexpectedResponse},
+		{200, `{"can_view":true,"can_tr`, UnexpectedResponse},
+		{200, `{"can_view":true}`, UnexpectedResponse},
+		{200, `{"can_view":"yes","can_trade":true,"can_transfer":true}`, UnexpectedResponse},
+		{200, `[]`, UnexpectedResponse},
+		{200, `null`, UnexpectedResponse},
+	} {
+		_, err := parseCoinbaseKeyPermissions(tc.status, []byte(tc.body))
+		e, ok := AsError(err)
+		if !ok {
+			t.Errorf("%d %s: not an *Error: %v", tc.status, tc.body, err)
+			continue
+		}
+		if e.Kind != tc.want {
+			t.Errorf("%d %s: got %s, want %s (%v)", tc.status, tc.body, e.Kind, tc.want, e)
+		}
+		if e.Exchange != Coinbase || e.HTTPStatus != tc.status {
+			t.Errorf("%d %s: error %+v", tc.status, tc.body, e)
+		}
+	}
+	// Only a rejection Coinbase did not explain is worth a clock check.
+	_, err := parseCoinbaseKeyPermissions(401, []byte(coinbaseErrBody(401, "KEY_NOT_FOUND")))
+	if e, _ := AsError(err); coinbaseUnexplained(e) {
+		t.Error("KEY_NOT_FOUND treated as unexplained")
+	}
+	_, err = parseCoinbaseKeyPermissions(401, []byte("Unauthorized"))
+	if e, _ := AsError(err); !coinbaseUnexplained(e) {
+		t.Error("bare Unauthorized treated as explained")
+	}
+}
+
+func TestCoinbaseParseTime(t *testing.T) {
+	want := time.UnixMilli(1700000000123)
+	for _, body := range []string{
+		`{"iso":"2023-11-14T22:13:20.123Z","epochSeconds":"1700000000","epochMillis":"1700000000123"}`,
+		`{"epochMillis":1700000000123}`,
+		`{"iso":"2023-11-14T22:13:20.123Z"}`,
+		`{"iso":"2023-11-14T22:13:20.123Z","epochMillis":"garbage-is-ignored-if-iso-is-fine"}`,
+	} {
+		got, err := parseCoinbaseTime(200, []byte(body))
+		if err != nil {
+			t.Errorf("%s: %v", body, err)
+			continue
+		}
+		if !got.Equal(want) {
+			t.Errorf("%s: got %v", body, got)
+		}
+	}
+	if got, err := parseCoinbaseTime(200, []byte(`{"epochSeconds":"1700000000"}`)); err != nil || got.Unix() != 1700000000 {
+		t.Errorf("seconds only: %v %v", got, err)
+	}
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   Kind
+	}{
+		{200, `{}`, UnexpectedResponse},
+		{200, `{"epochMillis":"0"}`, UnexpectedResponse},
+		{200, `{"iso":"yesterday"}`, UnexpectedResponse},
+		{200, `<html></html>`, UnexpectedResponse},
+		{200, `{"iso":"2023-11`, UnexpectedResponse},
+		{404, `not found`, UnexpectedResponse},
+		{503, `maintenance`, Unavailable},
+	} {
+		_, err := parseCoinbaseTime(tc.status, []byte(tc.body))
+		if KindOf(err) != tc.want {
+			t.Errorf("%d %s: got %v, want %s", tc.status, tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestCoinbaseUnexplained401ChecksClock models the real exchange, which
+// answers every JWT problem with a bare "Unauthorized": a skewed clock is
+// found through the public time endpoint and the probe recovers.
+func TestCoinbaseUnexplained401ChecksClock(t *testing.T) {
+	_, secret := coinbaseTestKey(t)
+	var mu sync.Mutex
+	skew := -10 * time.Minute // the exchange's clock behind ours
+	timeCalls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now().Add(skew)
+		switch r.URL.Path {
+		case coinbaseTimePath:
+			timeCalls++
+			_, _ = w.Write([]byte(`{"iso":"","epochSeconds":"0","epochMillis":"` + coinbaseItoa(now.UnixMilli()) + `"}`))
+		case coinbasePermissionsPath:
+			parts := strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), ".")
+			var c struct {
+				Nbf int64 `json:"nbf"`
+			}
+			if len(parts) == 3 {
+				b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+				_ = json.Unmarshal(b, &c)
+			}
+			if d := time.Unix(c.Nbf, 0).Sub(now); d > 5*time.Second || d < -5*time.Second || r.Header.Get("X-Test-Bad") != "" {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte("Unauthorized\n"))
+				return
+			}
+			_, _ = w.Write([]byte(`{"can_view":true,"can_trade":false,"can_transfer":false}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	p := NewProber(Options{})
+	req := Request{Exchange: Coinbase, Endpoint: srv.URL, Credentials: Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: secret}}
+	if _, err := p.Probe(context.Background(), req); err != nil {
+		t.Fatalf("want recovery after the clock check, got %v", err)
+	}
+	if off := p.ClockOffset(srv.URL); off > -9*time.Minute || off < -11*time.Minute {
+		t.Errorf("learned offset %s, want about -10m", off)
+	}
+
+	// With the clock right, a bare 401 is the key's fault.
+	mu.Lock()
+	skew, timeCalls = 0, 0
+	mu.Unlock()
+	p2 := NewProber(Options{})
+	_, err := p2.Probe(context.Background(), Request{Exchange: Coinbase, Endpoint: srv.URL + "/", Credentials: Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: secret}})
+	if err != nil {
+		t.Fatalf("in sync: %v", err)
+	}
+	srvBad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Test-Bad", "1")
+		srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer srvBad.Close()
+	_, err = p2.Probe(context.Background(), Request{Exchange: Coinbase, Endpoint: srvBad.URL, Credentials: Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: secret}})
+	e, ok := AsError(err)
+	if !ok || e.Kind != InvalidKey {
+		t.Fatalf("want InvalidKey, got %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if timeCalls != 1 {
+		t.Errorf("time endpoint called %d times, want 1", timeCalls)
+	}
+}
+
+func coinbaseItoa(i int64) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
+
+func FuzzCoinbaseParseKeyPermissions(f *testing.F) {
+	f.Add(200, []byte(`{"can_view":true,"can_trade":true,"can_transfer":false,"portfolio_uuid":"0b7a1f2e-1c1d-4e2f-9a3b-4c5d6e7f8091","portfolio_type":"DEFAULT"}`))
+	f.Add(200, []byte(`{"can_view":true,"can_trade":true,"can_transfer":true,"portfolio_uuid":"","portfolio_type":"UNDEFINED"}`))
+	for _, r := range []string{"KEY_NOT_FOUND", "INVALID_SIGNATURE", "INVALID_TOKEN", "TOKEN_EXPIRED", "TOKEN_NOT_YET_VALID", "TOKEN_REPLAYED", "KEY_DISABLED", "KEY_EXPIRED"} {
+		f.Add(401, []byte(coinbaseErrBody(401, r)))
+	}
+	f.Add(403, []byte(coinbaseErrBody(403, "IP_NOT_ALLOWED")))
+	f.Add(401, []byte("Unauthorized\n"))
+	f.Add(400, []byte(`{"error":"RESOURCE_EXHAUSTED","code":"8","message":"slow down"}`))
+	f.Add(500, []byte(`{"error":"INTERNAL","code":13,"message":"internal error"}`))
+	f.Add(200, []byte(`<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>`))
+	f.Add(503, []byte(`<html><body><h1>System maintenance</h1></body></html>`))
+	f.Add(200, []byte(`{"can_view":true,"can_tr`))
+	f.Add(200, []byte(`{"can_view":1}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		p, err := parseCoinbaseKeyPermissions(status, body)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("want exactly one of permissions and error, got %v, %v", p, err)
+		}
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error is %T", err)
+			}
+		}
+	})
+}
+
+func FuzzCoinbaseParseTime(f *testing.F) {
+	f.Add(200, []byte(`{"iso":"2023-11-14T22:13:20.123Z","epochSeconds":"1700000000","epochMillis":"1700000000123"}`))
+	f.Add(200, []byte(`{"epochSeconds":1700000000.5}`))
+	f.Add(200, []byte(`{"iso":"2023-11`))
+	f.Add(200, []byte(`<html></html>`))
+	f.Add(500, []byte(`{"error":"INTERNAL","code":13,"message":"internal error"}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		ts, err := parseCoinbaseTime(status, body)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error is %T", err)
+			}
+			return
+		}
+		if ts.Year() < 2000 || ts.Year() > 3000 {
+			t.Fatalf("absurd time %v", ts)
+		}
+	})
+}

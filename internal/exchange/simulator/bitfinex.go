@@ -1,0 +1,130 @@
+package simulator
+
+import (
+	"crypto/hmac"
+	"crypto/sha512"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+)
+
+// Bitfinex v2: POST /v2/auth/r/permissions.
+//
+// Authentication is verified as Bitfinex documents it: bfx-signature must be
+// hex HMAC-SHA384(secret, "/api" + path + bfx-nonce + body), and the nonce
+// must grow per key and stay at or under 2^53-1. Every error is HTTP 500 with
+// ["error", code, "message"], as Bitfinex answers them.
+//
+// Unverified choices (Bitfinex documents no error for these cases):
+//   - a caller outside the key's IP allowlist gets 10100 "apikey: ip not allowed";
+//   - an inactive or expired key gets 10100 "apikey: inactive";
+//   - a nonce that is not a number or exceeds 2^53-1 gets 10114 "nonce: invalid".
+func init() {
+	registerHandler(exchange.Bitfinex, func(s *Simulator) http.Handler { return &bitfinexHandler{s: s} })
+}
+
+type bitfinexHandler struct{ s *Simulator }
+
+const bitfinexMaxNonce = 1<<53 - 1
+
+// bitfinexScopes is the order in which Bitfinex lists its scopes.
+var bitfinexScopes = []string{"account", "history", "orders", "positions", "funding", "settings", "wallets", "withdraw", "ui_withdraw", "bfxpay"}
+
+// bitfinexGrants renders canonical permissions onto Bitfinex's scope flags.
+// read opens every data scope for reading; the rest are write flags.
+// futures and options have no Bitfinex scope and cannot be granted.
+func bitfinexGrants(perms []string) (read, write map[string]bool) {
+	read, write = map[string]bool{}, map[string]bool{}
+	for _, p := range perms {
+		switch p {
+		case exchange.PermRead:
+			for _, s := range []string{"account", "history", "orders", "positions", "funding", "settings", "wallets"} {
+				read[s] = true
+			}
+		case exchange.PermTrade:
+			write["orders"] = true
+		case exchange.PermWithdraw:
+			write["withdraw"] = true
+		case exchange.PermTransfer:
+			write["wallets"] = true
+		case exchange.PermMargin:
+			write["positions"] = true
+		case exchange.PermEarn:
+			write["funding"] = true
+		}
+	}
+	return read, write
+}
+
+func bitfinexFail(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, http.StatusInternalServerError, []any{"error", code, msg})
+}
+
+func (h *bitfinexHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v2/auth/r/permissions" {
+		writeJSON(w, http.StatusNotFound, []any{"error", 10020, "route: invalid"})
+		return
+	}
+	if r.Method != http.MethodPost {
+		bitfinexFail(w, 10020, "method: invalid")
+		return
+	}
+	apiKey := r.Header.Get("bfx-apikey")
+	h.s.countKey(exchange.Bitfinex, apiKey)
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil {
+		bitfinexFail(w, 10020, "request: invalid")
+		return
+	}
+	k, ok := h.s.lookup(exchange.Bitfinex, apiKey)
+	if apiKey == "" || !ok {
+		bitfinexFail(w, 10100, "apikey: invalid")
+		return
+	}
+	nonceStr := r.Header.Get("bfx-nonce")
+	want := hmac.New(sha512.New384, []byte(k.Secret))
+	want.Write([]byte("/api" + r.URL.Path + nonceStr + string(body)))
+	got, err := hex.DecodeString(strings.ToLower(r.Header.Get("bfx-signature")))
+	if err != nil || !hmac.Equal(got, want.Sum(nil)) {
+		bitfinexFail(w, 10100, "apikey: digest invalid")
+		return
+	}
+	nonce, err := strconv.ParseUint(nonceStr, 10, 64)
+	if err != nil || nonce > bitfinexMaxNonce {
+		bitfinexFail(w, 10114, "nonce: invalid")
+		return
+	}
+	if !h.s.acceptNonce(exchange.Bitfinex, apiKey, nonce) {
+		bitfinexFail(w, 10114, "nonce: small")
+		return
+	}
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		bitfinexFail(w, 10020, "content-type: invalid")
+		return
+	}
+	if !callerAllowed(k, r) {
+		bitfinexFail(w, 10100, "apikey: ip not allowed")
+		return
+	}
+	if k.State == Inactive || h.s.expired(k) {
+		bitfinexFail(w, 10100, "apikey: inactive")
+		return
+	}
+	read, write := bitfinexGrants(k.Permissions)
+	rows := make([][]any, 0, len(bitfinexScopes))
+	for _, s := range bitfinexScopes {
+		rows = append(rows, []any{s, bitfinexBit(read[s]), bitfinexBit(write[s])})
+	}
+	writeJSON(w, http.StatusOK, rows)
+}
+
+func bitfinexBit(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
