@@ -74,8 +74,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !k.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, &k)
 	}
-	if done, err := r.ensureFinalizer(ctx, &k); done || err != nil {
-		return ctrl.Result{}, err
+	if err := r.ensureFinalizer(ctx, &k); err != nil {
+		return requeueOnConflict(err)
 	}
 
 	now := r.now()
@@ -146,7 +146,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !equality.Semantic.DeepEqual(k.Status, d.status) {
 		k.Status = d.status
 		if err := r.Status().Update(ctx, &k); err != nil {
-			return ctrl.Result{}, err
+			return requeueOnConflict(err)
 		}
 	}
 	for _, e := range d.events {
@@ -333,20 +333,29 @@ type reconcileError struct {
 
 func (e reconcileError) Error() string { return e.err.Error() }
 
-// ensureFinalizer keeps the Retain finalizer in step with the policy. It
-// reports done when it wrote the object (the write triggers a new reconcile).
-func (r *Reconciler) ensureFinalizer(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (bool, error) {
+// ensureFinalizer keeps the Retain finalizer in step with the policy. The
+// update refreshes k, so the reconcile carries on with it.
+func (r *Reconciler) ensureFinalizer(ctx context.Context, k *keyopsv1.ExchangeAPIKey) error {
 	want := k.Spec.Target.DeletionPolicyOrDefault() == keyopsv1.DeletionPolicyRetain
 	has := controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain)
 	if want == has {
-		return false, nil
+		return nil
 	}
 	if want {
 		controllerutil.AddFinalizer(k, keyopsv1.FinalizerRetain)
 	} else {
 		controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain)
 	}
-	return true, r.Update(ctx, k)
+	return r.Update(ctx, k)
+}
+
+// requeueOnConflict retries at once when the cache was behind the API
+// server: a conflict is expected under load, not an error worth logging.
+func requeueOnConflict(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{Requeue: true}, nil
+	}
+	return ctrl.Result{}, err
 }
 
 // finalize detaches a Retain target Secret from its owner so that garbage

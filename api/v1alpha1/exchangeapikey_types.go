@@ -222,7 +222,7 @@ type RestartTarget struct {
 }
 
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
-// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || (has(self.credentialsSecretRef.passphraseKey) && self.credentialsSecretRef.passphraseKey != ”)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
+// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
 	// +required

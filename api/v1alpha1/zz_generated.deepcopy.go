@@ -127,6 +127,14 @@ func (in *ExchangeAPIKeyStatus) DeepCopyInto(out *ExchangeAPIKeyStatus) {
 		in, out := &in.LastValidationTime, &out.LastValidationTime
 		*out = (*in).DeepCopy()
 	}
+	if in.NextValidationTime != nil {
+		in, out := &in.NextValidationTime, &out.NextValidationTime
+		*out = (*in).DeepCopy()
+	}
+	if in.FailingSince != nil {
+		in, out := &in.FailingSince, &out.FailingSince
+		*out = (*in).DeepCopy()
+	}
 	if in.KeyCreatedAt != nil {
 		in, out := &in.KeyCreatedAt, &out.KeyCreatedAt
 		*out = (*in).DeepCopy()

@@ -1,0 +1,85 @@
+// Command manager runs the exchange-key-operator.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/operator"
+)
+
+// rateLimitFlag parses repeated --exchange-rate-limit=binance=10:20.
+type rateLimitFlag map[exchange.Name]exchange.RateLimit
+
+func (f rateLimitFlag) String() string {
+	var parts []string
+	for n, rl := range f {
+		parts = append(parts, fmt.Sprintf("%s=%g:%d", n, rl.PerSecond, rl.Burst))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (f rateLimitFlag) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		name, spec, ok := strings.Cut(item, "=")
+		rps, burst, ok2 := strings.Cut(spec, ":")
+		if !ok || !ok2 || !exchange.Supported(exchange.Name(name)) {
+			return fmt.Errorf("want EXCHANGE=REQUESTS_PER_SECOND:BURST, e.g. binance=10:20, got %q", item)
+		}
+		r, err1 := strconv.ParseFloat(rps, 64)
+		b, err2 := strconv.Atoi(burst)
+		if err1 != nil || err2 != nil || r <= 0 || b < 1 {
+			return fmt.Errorf("rate and burst must be positive numbers in %q", item)
+		}
+		f[exchange.Name(name)] = exchange.RateLimit{PerSecond: r, Burst: b}
+	}
+	return nil
+}
+
+func main() {
+	o := operator.Defaults()
+	limits := rateLimitFlag{}
+	flag.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
+	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Allow http:// exchange endpoints (simulators, local testing). Never in production.")
+	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "ExchangeAPIKeys reconciled in parallel.")
+	var qps float64 = float64(o.KubeAPIQPS)
+	flag.Float64Var(&qps, "kube-api-qps", qps, "Client-side rate limit of requests to the Kubernetes API server.")
+	flag.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the Kubernetes API server.")
+	flag.Var(limits, "exchange-rate-limit", "Client-side rate limit per exchange, shared by all keys: EXCHANGE=RPS:BURST, repeatable or comma-separated (defaults: "+rateLimitFlag(exchange.DefaultRateLimits).String()+").")
+	version := flag.Bool("version", false, "Print the version and exit.")
+	zopts := zap.Options{}
+	zopts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	if *version {
+		fmt.Println(operator.Version)
+		return
+	}
+	o.KubeAPIQPS = float32(qps)
+	o.ExchangeRateLimits = limits
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	log := ctrl.Log.WithName("setup")
+
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := operator.New(ctx, ctrl.GetConfigOrDie(), o)
+	if err != nil {
+		log.Error(err, "unable to build the manager")
+		os.Exit(1)
+	}
+	log.Info("starting manager", "version", operator.Version)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,129 @@
+// Package metrics exposes the operator's Prometheus metrics. Per-key gauges
+// are computed at scrape time from the informer cache, so a deleted
+// ExchangeAPIKey leaves no stale series behind.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+)
+
+var (
+	labels = []string{"namespace", "name", "exchange"}
+
+	readyDesc = prometheus.NewDesc("exchangeapikey_ready",
+		"1 when the ExchangeAPIKey is Ready, else 0.", labels, nil)
+	conditionDesc = prometheus.NewDesc("exchangeapikey_condition",
+		"1 for each condition type at its current status.", append(labels, "type", "status", "reason"), nil)
+	lastValidationDesc = prometheus.NewDesc("exchangeapikey_last_validation_timestamp_seconds",
+		"When the exchange last answered a probe of the key.", labels, nil)
+	expiryDesc = prometheus.NewDesc("exchangeapikey_key_expiry_timestamp_seconds",
+		"The exchange-reported expiry of the key.", labels, nil)
+	deadlineDesc = prometheus.NewDesc("exchangeapikey_rotation_deadline_timestamp_seconds",
+		"When the key must be rotated (status.rotation.rotateBy).", labels, nil)
+	ageDesc = prometheus.NewDesc("exchangeapikey_key_age_seconds",
+		"Age of the key in use, from its age basis (exchange creation time or first seen).", labels, nil)
+)
+
+// KeyCollector lists ExchangeAPIKeys from the cache at each scrape.
+type KeyCollector struct {
+	Reader client.Reader
+	Now    func() time.Time
+}
+
+// Describe implements prometheus.Collector.
+func (c *KeyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastValidationDesc, expiryDesc, deadlineDesc, ageDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *KeyCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var list keyopsv1.ExchangeAPIKeyList
+	if err := c.Reader.List(ctx, &list); err != nil {
+		return
+	}
+	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
+	for i := range list.Items {
+		k := &list.Items[i]
+		lv := []string{k.Namespace, k.Name, string(k.Spec.Exchange)}
+		ready := 0.0
+		if meta.IsStatusConditionTrue(k.Status.Conditions, keyopsv1.ConditionReady) {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready, lv...)
+		for _, cond := range k.Status.Conditions {
+			ch <- prometheus.MustNewConstMetric(conditionDesc, prometheus.GaugeValue, 1, append(lv, cond.Type, string(cond.Status), cond.Reason)...)
+		}
+		gaugeAt(ch, lastValidationDesc, k.Status.LastValidationTime, lv)
+		gaugeAt(ch, expiryDesc, k.Status.KeyExpiresAt, lv)
+		if r := k.Status.Rotation; r != nil {
+			gaugeAt(ch, deadlineDesc, r.RotateBy, lv)
+			basis := r.FirstSeen
+			if r.AgeBasis == keyopsv1.AgeBasisExchangeCreateTime && k.Status.KeyCreatedAt != nil {
+				basis = k.Status.KeyCreatedAt
+			}
+			if basis != nil {
+				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(basis.Time).Seconds(), lv...)
+			}
+		}
+	}
+}
+
+func gaugeAt(ch chan<- prometheus.Metric, d *prometheus.Desc, t *metav1.Time, lv []string) {
+	if t == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(t.Unix()), lv...)
+}
+
+// ExchangeRequests counts and times HTTP requests to the exchanges.
+type ExchangeRequests struct {
+	total    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewExchangeRequests creates the request metrics.
+func NewExchangeRequests() *ExchangeRequests {
+	return &ExchangeRequests{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_exchange_requests_total",
+			Help: "HTTP requests to exchanges by outcome (ok or the error kind).",
+		}, []string{"exchange", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "exchangeapikey_exchange_request_duration_seconds",
+			Help:    "Duration of HTTP requests to exchanges.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"exchange"}),
+	}
+}
+
+// Observe is the exchange.Options.Observe hook.
+func (m *ExchangeRequests) Observe(o exchange.Observation) {
+	m.total.WithLabelValues(string(o.Exchange), o.Outcome).Inc()
+	m.duration.WithLabelValues(string(o.Exchange)).Observe(o.Duration.Seconds())
+}
+
+// Register adds the collectors to reg.
+func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests) error {
+	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+// Package operator assembles the manager: caches, clients, the exchange
+// prober, metrics and the controller. cmd/main.go, the demo, the benchmark
+// and the integration tests all build the operator through it, so that they
+// run what ships.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/controllers"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/metrics"
+	"github.com/keyops-io/exchange-key-operator/internal/notify"
+	"github.com/keyops-io/exchange-key-operator/internal/probecache"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Options are the manager's flags.
+type Options struct {
+	MetricsBindAddress      string
+	HealthProbeBindAddress  string
+	LeaderElection          bool
+	LeaderElectionNS        string
+	AllowInsecureEndpoints  bool
+	MaxConcurrentReconciles int
+	KubeAPIQPS              float32
+	KubeAPIBurst            int
+	ExchangeRateLimits      map[exchange.Name]exchange.RateLimit
+	// Now and Jitter are for tests.
+	Now    func() time.Time
+	Jitter func() float64
+	// Notifier overrides the webhook notifier (tests).
+	Notifier controllers.Notifier
+	// ExchangeTimeout bounds one exchange request (0: the client default).
+	ExchangeTimeout time.Duration
+	// Registry overrides the metrics registry (tests running several
+	// managers in one process).
+	SkipMetricsRegistration bool
+}
+
+// Defaults are what a user gets without flags.
+func Defaults() Options {
+	return Options{
+		MetricsBindAddress:      ":8080",
+		HealthProbeBindAddress:  ":8081",
+		MaxConcurrentReconciles: 8,
+		KubeAPIQPS:              50,
+		KubeAPIBurst:            100,
+	}
+}
+
+// Scheme has the built-in types and ours.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = keyopsv1.AddToScheme(s)
+	return s
+}
+
+// New builds a manager running the ExchangeAPIKey controller.
+func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	if o.KubeAPIQPS > 0 {
+		cfg.QPS = o.KubeAPIQPS
+	}
+	if o.KubeAPIBurst > 0 {
+		cfg.Burst = o.KubeAPIBurst
+	}
+	cfg.UserAgent = "exchange-key-operator/" + Version
+	scheme := Scheme()
+	managed := labels.SelectorFromSet(labels.Set{keyopsv1.LabelManagedBy: keyopsv1.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "exchange-key-operator.keyops.io",
+		LeaderElectionNamespace: o.LeaderElectionNS,
+		Cache: cache.Options{
+			// The cache holds only the Secrets this operator writes; source
+			// Secrets are read on demand (see controllers.SetupWithManager).
+			ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managed}},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	reqs := metrics.NewExchangeRequests()
+	prober := exchange.NewProber(exchange.Options{
+		UserAgent:  "exchange-key-operator/" + Version,
+		RateLimits: o.ExchangeRateLimits,
+		Now:        o.Now,
+		Observe:    reqs.Observe,
+		Timeout:    o.ExchangeTimeout,
+	})
+	if !o.SkipMetricsRegistration {
+		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: o.Now}, reqs); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/" + Version)
+	if o.Notifier != nil {
+		notifier = o.Notifier
+	}
+	r := &controllers.Reconciler{
+		Client:                 mgr.GetClient(),
+		APIReader:              mgr.GetAPIReader(),
+		Scheme:                 scheme,
+		Recorder:               mgr.GetEventRecorder("exchange-key-operator"),
+		Probes:                 probecache.New(prober, o.Now),
+		Notifier:               notifier,
+		Now:                    o.Now,
+		Jitter:                 o.Jitter,
+		AllowInsecureEndpoints: o.AllowInsecureEndpoints,
+	}
+	conc := o.MaxConcurrentReconciles
+	if conc <= 0 {
+		conc = 1
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
+		return nil, fmt.Errorf("setting up controller: %w", err)
+	}
+	return mgr, nil
+}
