@@ -2,9 +2,13 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -277,4 +281,24 @@ func allEventText(t *testing.T, ns string) string {
 		b.WriteString(e.Reason + " " + e.Note + "\n")
 	}
 	return b.String()
+}
+
+func keyName(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+func newSecret() *corev1.Secret { return &corev1.Secret{} }
+
+// ecPEM makes a Coinbase-style EC P-256 private key.
+func ecPEM(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
 }
