@@ -19,6 +19,15 @@ type Notifier interface {
 
 // notify sends the reminder the decision says is owed.
 func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d decision) error {
+	// The cache may be behind our own last status write: ask the API server
+	// whether this reminder went out already, so that it goes out once.
+	var fresh keyopsv1.ExchangeAPIKey
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &fresh); err != nil {
+		return err
+	}
+	if fresh.Status.Rotation != nil && fresh.Status.Rotation.NotifiedReason == d.notify {
+		return nil
+	}
 	ref := k.Spec.Rotation.Notify.WebhookSecretRef
 	key := ref.Key
 	if key == "" {
