@@ -41,6 +41,8 @@ type targetObservation struct {
 	conflict string
 	// fingerprint of the key it holds, from its annotation.
 	fingerprint string
+	// material is the credentials hash of what it holds.
+	material string
 }
 
 // event is a Kubernetes Event to emit. Messages never carry key material.
@@ -73,7 +75,7 @@ func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, insecure bool, now t
 		return true, true
 	}
 	switch {
-	case st.KeyFingerprint != src.fingerprint, st.ObservedGeneration != k.Generation,
+	case st.KeyFingerprint != src.fingerprint, st.CredentialsHash != src.material, st.ObservedGeneration != k.Generation,
 		st.NextValidationTime == nil, !now.Before(st.NextValidationTime.Time):
 		return true, false
 	}
@@ -141,7 +143,10 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 	keyValid := meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionKeyValid)
 	inGrace := keyValid != nil && keyValid.Status == metav1.ConditionUnknown && isTransientReason(keyValid.Reason) &&
 		st.VerifiedFingerprint == fp && st.FailingSince != nil && obs.now.Sub(st.FailingSince.Time) <= interval
-	usable := keyValid != nil && (keyValid.Status == metav1.ConditionTrue || inGrace)
+	// Grace keeps what the target already holds; material that never
+	// verified gets none.
+	inGrace = inGrace && obs.target.material == src.material
+	usable := keyValid != nil && (keyValid.Status == metav1.ConditionTrue && st.CredentialsHash == src.material || inGrace)
 
 	// Policy.
 	compliant := false
@@ -176,7 +181,11 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 		st.TargetKeyFingerprint = fp
 		set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced,
 			fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID))
-		if target.fingerprint != fp {
+		switch {
+		case target.material == src.material:
+		case target.exists && target.fingerprint == fp:
+			d.events = append(d.events, event{reason: "SecretSynced", message: fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), st.KeyID)})
+		default:
 			st.History = recordDecision(st.History, fp, "Accepted", "", now)
 			if target.exists && target.fingerprint != "" {
 				if st.Rotation == nil {
@@ -196,7 +205,7 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 		}
 		st.TargetKeyFingerprint = target.fingerprint
 		switch {
-		case target.exists && target.fingerprint == fp:
+		case target.exists && target.material == src.material:
 			// A verified key that went bad stays in place: the bots fail
 			// either way, and deleting would lose the audit trail.
 			set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced,
@@ -233,6 +242,7 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, interval time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
 	res := obs.probe
 	fp := obs.source.fingerprint
+	st.CredentialsHash = obs.source.material
 	at := metav1.NewTime(res.At)
 	next := func(d time.Duration) *metav1.Time {
 		t := metav1.NewTime(obs.now.Add(d))

@@ -28,7 +28,12 @@ func testKey(mode keyopsv1.ValidationMode) *keyopsv1.ExchangeAPIKey {
 }
 
 func src(apiKey string) sourceResult {
-	return sourceResult{creds: exchange.Credentials{APIKey: apiKey, APISecret: "s"}, fingerprint: keyid.Fingerprint(apiKey)}
+	return sourceResult{creds: exchange.Credentials{APIKey: apiKey, APISecret: "s"}, fingerprint: keyid.Fingerprint(apiKey), material: keyid.CredentialsHash(apiKey, "s", "")}
+}
+
+// holding is the target as found when it holds s.
+func holding(s sourceResult) targetObservation {
+	return targetObservation{exists: true, fingerprint: s.fingerprint, material: s.material}
 }
 
 func ok(perms ...string) *probecache.Result {
@@ -84,7 +89,7 @@ func TestDecideRevokedOnlyAfterVerified(t *testing.T) {
 	if !d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "True/Ready" {
 		t.Fatalf("verified key: sync=%v ready=%s", d.syncTarget, condOf(d.status, keyopsv1.ConditionReady))
 	}
-	d = step(k, observation{now: t0.Add(time.Hour), source: s, target: targetObservation{exists: true, fingerprint: s.fingerprint}, probe: fail(exchange.InvalidKey)})
+	d = step(k, observation{now: t0.Add(time.Hour), source: s, target: holding(s), probe: fail(exchange.InvalidKey)})
 	if got := condOf(d.status, keyopsv1.ConditionKeyValid); got != "False/Revoked" {
 		t.Fatalf("KeyValid = %s", got)
 	}
@@ -102,7 +107,7 @@ func TestDecideRevokedOnlyAfterVerified(t *testing.T) {
 func TestDecideTransientGraceAndBackoff(t *testing.T) {
 	k := testKey("")
 	s := src("AAAAkey-number-one-ZZZZ")
-	tgt := targetObservation{exists: true, fingerprint: s.fingerprint}
+	tgt := holding(s)
 	step(k, observation{now: t0, source: s, probe: ok("read")})
 
 	// Failures within one interval keep Ready; backoff doubles from 30 s.
@@ -257,7 +262,7 @@ func TestDecideRotationDetectionAndHistory(t *testing.T) {
 	k := testKey("")
 	a, b := src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY")
 	step(k, observation{now: t0, source: a, probe: ok("read")})
-	d := step(k, observation{now: t0.Add(24 * time.Hour), source: b, target: targetObservation{exists: true, fingerprint: a.fingerprint}, probe: ok("read")})
+	d := step(k, observation{now: t0.Add(24 * time.Hour), source: b, target: holding(a), probe: ok("read")})
 	if !d.syncTarget || !hasEvent(d.events, "KeyRotated") {
 		t.Fatalf("rotation: sync=%v events=%+v", d.syncTarget, d.events)
 	}
@@ -275,7 +280,7 @@ func TestDecideRotationDetectionAndHistory(t *testing.T) {
 	prev := b
 	for i := 0; i < 12; i++ {
 		next := src("CCCCkey-" + string(rune('a'+i)) + "-rotation-XXXX")
-		step(k, observation{now: t0.Add(time.Duration(48+i) * time.Hour), source: next, target: targetObservation{exists: true, fingerprint: prev.fingerprint}, probe: ok("read")})
+		step(k, observation{now: t0.Add(time.Duration(48+i) * time.Hour), source: next, target: holding(prev), probe: ok("read")})
 		prev = next
 	}
 	if len(k.Status.History) != historyLimit || k.Status.History[0].Fingerprint != prev.fingerprint {
@@ -310,7 +315,7 @@ func TestRotationTransitionsOnceEach(t *testing.T) {
 	k := testKey(keyopsv1.ValidationDisabled)
 	k.Spec.Rotation.Notify = &keyopsv1.NotifySpec{WebhookSecretRef: keyopsv1.SecretKeyRef{Name: "hook"}}
 	s := src("AAAAkey-number-one-ZZZZ")
-	tgt := targetObservation{exists: true, fingerprint: s.fingerprint}
+	tgt := holding(s)
 	d := step(k, observation{now: t0, source: s})
 	if got := condOf(d.status, keyopsv1.ConditionRotationDue); got != "False/WithinPolicy" {
 		t.Fatalf("RotationDue = %s", got)
@@ -360,5 +365,31 @@ func TestRotationTransitionsOnceEach(t *testing.T) {
 	d = decide(k, observation{now: t0.Add(95 * 24 * time.Hour), source: s, target: tgt})
 	if got := condOf(d.status, keyopsv1.ConditionReady); got != "False/RotationOverdue" {
 		t.Fatalf("enforced deadline: Ready = %s", got)
+	}
+}
+
+func TestDecideSecretOnlyChangeIsValidated(t *testing.T) {
+	k := testKey("")
+	good := src("AAAAkey-number-one-ZZZZ")
+	step(k, observation{now: t0, source: good, probe: ok("read")})
+	bad := good
+	bad.creds.APISecret = "pasted-wrong"
+	bad.material = keyid.CredentialsHash(bad.creds.APIKey, bad.creds.APISecret, "")
+	if due, _ := probeDue(k, bad, false, t0.Add(time.Minute)); !due {
+		t.Fatal("a changed secret is due for validation at once")
+	}
+	d := step(k, observation{now: t0.Add(time.Minute), source: bad, target: holding(good), probe: fail(exchange.InvalidSignature)})
+	if d.syncTarget {
+		t.Fatal("an unverified secret must not reach the target")
+	}
+	if got := condOf(d.status, keyopsv1.ConditionSecretSynced); got != "False/PreviousKeyKept" {
+		t.Fatalf("SecretSynced = %s", got)
+	}
+	// A transient failure on new material gets no grace either.
+	k2 := testKey("")
+	step(k2, observation{now: t0, source: good, probe: ok("read")})
+	d = step(k2, observation{now: t0.Add(time.Minute), source: bad, target: holding(good), probe: fail(exchange.Unavailable)})
+	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) == "True/Ready" {
+		t.Fatalf("unverified material approved during an outage: %v", d.status.Conditions)
 	}
 }

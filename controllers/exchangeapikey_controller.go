@@ -24,6 +24,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
 )
@@ -120,7 +121,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		wrote, conflict, err := r.syncTarget(ctx, &k, obs.source)
 		switch {
 		case err != nil:
-			actErr = err
+			// Nothing is recorded or announced for a write that did not
+			// happen; the retry observes afresh.
+			return requeueOnConflict(err)
 		case conflict != "":
 			obs.target = targetObservation{conflict: conflict}
 			d = decide(&k, obs)
@@ -128,7 +131,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			if wrote && !hasEvent(d.events, "SecretSynced", "KeyRotated") {
 				d.events = append(d.events, event{reason: "SecretSynced", message: fmt.Sprintf("Secret %s restored to the key %s", k.TargetName(), d.status.KeyID)})
 			}
-			if msg := r.restartWorkloads(ctx, &k, obs.source.fingerprint, now); msg != "" {
+			if msg := r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID, now); msg != "" {
 				c := meta.FindStatusCondition(d.status.Conditions, keyopsv1.ConditionSecretSynced)
 				c.Message += "; " + msg
 			}
@@ -219,7 +222,7 @@ func (r *Reconciler) observeTarget(ctx context.Context, k *keyopsv1.ExchangeAPIK
 	if !metav1.IsControlledBy(&s, k) {
 		return targetObservation{conflict: conflictMessage(k, &s)}, nil
 	}
-	return targetObservation{exists: true, fingerprint: s.Annotations[keyopsv1.AnnotationKeyFingerprint]}, nil
+	return targetObservation{exists: true, fingerprint: s.Annotations[keyopsv1.AnnotationKeyFingerprint], material: s.Annotations[keyopsv1.AnnotationCredentialsHash]}, nil
 }
 
 func conflictMessage(k *keyopsv1.ExchangeAPIKey, s *corev1.Secret) string {
@@ -252,6 +255,7 @@ func desiredTarget(k *keyopsv1.ExchangeAPIKey, src sourceResult) (*corev1.Secret
 	}
 	s.Labels[keyopsv1.LabelManagedBy] = keyopsv1.ManagedByValue
 	s.Annotations[keyopsv1.AnnotationKeyFingerprint] = src.fingerprint
+	s.Annotations[keyopsv1.AnnotationCredentialsHash] = src.material
 	return s, nil
 }
 
@@ -390,7 +394,7 @@ func (r *Reconciler) finalize(ctx context.Context, k *keyopsv1.ExchangeAPIKey) e
 // key fingerprint the target Secret now holds. The annotation makes it
 // idempotent: a workload rolls once per key, whatever restarts or no-op
 // reconciles happen in between. It returns a message for missing targets.
-func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, fp string, now time.Time) string {
+func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src sourceResult, masked string, now time.Time) string {
 	var missing []string
 	for _, t := range k.Spec.RestartTargets {
 		var obj client.Object
@@ -409,20 +413,21 @@ func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeA
 			continue
 		}
 		tmpl := podTemplate(obj)
-		if tmpl.Annotations[keyopsv1.AnnotationKeyFingerprint] == fp {
+		if tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] == keyid.Short(src.material) {
 			continue
 		}
 		before := obj.DeepCopyObject().(client.Object)
 		if tmpl.Annotations == nil {
 			tmpl.Annotations = map[string]string{}
 		}
-		tmpl.Annotations[keyopsv1.AnnotationKeyFingerprint] = fp
+		tmpl.Annotations[keyopsv1.AnnotationKeyFingerprint] = src.fingerprint
+		tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] = keyid.Short(src.material)
 		tmpl.Annotations[keyopsv1.AnnotationRestartedAt] = now.UTC().Format(time.RFC3339)
 		if err := r.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
 			missing = append(missing, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
 			continue
 		}
-		r.Recorder.Eventf(k, obj, corev1.EventTypeNormal, "WorkloadRestarted", "Restart", "%s %s restarted to pick up key %s", t.Kind, t.Name, k.Status.KeyID)
+		r.Recorder.Eventf(k, obj, corev1.EventTypeNormal, "WorkloadRestarted", "Restart", "%s %s restarted to pick up key %s", t.Kind, t.Name, masked)
 	}
 	if len(missing) == 0 {
 		return ""

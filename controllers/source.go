@@ -17,8 +17,10 @@ import (
 type sourceResult struct {
 	creds       exchange.Credentials
 	fingerprint string
-	reason      string
-	message     string
+	// material fingerprints key, secret and passphrase together.
+	material string
+	reason   string
+	message  string
 }
 
 func (s sourceResult) ok() bool { return s.reason == "" }
@@ -59,5 +61,5 @@ func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult 
 		return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
 			message: fmt.Sprintf("source Secret %s/%s: %s: %v", k.Namespace, ref.Name, k.Spec.Exchange, err)}
 	}
-	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey)}
+	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey), material: keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase)}
 }

@@ -156,6 +156,11 @@ func TestSafeRolloutKeepsPreviousKey(t *testing.T) {
 			register(exchange.Kraken, c, "read", "trade", "withdraw")
 			return c
 		}, keyopsv1.ReasonForbiddenPermission},
+		{"same key, wrong secret", func() exchange.Credentials {
+			c := good
+			c.APISecret = creds(exchange.Kraken).APISecret
+			return c
+		}, keyopsv1.ReasonInvalidSignature},
 		{"revoked key", func() exchange.Credentials {
 			c := creds(exchange.Kraken)
 			register(exchange.Kraken, c, "read")
@@ -172,8 +177,11 @@ func TestSafeRolloutKeepsPreviousKey(t *testing.T) {
 			g.Expect(cond(k, keyopsv1.ConditionSecretSynced)).To(Equal("False/PreviousKeyKept"), b.name)
 			g.Expect(cond(k, keyopsv1.ConditionReady)).To(Equal("False/"+b.reason), b.name)
 			g.Expect(k.Status.TargetKeyFingerprint).To(Equal(keyid.Fingerprint(good.APIKey)))
-			g.Expect(k.Status.History[0].Outcome).To(Equal("Rejected"))
-			g.Expect(k.Status.History[0].Reason).To(Equal(b.reason))
+			g.Expect(k.Status.CredentialsHash).To(Equal(keyid.CredentialsHash(bad.APIKey, bad.APISecret, "")))
+			if bad.APIKey != good.APIKey {
+				g.Expect(k.Status.History[0].Outcome).To(Equal("Rejected"))
+				g.Expect(k.Status.History[0].Reason).To(Equal(b.reason))
+			}
 		}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 		s := getSecret(g, ns, "bot")
 		g.Expect(string(s.Data["apiKey"])).To(Equal(good.APIKey), b.name)

@@ -85,6 +85,10 @@ const (
 	// AnnotationKeyFingerprint is set on restart targets' pod templates and
 	// on the target Secret.
 	AnnotationKeyFingerprint = "exchange.keyops.io/key-fingerprint"
+	// AnnotationCredentialsHash is set on the target Secret and on restart
+	// targets' pod templates: it changes when any part of the key material
+	// does, and makes restarts happen once per change.
+	AnnotationCredentialsHash = "exchange.keyops.io/credentials-hash"
 	// LabelManagedBy marks Secrets the operator writes.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy.

@@ -399,6 +399,12 @@ type ExchangeAPIKeyStatus struct {
 	// +optional
 	FailingSince *metav1.Time `json:"failingSince,omitempty"`
 
+	// CredentialsHash fingerprints the key material (key, secret,
+	// passphrase) last sent to the exchange, so that a change of the secret
+	// alone is validated too.
+	// +optional
+	CredentialsHash string `json:"credentialsHash,omitempty"`
+
 	// KeyCreatedAt is the exchange-reported creation time.
 	// +optional
 	KeyCreatedAt *metav1.Time `json:"keyCreatedAt,omitempty"`
@@ -432,7 +438,7 @@ type ExchangeAPIKeyStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Permissions",type=string,JSONPath=`.status.permissions.summary`
-// +kubebuilder:printcolumn:name="Rotate By",type=date,JSONPath=`.status.rotation.rotateBy`
+// +kubebuilder:printcolumn:name="Rotate By",type=string,JSONPath=`.status.rotation.rotateBy`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ExchangeAPIKey struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -27,6 +27,19 @@ func Fingerprint(apiKey string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// CredentialsHash fingerprints the whole key material (key, secret,
+// passphrase), so that a change of the secret alone is noticed. The input is
+// high-entropy exchange secrets behind a domain prefix; the hash reveals
+// nothing usable, and only the hash is ever stored.
+func CredentialsHash(apiKey, apiSecret, passphrase string) string {
+	h := sha256.New()
+	for _, s := range []string{"exchange-key-operator/credentials/v1", apiKey, apiSecret, passphrase} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
 // Short is a fingerprint cut to 12 hex digits, for annotations and messages.
 func Short(fingerprint string) string {
 	h := strings.TrimPrefix(fingerprint, "sha256:")

@@ -1,0 +1,484 @@
+// Command bench measures the operator at scale on one local control plane
+// (envtest: a real kube-apiserver and etcd) and one exchange simulator served
+// by this process on loopback. The manager runs as a separate process built
+// from ./cmd, so that its memory is its own.
+//
+// Phases (--phases, in this order):
+//
+//	raw       the reference: the benchmark creates N Secrets and updates N
+//	          ExchangeAPIKeys' status as fast as the API server accepts
+//	disabled  convergence of N keys with validation.mode Disabled
+//	enforce   convergence of N keys with Enforce against the simulator
+//	idle      API writes and exchange calls of converged keys over one
+//	          validation interval
+//	churn     rotation of 10% of the Enforce keys, with restart targets
+//	memory    peak RSS of a fresh manager, then again with --unrelated
+//	          Secrets in the cluster
+//
+// Run it with `make bench` (KUBEBUILDER_ASSETS from hack/envtest-assets.sh).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
+	"github.com/keyops-io/exchange-key-operator/internal/operator"
+)
+
+var allPhases = []string{"raw", "disabled", "enforce", "idle", "churn", "memory"}
+
+type config struct {
+	n, namespaces, unrelated, workers int
+	phases                            map[string]bool
+	spread                            string
+	sharedEvery                       int
+	idleInterval                      time.Duration
+	managerFlags                      []string
+	tuned                             bool
+	tunedFlags                        []string
+	pprofDir                          string
+	timeout                           time.Duration
+	keep                              bool
+}
+
+// defaultTunedFlags lift every client-side limit the product has: the
+// simulator is not a real exchange, and envtest's API server is local.
+func defaultTunedFlags() string {
+	var rl []string
+	for _, n := range exchange.Names {
+		rl = append(rl, string(n)+"=1000:1000")
+	}
+	return "--kube-api-qps=1000 --kube-api-burst=2000 --max-concurrent-reconciles=16 --exchange-rate-limit=" + strings.Join(rl, ",")
+}
+
+func parseFlags() (config, error) {
+	var c config
+	var phases, mflags, tflags string
+	flag.IntVar(&c.n, "n", 1000, "ExchangeAPIKeys per key set (Disabled, Enforce).")
+	flag.IntVar(&c.namespaces, "namespaces", 10, "Namespaces each key set is spread over.")
+	flag.IntVar(&c.unrelated, "unrelated", 50000, "Unrelated Secrets added for the memory phase.")
+	flag.IntVar(&c.workers, "workers", 32, "Parallel requests of the benchmark's own client (no client-side rate limit).")
+	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "Comma-separated phases to run: "+strings.Join(allPhases, ",")+" (idle and churn imply enforce).")
+	flag.StringVar(&c.spread, "spread", "weighted", "How Enforce keys are spread over the eight exchanges: weighted (in proportion to the default per-exchange rate limits) or uniform.")
+	flag.IntVar(&c.sharedEvery, "shared-every", 10, "Every k-th key reuses the previous key's material (one probe must serve both); 0 disables.")
+	flag.DurationVar(&c.idleInterval, "idle-interval", 0, "spec.validation.interval of the Enforce keys (0: chosen from N so that the idle window holds exactly one interval per key; see the output).")
+	flag.StringVar(&mflags, "manager-flags", "", "Flags for the main run's manager (default: none, i.e. the product defaults).")
+	flag.BoolVar(&c.tuned, "tuned", false, "Also run disabled, enforce and churn with --tuned-flags, labelled tuned.")
+	flag.StringVar(&tflags, "tuned-flags", defaultTunedFlags(), "Manager flags of the tuned run.")
+	flag.StringVar(&c.pprofDir, "pprof", "", "Directory for CPU and heap profiles of the manager (builds it with a pprof listener via go build -overlay).")
+	flag.DurationVar(&c.timeout, "timeout", 0, "Overall deadline (0: 15m for N<=1000, more for larger N).")
+	flag.BoolVar(&c.keep, "keep", false, "Keep the work directory (manager logs, kubeconfig).")
+	flag.Parse()
+	c.phases = map[string]bool{}
+	for _, p := range strings.Split(phases, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		ok := false
+		for _, q := range allPhases {
+			ok = ok || p == q
+		}
+		if !ok {
+			return c, fmt.Errorf("unknown phase %q (want some of %s)", p, strings.Join(allPhases, ","))
+		}
+		c.phases[p] = true
+	}
+	if c.phases["idle"] || c.phases["churn"] {
+		c.phases["enforce"] = true
+	}
+	if c.phases["memory"] && !c.phases["disabled"] && !c.phases["enforce"] {
+		c.phases["disabled"] = true
+	}
+	if c.spread != "weighted" && c.spread != "uniform" {
+		return c, fmt.Errorf("--spread must be weighted or uniform")
+	}
+	if c.n < 10 || c.namespaces < 1 || c.workers < 1 {
+		return c, fmt.Errorf("--n must be at least 10, --namespaces and --workers at least 1")
+	}
+	c.managerFlags = strings.Fields(mflags)
+	c.tunedFlags = strings.Fields(tflags)
+	if c.timeout == 0 {
+		c.timeout = 15*time.Minute + time.Duration(c.n/1000)*3*time.Minute
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	// controller-runtime logs only errors: the progress lines are ours.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	os.Exit(run(cfg))
+}
+
+func run(cfg config) int {
+	start := time.Now()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+
+	b := &bench{cfg: cfg, rep: &report{}, start: start}
+	code := 0
+	if err := b.run(ctx); err != nil {
+		b.logf("FAILED: %v", err)
+		b.rep.note("the run stopped early: %v", err)
+		code = 1
+	}
+	b.cleanup()
+	b.rep.add("run", "wall time of the whole benchmark", fmt.Sprintf("%.0fs", time.Since(start).Seconds()), "< 600s (N=1000)", verdictIf(cfg.n <= 1000, time.Since(start) < 10*time.Minute))
+	b.rep.print(os.Stdout)
+	if code != 0 || cfg.keep {
+		fmt.Printf("\nWork directory (manager logs): %s\n", b.work)
+	} else if b.work != "" {
+		_ = os.RemoveAll(b.work)
+	}
+	return code
+}
+
+func verdictIf(applies, ok bool) string {
+	if !applies {
+		return "-"
+	}
+	return verdict(ok)
+}
+
+// bench holds what the phases share.
+type bench struct {
+	cfg   config
+	rep   *report
+	start time.Time
+	root  string
+	work  string
+	cl    *cluster
+	sim   *simulator.Simulator
+	srv   *httptest.Server
+	trk   *tracker
+	bin   string
+	mgr   *manager
+
+	raw      *rawResult
+	disabled *keySet
+	enforce  *keySet
+	convTime map[string]time.Duration
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) run(ctx context.Context) error {
+	var err error
+	if b.root, err = moduleRoot(); err != nil {
+		return err
+	}
+	if b.work, err = os.MkdirTemp("", "keyops-bench-"); err != nil {
+		return err
+	}
+	if b.cfg.pprofDir != "" {
+		if b.cfg.pprofDir, err = filepath.Abs(b.cfg.pprofDir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(b.cfg.pprofDir, 0o755); err != nil {
+			return err
+		}
+	}
+	b.convTime = map[string]time.Duration{}
+	b.logf("building the manager (go build -o bin/manager ./cmd)")
+	b.bin = filepath.Join(b.root, "bin", "manager")
+	if b.cfg.pprofDir != "" {
+		// Profiling needs the listener; bin/manager stays the product.
+		b.bin = filepath.Join(b.work, "manager-pprof")
+	}
+	if err := buildManager(ctx, b.root, b.bin, b.work, b.cfg.pprofDir != ""); err != nil {
+		return err
+	}
+	b.logf("starting envtest (kube-apiserver + etcd)")
+	if b.cl, err = startCluster(b.root, b.work); err != nil {
+		return err
+	}
+	b.sim = simulator.New()
+	b.srv = httptest.NewServer(b.sim)
+	if err := b.preflight(ctx); err != nil {
+		return err
+	}
+	if b.trk, err = startTracker(ctx, b.cl.cfg); err != nil {
+		return err
+	}
+
+	if b.cfg.phases["raw"] {
+		if err := b.phaseRaw(ctx); err != nil {
+			return fmt.Errorf("raw: %w", err)
+		}
+	}
+	if err := b.mainRun(ctx); err != nil {
+		return err
+	}
+	if b.cfg.tuned && (b.cfg.phases["disabled"] || b.cfg.phases["enforce"]) {
+		if err := b.tunedRun(ctx); err != nil {
+			return fmt.Errorf("tuned run: %w", err)
+		}
+	}
+	if b.cfg.phases["memory"] {
+		if err := b.phaseMemory(ctx); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	return nil
+}
+
+// mainRun measures at the main flags (the product defaults unless
+// --manager-flags says otherwise).
+func (b *bench) mainRun(ctx context.Context) error {
+	if !b.cfg.phases["disabled"] && !b.cfg.phases["enforce"] {
+		return nil
+	}
+	label := "default"
+	if len(b.cfg.managerFlags) > 0 {
+		label = "custom"
+	}
+	m, err := b.startManager(ctx, label, b.cfg.managerFlags)
+	if err != nil {
+		return err
+	}
+	b.mgr = m
+	defer func() { b.stopManager(m) }()
+	limits := rateLimits(b.cfg.managerFlags)
+	if b.cfg.phases["disabled"] {
+		s, err := b.newSet("disabled", "Disabled", 0, limits)
+		if err != nil {
+			return err
+		}
+		b.disabled = s
+		if err := b.phaseConverge(ctx, s, m, label); err != nil {
+			return fmt.Errorf("disabled: %w", err)
+		}
+	}
+	if b.cfg.phases["enforce"] {
+		interval := time.Duration(0)
+		if b.cfg.phases["idle"] {
+			interval = b.idleInterval(limits)
+		}
+		s, err := b.newSet("enforce", "Enforce", interval, limits)
+		if err != nil {
+			return err
+		}
+		b.enforce = s
+		if err := b.phaseConverge(ctx, s, m, label); err != nil {
+			return fmt.Errorf("enforce: %w", err)
+		}
+		if b.cfg.phases["idle"] {
+			if err := b.phaseIdle(ctx, s, m); err != nil {
+				return fmt.Errorf("idle: %w", err)
+			}
+		}
+		if b.cfg.phases["churn"] {
+			if err := b.phaseChurn(ctx, s, m, label); err != nil {
+				return fmt.Errorf("churn: %w", err)
+			}
+		}
+		if b.cfg.phases["memory"] && interval > 0 {
+			// The short interval would keep every key revalidating through
+			// the memory phase's restarts, which are meant to show what a
+			// restart alone costs.
+			if err := b.resetInterval(ctx, s, m); err != nil {
+				return err
+			}
+		}
+	}
+	hwm, rss := m.memory()
+	b.rep.add("memory", fmt.Sprintf("converging manager (%s): peak RSS over all phases above", label), fmt.Sprintf("%.0f MiB (now %.0f MiB)", hwm, rss), "", "")
+	return nil
+}
+
+// tunedRun repeats the convergence and churn phases on fresh key sets with
+// the tuned flags, then deletes those sets so that the memory phase sees the
+// same cluster either way.
+func (b *bench) tunedRun(ctx context.Context) error {
+	m, err := b.startManager(ctx, "tuned", b.cfg.tunedFlags)
+	if err != nil {
+		return err
+	}
+	defer func() { b.stopManager(m) }()
+	// It first reconciles every key already there (a full resync).
+	if _, err := m.waitIdle(ctx, float64(b.existingKeys()), 3*time.Second, 5*time.Minute); err != nil {
+		return err
+	}
+	limits := rateLimits(b.cfg.tunedFlags)
+	var sets []*keySet
+	defer func() {
+		for _, s := range sets {
+			if err := b.deleteSet(context.WithoutCancel(ctx), s); err != nil {
+				b.logf("deleting set %s: %v", s.name, err)
+			}
+		}
+	}()
+	if b.cfg.phases["disabled"] {
+		s, err := b.newSet("tdisabled", "Disabled", 0, limits)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, s)
+		if err := b.phaseConverge(ctx, s, m, "tuned"); err != nil {
+			return err
+		}
+	}
+	if b.cfg.phases["enforce"] {
+		s, err := b.newSet("tenforce", "Enforce", 0, limits)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, s)
+		if err := b.phaseConverge(ctx, s, m, "tuned"); err != nil {
+			return err
+		}
+		if b.cfg.phases["churn"] {
+			if err := b.phaseChurn(ctx, s, m, "tuned"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b *bench) startManager(ctx context.Context, label string, flags []string) (*manager, error) {
+	b.logf("starting manager (%s): %s", label, strings.Join(flags, " "))
+	logPath := filepath.Join(b.work, fmt.Sprintf("manager-%s-%d.log", label, time.Now().UnixNano()))
+	m, err := startManager(ctx, b.bin, b.cl.kubeconfig, logPath, label, flags, b.cfg.pprofDir != "")
+	if err != nil {
+		return nil, err
+	}
+	b.rep.flagSet(label, m.commandLine()+"\n           "+effectiveFlags(flags))
+	return m, nil
+}
+
+func (b *bench) stopManager(m *manager) {
+	if m == nil {
+		return
+	}
+	if n := m.countLog("Reconciler error"); n > 0 {
+		b.rep.note("manager (%s) logged %d 'Reconciler error' lines; see %s", m.label, n, m.logPath)
+	}
+	m.stop()
+	if b.mgr == m {
+		b.mgr = nil
+	}
+}
+
+func (b *bench) cleanup() {
+	b.stopManager(b.mgr)
+	b.trk.stop()
+	if b.srv != nil {
+		b.srv.Close()
+	}
+	b.cl.stop()
+}
+
+func (b *bench) existingKeys() int {
+	n := 0
+	for _, s := range []*keySet{b.disabled, b.enforce} {
+		if s != nil {
+			n += len(s.keys)
+		}
+	}
+	return n
+}
+
+// rateLimits are the per-exchange limits a manager with these flags uses.
+func rateLimits(flags []string) map[exchange.Name]exchange.RateLimit {
+	out := map[exchange.Name]exchange.RateLimit{}
+	for n, rl := range exchange.DefaultRateLimits {
+		out[n] = rl
+	}
+	for _, f := range flags {
+		v, ok := strings.CutPrefix(f, "--exchange-rate-limit=")
+		if !ok {
+			continue
+		}
+		for _, item := range strings.Split(v, ",") {
+			name, spec, _ := strings.Cut(item, "=")
+			var rps float64
+			var burst int
+			if _, err := fmt.Sscanf(spec, "%g:%d", &rps, &burst); err == nil {
+				out[exchange.Name(name)] = exchange.RateLimit{PerSecond: rps, Burst: burst}
+			}
+		}
+	}
+	return out
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory: run from the repository")
+		}
+		dir = parent
+	}
+}
+
+// preflight probes one key per exchange in-process, so that a key shape the
+// simulator rejects fails here in a second, not as a convergence timeout.
+func (b *bench) preflight(ctx context.Context) error {
+	p := exchange.NewProber(exchange.Options{Timeout: 5 * time.Second})
+	for _, n := range exchange.Names {
+		c, err := newCreds(n)
+		if err != nil {
+			return err
+		}
+		register(b.sim, n, c)
+		if _, err := p.Probe(ctx, exchange.Request{Exchange: n, Endpoint: simulator.BaseURL(b.srv.URL, n), Credentials: c}); err != nil {
+			return fmt.Errorf("preflight probe of %s against the simulator: %w", n, err)
+		}
+	}
+	b.sim.ResetCounters()
+	return nil
+}
+
+// effectiveFlags spells out what a flag set means, defaults included.
+func effectiveFlags(flags []string) string {
+	d := operator.Defaults()
+	set := map[string]string{
+		"max-concurrent-reconciles": fmt.Sprint(d.MaxConcurrentReconciles),
+		"kube-api-qps":              fmt.Sprint(d.KubeAPIQPS),
+		"kube-api-burst":            fmt.Sprint(d.KubeAPIBurst),
+	}
+	for _, f := range flags {
+		name, v, ok := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if _, known := set[name]; ok && known {
+			set[name] = v
+		}
+	}
+	var limits []string
+	rl := rateLimits(flags)
+	for _, n := range exchange.Names {
+		limits = append(limits, fmt.Sprintf("%s=%g:%d", n, rl[n].PerSecond, rl[n].Burst))
+	}
+	return fmt.Sprintf("effective: --max-concurrent-reconciles=%s --kube-api-qps=%s --kube-api-burst=%s --exchange-rate-limit=%s",
+		set["max-concurrent-reconciles"], set["kube-api-qps"], set["kube-api-burst"], strings.Join(limits, ","))
+}
