@@ -64,6 +64,10 @@ func TestEachKeyValidReason(t *testing.T) {
 			register(exchange.Bybit, *c, "read")
 			sim.SetState(exchange.Bybit, c.APIKey, simulator.Inactive)
 		}, keyopsv1.ReasonInactive, "not active"},
+		{"nonce used up by another client", exchange.Bitfinex, func(c *exchange.Credentials) {
+			register(exchange.Bitfinex, *c, "read")
+			sim.AdvanceNonce(exchange.Bitfinex, c.APIKey, 1<<52)
+		}, keyopsv1.ReasonClockSkew, "nonce"},
 		{"ip not allowed", exchange.KuCoin, func(c *exchange.Credentials) {
 			sim.AddKey(simulator.Key{Exchange: exchange.KuCoin, APIKey: c.APIKey, Secret: c.APISecret, Passphrase: c.Passphrase, Permissions: []string{"read"}, AllowedIPs: []string{"203.0.113.9"}})
 		}, keyopsv1.ReasonIPNotAllowed, "add the egress IP"},
@@ -240,6 +244,14 @@ func TestTransientFailuresBackOffAndKeepReady(t *testing.T) {
 	g.Expect(k.Status.TransientFailures).To(Equal(int32(1)))
 	g.Expect(k.Status.NextValidationTime.Sub(k.Status.LastValidationTime.Time)).To(BeNumerically(">", 0))
 	g.Expect(time.Until(k.Status.NextValidationTime.Time)).To(BeNumerically("~", 30*time.Second, 5*time.Second))
+
+	// A garbage answer (an HTML page) is reported as such, not as a verdict.
+	sim.SetFault(exchange.Bitstamp, simulator.Fault{Kind: simulator.FaultHTML})
+	revalidate(t, ns, "bot", "2")
+	k = waitCond(t, ns, "bot", keyopsv1.ConditionKeyValid, "Unknown/UnexpectedResponse")
+	g.Expect(cond(k, keyopsv1.ConditionReady)).To(Equal("True/Ready"))
+	g.Expect(k.Status.TransientFailures).To(Equal(int32(2)))
+	g.Expect(time.Until(k.Status.NextValidationTime.Time)).To(BeNumerically("~", 60*time.Second, 5*time.Second), "second backoff step")
 
 	// A rate limit with Retry-After pushes the next try out that far.
 	sim.SetFault(exchange.Bitstamp, simulator.Fault{Kind: simulator.FaultRateLimit, RetryAfter: 300 * time.Second})

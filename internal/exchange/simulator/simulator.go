@@ -362,6 +362,15 @@ func (s *Simulator) acceptNonce(n exchange.Name, apiKey string, nonce uint64) bo
 	return true
 }
 
+// AdvanceNonce records nonce as the last one seen for a key, as if another
+// client had used the key with larger nonces: the next request with a
+// smaller nonce is refused (Bitfinex "nonce: small", Kraken "Invalid nonce").
+func (s *Simulator) AdvanceNonce(n exchange.Name, apiKey string, nonce uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nonces[string(n)+"/"+apiKey] = nonce
+}
+
 // acceptOnce enforces single-use nonces (Bitstamp's UUIDs).
 func (s *Simulator) acceptOnce(n exchange.Name, nonce string) bool {
 	s.mu.Lock()
