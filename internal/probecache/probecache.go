@@ -36,6 +36,7 @@ type Cache struct {
 	mu       sync.Mutex
 	results  map[string]Result
 	inflight map[string]*flight
+	stores   int
 }
 
 type flight struct {
@@ -85,6 +86,11 @@ func (c *Cache) Probe(ctx context.Context, req exchange.Request, maxAge time.Dur
 	delete(c.inflight, id)
 	if err == nil || !exchange.KindOf(err).Transient() {
 		c.results[id] = f.res
+		// Now and then drop results nobody can use any more (rotated or
+		// deleted keys), so the cache does not grow without bound.
+		if c.stores++; c.stores%1024 == 0 {
+			c.purgeLocked(maxAge)
+		}
 	} else {
 		delete(c.results, id)
 	}
@@ -93,11 +99,8 @@ func (c *Cache) Probe(ctx context.Context, req exchange.Request, maxAge time.Dur
 	return f.res
 }
 
-// Forget drops results older than maxAge, so the cache does not grow with
-// keys that are gone.
-func (c *Cache) Forget(maxAge time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// purgeLocked drops results older than maxAge. Caller holds mu.
+func (c *Cache) purgeLocked(maxAge time.Duration) {
 	for id, r := range c.results {
 		if c.now().Sub(r.At) >= maxAge {
 			delete(c.results, id)
