@@ -98,7 +98,7 @@ func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) 
 func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
 	var top json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, bitfinexFallback(status, "response is not JSON", body)
+		return nil, fallback(Bitfinex, status, "response is not JSON", body)
 	}
 	var obj struct {
 		Error   *string `json:"error"`
@@ -110,24 +110,24 @@ func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
 			e.RetryAfter = bitfinexRateLimitWait
 			return nil, e
 		}
-		return nil, bitfinexFallback(status, "unknown Bitfinex error "+sanitize(*obj.Error, 80), body)
+		return nil, fallback(Bitfinex, status, "unknown Bitfinex error "+sanitize(*obj.Error, 80), body)
 	}
 	var rows []json.RawMessage
 	// null decodes into a nil slice without error; only a real array counts.
 	if err := json.Unmarshal(top, &rows); err != nil || rows == nil {
-		return nil, bitfinexFallback(status, "response is not a JSON array", body)
+		return nil, fallback(Bitfinex, status, "response is not a JSON array", body)
 	}
 	if len(rows) > 0 {
 		var tag string
 		if json.Unmarshal(rows[0], &tag) == nil {
 			if tag != "error" {
-				return nil, bitfinexFallback(status, "array starts with an unexpected string", body)
+				return nil, fallback(Bitfinex, status, "array starts with an unexpected string", body)
 			}
 			return nil, bitfinexError(status, rows, body)
 		}
 	}
 	if status < 200 || status > 299 {
-		return nil, bitfinexFallback(status, fmt.Sprintf("HTTP %d without a Bitfinex error", status), body)
+		return nil, fallback(Bitfinex, status, fmt.Sprintf("HTTP %d without a Bitfinex error", status), body)
 	}
 	set := map[string]bool{}
 	native := []string{}
@@ -212,7 +212,7 @@ func bitfinexError(status int, rows []json.RawMessage, body []byte) *Error {
 	var code float64
 	var msg string
 	if len(rows) < 2 || json.Unmarshal(rows[1], &code) != nil {
-		return bitfinexFallback(status, "error array without a numeric code", body)
+		return fallback(Bitfinex, status, "error array without a numeric code", body)
 	}
 	if len(rows) > 2 {
 		_ = json.Unmarshal(rows[2], &msg)
@@ -244,16 +244,9 @@ func bitfinexError(status int, rows []json.RawMessage, body []byte) *Error {
 	case "20060":
 		kind = Unavailable
 	default:
-		return bitfinexFallback(status, "unknown Bitfinex error "+codeStr+": "+sanitize(msg, 80), body)
+		return fallback(Bitfinex, status, "unknown Bitfinex error "+codeStr+": "+sanitize(msg, 80), body)
 	}
 	e := newError(Bitfinex, kind, status, codeStr, msg)
 	e.RetryAfter = wait
 	return e
-}
-
-func bitfinexFallback(status int, why string, body []byte) *Error {
-	if status >= 500 {
-		return &Error{Kind: Unavailable, Exchange: Bitfinex, HTTPStatus: status, Message: why, Excerpt: sanitize(string(body), 120)}
-	}
-	return unexpected(Bitfinex, status, why, body)
 }

@@ -138,7 +138,7 @@ func bitstampError(status int, body []byte) *Error {
 	}
 	if err := json.Unmarshal(body, &e); err != nil || (e.Code == "" && e.ResponseCode == "") {
 		if status >= 500 {
-			return &Error{Kind: Unavailable, Exchange: Bitstamp, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
+			return fallback(Bitstamp, status, "server error", body)
 		}
 		return unexpected(Bitstamp, status, "not a Bitstamp balance list or error object", body)
 	}

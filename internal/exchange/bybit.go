@@ -136,7 +136,7 @@ var bybitErrorKinds = map[int64]Kind{
 // parseBybitKeyInfo maps the answer to GET /v5/user/query-api.
 func parseBybitKeyInfo(status int, body []byte) (*Permissions, error) {
 	if status >= 500 {
-		return nil, &Error{Kind: Unavailable, Exchange: Bybit, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
+		return nil, fallback(Bybit, status, "server error", body)
 	}
 	if status == http.StatusForbidden {
 		// Bybit's IP rate ban (also what a US or mainland-China egress IP
@@ -291,7 +291,7 @@ func bybitTime(s string) *time.Time {
 // {"retCode":0,"result":{"timeSecond":"..","timeNano":".."},"time":<ms>}.
 func parseBybitServerTime(status int, body []byte) (time.Time, error) {
 	if status >= 500 {
-		return time.Time{}, &Error{Kind: Unavailable, Exchange: Bybit, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
+		return time.Time{}, fallback(Bybit, status, "server error", body)
 	}
 	var env bybitEnvelope
 	if err := json.Unmarshal(body, &env); err != nil || env.RetCode == nil {

@@ -209,10 +209,10 @@ func parseCoinbaseKeyPermissions(status int, body []byte) (*Permissions, error) 
 	}
 	var kp coinbaseKeyPermissions
 	if err := json.Unmarshal(body, &kp); err != nil {
-		return nil, coinbaseUnexpected(status, "key_permissions is not JSON of the expected shape", body)
+		return nil, fallback(Coinbase, status, "key_permissions is not JSON of the expected shape", body)
 	}
 	if kp.CanView == nil || kp.CanTrade == nil || kp.CanTransfer == nil {
-		return nil, coinbaseUnexpected(status, "key_permissions lacks can_view, can_trade or can_transfer", body)
+		return nil, fallback(Coinbase, status, "key_permissions lacks can_view, can_trade or can_transfer", body)
 	}
 	set := map[string]bool{}
 	native := []string{}
@@ -244,7 +244,7 @@ func coinbaseParseError(status int, body []byte) *Error {
 				return newError(Coinbase, InvalidKey, status, "", coinbaseUnexplainedMessage)
 			}
 		}
-		return coinbaseUnexpected(status, "error answer is not Coinbase's JSON error shape", body)
+		return fallback(Coinbase, status, "error answer is not Coinbase's JSON error shape", body)
 	}
 	reason := strings.ToUpper(strings.TrimSpace(eb.ErrorDetails))
 	msg := eb.Message
@@ -284,7 +284,7 @@ func coinbaseParseError(status int, body []byte) *Error {
 	case status == http.StatusForbidden || eb.Error == "PERMISSION_DENIED" || grpc == "7":
 		return newError(Coinbase, PermissionDenied, status, code, msg)
 	}
-	e := coinbaseUnexpected(status, "unknown Coinbase error", body)
+	e := fallback(Coinbase, status, "unknown Coinbase error", body)
 	e.Code = sanitize(code, 64)
 	return e
 }
@@ -295,16 +295,6 @@ const coinbaseUnexplainedMessage = "Coinbase rejected the JWT without a reason: 
 // did not name, as opposed to one it did (KEY_NOT_FOUND).
 func coinbaseUnexplained(e *Error) bool {
 	return e.Kind == InvalidKey && e.Code != coinbaseReasonKeyNotFound
-}
-
-// coinbaseUnexpected is UnexpectedResponse, or Unavailable for a 5xx, the
-// pure-function twin of call.fallback.
-func coinbaseUnexpected(status int, why string, body []byte) *Error {
-	e := unexpected(Coinbase, status, why, body)
-	if status >= 500 {
-		e.Kind = Unavailable
-	}
-	return e
 }
 
 // coinbaseFlexInt accepts a number or a numeric string: the time endpoint's
@@ -332,7 +322,7 @@ func (f *coinbaseFlexInt) UnmarshalJSON(b []byte) error {
 // {"iso":"...","epochSeconds":"...","epochMillis":"..."}.
 func parseCoinbaseTime(status int, body []byte) (time.Time, error) {
 	if status != http.StatusOK {
-		return time.Time{}, coinbaseUnexpected(status, fmt.Sprintf("server time answered HTTP %d", status), body)
+		return time.Time{}, fallback(Coinbase, status, fmt.Sprintf("server time answered HTTP %d", status), body)
 	}
 	var t struct {
 		ISO          string          `json:"iso"`
@@ -340,7 +330,7 @@ func parseCoinbaseTime(status int, body []byte) (time.Time, error) {
 		EpochMillis  coinbaseFlexInt `json:"epochMillis"`
 	}
 	if err := json.Unmarshal(body, &t); err != nil {
-		return time.Time{}, coinbaseUnexpected(status, "server time is not JSON of the expected shape", body)
+		return time.Time{}, fallback(Coinbase, status, "server time is not JSON of the expected shape", body)
 	}
 	// Bounds keep a garbage value from turning into an absurd clock offset.
 	const minMillis, maxMillis = 946684800000, 32503680000000 // 2000 .. 3000
@@ -353,5 +343,5 @@ func parseCoinbaseTime(status int, body []byte) (time.Time, error) {
 	if ts, err := time.Parse(time.RFC3339Nano, t.ISO); err == nil && ts.UnixMilli() > minMillis && ts.UnixMilli() < maxMillis {
 		return ts, nil
 	}
-	return time.Time{}, coinbaseUnexpected(status, "server time has no usable epochMillis, epochSeconds or iso", body)
+	return time.Time{}, fallback(Coinbase, status, "server time has no usable epochMillis, epochSeconds or iso", body)
 }

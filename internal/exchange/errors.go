@@ -105,6 +105,16 @@ func unexpected(ex Name, status int, why string, body []byte) *Error {
 	return &Error{Kind: UnexpectedResponse, Exchange: ex, HTTPStatus: status, Message: why, Excerpt: sanitize(string(body), 120)}
 }
 
+// fallback maps an answer a parser could not interpret: a 5xx (maintenance
+// page, proxy error) is Unavailable, anything else UnexpectedResponse.
+func fallback(ex Name, status int, why string, body []byte) *Error {
+	e := unexpected(ex, status, why, body)
+	if status >= 500 {
+		e.Kind = Unavailable
+	}
+	return e
+}
+
 // sanitize keeps printable characters only and cuts to max runes, so that a
 // hostile or broken body cannot fill logs or status.
 func sanitize(s string, max int) string {

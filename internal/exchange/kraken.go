@@ -175,7 +175,7 @@ func (u *krakenUnixSec) UnmarshalJSON(b []byte) error {
 func parseKrakenKeyInfo(status int, body []byte) (*Permissions, error) {
 	var env krakenEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, krakenFallback(status, "response is not Kraken's JSON envelope", body)
+		return nil, fallback(Kraken, status, "response is not Kraken's JSON envelope", body)
 	}
 	for _, msg := range env.Error {
 		// Kraken prefixes warnings with W; only E entries are failures.
@@ -184,7 +184,7 @@ func parseKrakenKeyInfo(status int, body []byte) (*Permissions, error) {
 		}
 	}
 	if status < 200 || status > 299 {
-		return nil, krakenFallback(status, fmt.Sprintf("HTTP %d without a Kraken error", status), body)
+		return nil, fallback(Kraken, status, fmt.Sprintf("HTTP %d without a Kraken error", status), body)
 	}
 	if len(env.Result) == 0 || bytes.Equal(env.Result, []byte("null")) {
 		return nil, unexpected(Kraken, status, "answer has neither an error nor a result", body)
@@ -266,16 +266,9 @@ func krakenError(status int, msg string, body []byte) *Error {
 	case msg == "EService:Unavailable", msg == "EService:Busy", msg == "EService:Deadline elapsed", msg == "EGeneral:Internal error":
 		kind = Unavailable
 	default:
-		return krakenFallback(status, "unknown Kraken error "+sanitize(msg, 80), body)
+		return fallback(Kraken, status, "unknown Kraken error "+sanitize(msg, 80), body)
 	}
 	e := newError(Kraken, kind, status, msg, text)
 	e.RetryAfter = wait
 	return e
-}
-
-func krakenFallback(status int, why string, body []byte) *Error {
-	if status >= 500 {
-		return &Error{Kind: Unavailable, Exchange: Kraken, HTTPStatus: status, Message: why, Excerpt: sanitize(string(body), 120)}
-	}
-	return unexpected(Kraken, status, why, body)
 }

@@ -145,7 +145,7 @@ var kucoinErrorKinds = map[string]Kind{
 // parseKuCoinKeyInfo maps the answer to GET /api/v1/user/api-key.
 func parseKuCoinKeyInfo(status int, body []byte) (*Permissions, error) {
 	if status >= 500 {
-		return nil, &Error{Kind: Unavailable, Exchange: KuCoin, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
+		return nil, fallback(KuCoin, status, "server error", body)
 	}
 	var env kucoinEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
@@ -233,7 +233,7 @@ func kucoinPermissions(info kucoinKeyInfo) *Permissions {
 // parseKuCoinTimestamp maps GET /api/v1/timestamp: {"code":"200000","data":<ms>}.
 func parseKuCoinTimestamp(status int, body []byte) (time.Time, error) {
 	if status >= 500 {
-		return time.Time{}, &Error{Kind: Unavailable, Exchange: KuCoin, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
+		return time.Time{}, fallback(KuCoin, status, "server error", body)
 	}
 	var env kucoinEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {

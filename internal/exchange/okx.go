@@ -113,7 +113,7 @@ func parseOKXAccountConfig(status int, body []byte) (*Permissions, error) {
 	}
 	var data []okxAccountConfig
 	if err := json.Unmarshal(env.Data, &data); err != nil || len(data) == 0 || data[0].Perm == nil {
-		return nil, okxUnexpected(status, "account/config has no data[0].perm", body)
+		return nil, fallback(OKX, status, "account/config has no data[0].perm", body)
 	}
 	cfg := data[0]
 	set := map[string]bool{}
@@ -153,12 +153,12 @@ func parseOKXTime(status int, body []byte) (time.Time, error) {
 		TS string `json:"ts"`
 	}
 	if err := json.Unmarshal(env.Data, &data); err != nil || len(data) == 0 {
-		return time.Time{}, okxUnexpected(status, "public/time has no data[0].ts", body)
+		return time.Time{}, fallback(OKX, status, "public/time has no data[0].ts", body)
 	}
 	ms, err := strconv.ParseInt(data[0].TS, 10, 64)
 	// Bounds keep a garbage value from turning into an absurd clock offset.
 	if err != nil || ms < 946684800000 || ms > 32503680000000 {
-		return time.Time{}, okxUnexpected(status, "public/time ts is not a plausible epoch in milliseconds", body)
+		return time.Time{}, fallback(OKX, status, "public/time ts is not a plausible epoch in milliseconds", body)
 	}
 	return time.UnixMilli(ms), nil
 }
@@ -168,17 +168,17 @@ func parseOKXTime(status int, body []byte) (time.Time, error) {
 func okxParseEnvelope(status int, body []byte) (*okxEnvelope, error) {
 	var env okxEnvelope
 	if err := json.Unmarshal(body, &env); err != nil || env.Code == "" {
-		return nil, okxUnexpected(status, "not OKX's JSON envelope", body)
+		return nil, fallback(OKX, status, "not OKX's JSON envelope", body)
 	}
 	if env.Code == "0" {
 		if status != http.StatusOK {
-			return nil, okxUnexpected(status, "success code with a non-200 status", body)
+			return nil, fallback(OKX, status, "success code with a non-200 status", body)
 		}
 		return &env, nil
 	}
 	kind, known := okxCodeKinds[env.Code]
 	if !known {
-		e := okxUnexpected(status, "unknown OKX error code: "+env.Msg, body)
+		e := fallback(OKX, status, "unknown OKX error code: "+env.Msg, body)
 		e.Code = sanitize(env.Code, 16)
 		return nil, e
 	}
@@ -187,14 +187,4 @@ func okxParseEnvelope(status int, body []byte) (*okxEnvelope, error) {
 		msg += " (a demo-trading key probed as live, or the reverse)"
 	}
 	return nil, newError(OKX, kind, status, env.Code, msg)
-}
-
-// okxUnexpected is UnexpectedResponse, or Unavailable for a 5xx, the
-// pure-function twin of call.fallback.
-func okxUnexpected(status int, why string, body []byte) *Error {
-	e := unexpected(OKX, status, why, body)
-	if status >= 500 {
-		e.Kind = Unavailable
-	}
-	return e
 }

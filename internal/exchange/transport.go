@@ -149,10 +149,7 @@ func (c *call) send(ctx context.Context, method, path, rawQuery string, body []b
 // fallback maps an answer that the driver could not interpret: 5xx and 503
 // maintenance pages are Unavailable, anything else UnexpectedResponse.
 func (c *call) fallback(r *response, why string) *Error {
-	if r.Status >= 500 {
-		return &Error{Kind: Unavailable, Exchange: c.ex, HTTPStatus: r.Status, Message: why, Excerpt: sanitize(string(r.Body), 120)}
-	}
-	return unexpected(c.ex, r.Status, why, r.Body)
+	return fallback(c.ex, r.Status, why, r.Body)
 }
 
 // rateLimited builds a RateLimited error for exchanges that signal rate
