@@ -2,13 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -34,6 +27,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
@@ -140,18 +134,7 @@ func newNamespace(t *testing.T) string {
 func ctx() context.Context { return context.Background() }
 
 // creds makes key material shaped for the exchange.
-func creds(ex exchange.Name) exchange.Credentials {
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	c := exchange.Credentials{APIKey: "K" + hex.EncodeToString(raw[:20]), APISecret: hex.EncodeToString(raw)}
-	switch ex {
-	case exchange.Kraken:
-		c.APISecret = base64.StdEncoding.EncodeToString(append(raw, raw...))
-	case exchange.OKX, exchange.KuCoin:
-		c.Passphrase = "pp-" + hex.EncodeToString(raw[:3])
-	}
-	return c
-}
+func creds(ex exchange.Name) exchange.Credentials { return exchangetest.NewCredentials(ex) }
 
 // register adds a key to the simulator.
 func register(ex exchange.Name, c exchange.Credentials, perms ...string) {
@@ -288,17 +271,3 @@ func keyName(ns, name string) types.NamespacedName {
 }
 
 func newSecret() *corev1.Secret { return &corev1.Secret{} }
-
-// ecPEM makes a Coinbase-style EC P-256 private key.
-func ecPEM(t *testing.T) string {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
-}

@@ -269,8 +269,6 @@ func TestDuplicateKeysShareOneProbe(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	c := creds(exchange.Coinbase)
-	c.APIKey = "organizations/org-1/apiKeys/" + c.APIKey
-	c.APISecret = ecPEM(t)
 	register(exchange.Coinbase, c, "read", "trade")
 	for i := 0; i < 4; i++ {
 		name := fmt.Sprintf("bot%d", i)

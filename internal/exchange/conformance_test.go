@@ -2,20 +2,12 @@ package exchange_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 )
 
@@ -48,35 +40,12 @@ var profiles = map[exchange.Name]profile{
 // newCredentials makes key material of the right shape for n.
 func newCredentials(t *testing.T, n exchange.Name) exchange.Credentials {
 	t.Helper()
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	c := exchange.Credentials{APIKey: hex.EncodeToString(raw[:16]) + "K", APISecret: hex.EncodeToString(raw)}
-	switch n {
-	case exchange.Kraken:
-		sec := make([]byte, 64)
-		_, _ = rand.Read(sec)
-		c.APISecret = base64.StdEncoding.EncodeToString(sec)
-	case exchange.Coinbase:
-		c.APIKey = "organizations/" + uuid.NewString() + "/apiKeys/" + uuid.NewString()
-		c.APISecret = newECPEM(t)
-	}
-	if profiles[n].passphrase {
-		c.Passphrase = "pass-" + hex.EncodeToString(raw[:4])
-	}
-	return c
+	return exchangetest.NewCredentials(n)
 }
 
 func newECPEM(t *testing.T) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	return exchangetest.ECPrivateKeyPEM()
 }
 
 type harness struct {
