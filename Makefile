@@ -84,10 +84,13 @@ install: manifests ## Install the CRD into the cluster of the current kubeconfig
 uninstall: ## Remove the CRD.
 	kubectl delete -k config/crd
 
+.PHONY: docker-build
+docker-build: ## Build the manager image IMG (needs a container engine).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
 .PHONY: deploy
 deploy: manifests ## Deploy the operator (config/default) with image IMG.
-	cd config/manager && kubectl kustomize . >/dev/null
-	kubectl apply --server-side -k config/default
+	kubectl kustomize config/default | sed 's|ghcr.io/keyops-io/exchange-key-operator:latest|$(IMG)|' | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator.
