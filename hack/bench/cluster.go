@@ -93,44 +93,59 @@ var operatorResources = map[string]bool{
 type writeCounts map[string]float64
 
 func (cl *cluster) writes(ctx context.Context) (writeCounts, error) {
+	w, _, err := cl.requests(ctx)
+	return w, err
+}
+
+// requests returns the cumulative writes by resource[/subresource] and the
+// reads by "VERB resource" (GET, LIST; watches are long-running and left out).
+func (cl *cluster) requests(ctx context.Context) (writes, reads writeCounts, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	raw, err := cl.cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("GET /metrics of the API server: %w", err)
+		return nil, nil, fmt.Errorf("GET /metrics of the API server: %w", err)
 	}
-	out := writeCounts{}
+	writes, reads = writeCounts{}, writeCounts{}
 	for _, s := range parseProm(raw) {
-		if s.name != "apiserver_request_total" || !writeVerbs[s.labels["verb"]] {
+		if s.name != "apiserver_request_total" {
 			continue
 		}
 		r := s.labels["resource"]
 		if sr := s.labels["subresource"]; sr != "" {
 			r += "/" + sr
 		}
-		out[r] += s.value
+		switch v := s.labels["verb"]; {
+		case writeVerbs[v]:
+			writes[r] += s.value
+		case v == "GET" || v == "LIST":
+			reads[v+" "+r] += s.value
+		}
 	}
-	return out, nil
+	return writes, reads, nil
 }
 
-// delta is after minus before, split into the operator's resources and the
-// rest, with a short breakdown for the report.
-func (after writeCounts) delta(before writeCounts) (operatorWrites, other float64, detail string) {
-	var parts []string
+// delta is after minus before, less the benchmark's own writes (ours),
+// split into the operator's resources and the rest (the API server's own,
+// such as its identity lease), each with a breakdown for the report.
+func (after writeCounts) delta(before, ours writeCounts) (operatorWrites float64, opDetail string, other float64, otherDetail string) {
+	var op, rest []string
 	for r, v := range after {
-		d := v - before[r]
+		d := v - before[r] - ours[r]
 		if d <= 0 {
 			continue
 		}
 		if operatorResources[r] {
 			operatorWrites += d
+			op = append(op, fmt.Sprintf("%s=%.0f", r, d))
 		} else {
 			other += d
+			rest = append(rest, fmt.Sprintf("%s=%.0f", r, d))
 		}
-		parts = append(parts, fmt.Sprintf("%s=%.0f", r, d))
 	}
-	sort.Strings(parts)
-	return operatorWrites, other, strings.Join(parts, " ")
+	sort.Strings(op)
+	sort.Strings(rest)
+	return operatorWrites, strings.Join(op, " "), other, strings.Join(rest, " ")
 }
 
 // cpuSeconds is a process's user+system CPU time, from /proc/<pid>/stat.

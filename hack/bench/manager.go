@@ -290,12 +290,23 @@ func (m *manager) waitIdle(ctx context.Context, minReconciles float64, quiet, ti
 		if time.Now().After(deadline) {
 			return st, fmt.Errorf("manager not idle after %s (reconciles %.0f, want >= %.0f, queue %.0f)", timeout, st.reconciles, minReconciles, st.queueDepth)
 		}
+		// Not faster: every scrape makes the manager build its per-key
+		// metrics from a copy of every ExchangeAPIKey, which would load the
+		// process being measured (Prometheus scrapes every 15-60 s).
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
+}
+
+// scrapeCost times one GET /metrics and reports its size, as Prometheus
+// would see it.
+func (m *manager) scrapeCost(ctx context.Context) (time.Duration, int, error) {
+	t := time.Now()
+	b, err := httpGet(ctx, m.metrics, 30*time.Second)
+	return time.Since(t), len(b), err
 }
 
 // memory is the process's peak and current resident set, in MiB.

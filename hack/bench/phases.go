@@ -48,16 +48,32 @@ func (b *bench) phaseRaw(ctx context.Context) error {
 	if _, _, err := b.rawRound(ctx, ns, "warm", min(200, b.cfg.n)); err != nil {
 		return err
 	}
-	b.logf("raw: creating %d Secrets, then updating %d ExchangeAPIKeys' status (%d parallel requests, no client-side limit)", b.cfg.n, b.cfg.n, b.cfg.workers)
-	sec, st, err := b.rawRound(ctx, ns, "raw", b.cfg.n)
-	if err != nil {
-		return err
+	b.logf("raw: creating %d Secrets, then updating %d ExchangeAPIKeys' status (%d parallel requests, no client-side limit), 3 rounds", b.cfg.n, b.cfg.n, b.cfg.workers)
+	// A bound is what the API server can do: the best of three rounds,
+	// each part on its own (the first rounds can meet the API server's
+	// post-start work).
+	cpu0, t := b.cpu(nil), time.Now()
+	var sec, st time.Duration
+	var rounds []string
+	for r := 0; r < 3; r++ {
+		s1, s2, err := b.rawRound(ctx, ns, fmt.Sprintf("raw%d", r), b.cfg.n)
+		if err != nil {
+			return err
+		}
+		if r == 0 || s1 < sec {
+			sec = s1
+		}
+		if r == 0 || s2 < st {
+			st = s2
+		}
+		rounds = append(rounds, fmt.Sprintf("%.2f+%.2f", s1.Seconds(), s2.Seconds()))
 	}
 	b.raw = &rawResult{secrets: sec, status: st}
 	n := float64(b.cfg.n)
-	b.rep.add("raw bound", fmt.Sprintf("create %d Secrets", b.cfg.n), fmt.Sprintf("%.2fs (%.0f/s)", sec.Seconds(), n/sec.Seconds()), "", "")
-	b.rep.add("raw bound", fmt.Sprintf("update %d ExchangeAPIKeys' status", b.cfg.n), fmt.Sprintf("%.2fs (%.0f/s)", st.Seconds(), n/st.Seconds()), "", "")
-	b.rep.add("raw bound", "reference: both, per key set", fmt.Sprintf("%.2fs (%.0f keys/s)", b.raw.total().Seconds(), n/b.raw.total().Seconds()), "", "")
+	b.rep.add("raw bound", fmt.Sprintf("create %d Secrets (best of 3)", b.cfg.n), fmt.Sprintf("%.2fs (%.0f/s)", sec.Seconds(), n/sec.Seconds()), "", "")
+	b.rep.add("raw bound", fmt.Sprintf("update %d ExchangeAPIKeys' status (best of 3)", b.cfg.n), fmt.Sprintf("%.2fs (%.0f/s)", st.Seconds(), n/st.Seconds()), "", "")
+	b.rep.add("raw bound", "reference: both, per key set", fmt.Sprintf("%.2fs (%.0f keys/s); rounds (s): %s", b.raw.total().Seconds(), n/b.raw.total().Seconds(), strings.Join(rounds, ", ")), "", "")
+	b.rep.add("raw bound", "CPU used (including the untimed creates and deletes between)", b.cpu(nil).since(cpu0, time.Since(t)), "", "")
 	b.logf("raw: %.2fs + %.2fs", sec.Seconds(), st.Seconds())
 	return nil
 }
@@ -168,7 +184,7 @@ func readyStatus(k *keyopsv1.ExchangeAPIKey, now time.Time) keyopsv1.ExchangeAPI
 
 // -------------------------------------------------------------- convergence
 
-func (b *bench) newSet(name string, mode keyopsv1.ValidationMode, interval time.Duration, limits map[exchange.Name]exchange.RateLimit) (*keySet, error) {
+func (b *bench) newSet(name string, mode keyopsv1.ValidationMode, interval time.Duration) (*keySet, error) {
 	// The mix is the same for every run: weighted by the default limits.
 	exs := exchangeSequence(b.cfg.n, b.cfg.spread, exchange.DefaultRateLimits)
 	s, err := newKeySet(name, mode, b.cfg.n, b.cfg.namespaces, b.cfg.sharedEvery, 10, exs)
@@ -267,7 +283,7 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 	}
 
 	b.sim.ResetCounters()
-	w0, err := b.cl.writes(ctx)
+	w0, r0, err := b.cl.requests(ctx)
 	if err != nil {
 		return err
 	}
@@ -313,12 +329,15 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 	if err != nil {
 		return err
 	}
-	w1, err := b.cl.writes(ctx)
+	w1, r1, err := b.cl.requests(ctx)
 	if err != nil {
 		return err
 	}
-	opW, otherW, detail := w1.delta(w0)
-	b.logf("%s: %.2fs; %d exchange calls; writes %s", section, conv.Seconds(), calls, detail)
+	// The benchmark's own creates are not the operator's; its reads are
+	// watches, which are not counted.
+	reads := readDelta(r1, r0, n)
+	opW, detail, otherW, otherDetail := w1.delta(w0, writeCounts{"exchangeapikeys": float64(n)})
+	b.logf("%s: %.2fs; %d exchange calls; operator writes %s", section, conv.Seconds(), calls, detail)
 
 	target := 2.0
 	if s.mode != keyopsv1.ValidationDisabled {
@@ -328,7 +347,7 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 		fmt.Sprintf("%.2fs (%.0f keys/s); the creates alone took %.2fs", conv.Seconds(), float64(n)/conv.Seconds(), created.Seconds()), "", "")
 	if b.raw != nil {
 		ratio := conv.Seconds() / b.raw.total().Seconds()
-		b.rep.add(section, fmt.Sprintf("ratio to the raw bound (%.2fs)", b.raw.total().Seconds()), fmt.Sprintf("%.1fx", ratio), fmt.Sprintf("<= %.0fx", target), verdict(ratio <= target))
+		b.rep.add(section, fmt.Sprintf("ratio to the raw bound (%.2fs)", b.raw.total().Seconds()), fmt.Sprintf("%.2fx", ratio), fmt.Sprintf("<= %.0fx", target), verdict(ratio <= target))
 	} else {
 		b.rep.add(section, "ratio to the raw bound", "n/a (raw phase not run)", fmt.Sprintf("<= %.0fx", target), "-")
 	}
@@ -339,12 +358,28 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 	}
 	b.rep.add(section, "API writes by the operator, per key", fmt.Sprintf("%.2f (%s)", opW/float64(n), detail), "", "")
 	if otherW > 0 {
-		b.rep.note("%s: %.0f writes to resources the operator does not write (the API server's own): %s", section, otherW, detail)
+		b.rep.note("%s: not counted above, %.0f writes by the API server itself: %s", section, otherW, otherDetail)
 	}
+	b.rep.add(section, "API reads (GET/LIST) at the API server, per key", reads, "", "")
+	b.rep.add(section, "manager-side mutating requests per key (rest_client_requests_total)", fmt.Sprintf("%.2f", (st1.clientWrites-st0.clientWrites)/float64(n)), "", "")
 	b.rep.add(section, "reconciles per key; reconcile errors", fmt.Sprintf("%.2f; %.0f", (st1.reconciles-st0.reconciles)/float64(n), st1.reconcileErrs-st0.reconcileErrs), "", "")
 	b.rep.add(section, "manager API requests per key (client side)", fmt.Sprintf("%.2f", (st1.clientRequests-st0.clientRequests)/float64(n)), "", "")
 	b.rep.add(section, "CPU used while converging", cpuLine, "", "")
 	return nil
+}
+
+// readDelta summarises the reads between two snapshots, per key of a set.
+func readDelta(after, before writeCounts, keys int) string {
+	var total float64
+	var parts []string
+	for r, v := range after {
+		if d := v - before[r]; d > 0 {
+			total += d
+			parts = append(parts, fmt.Sprintf("%s=%.0f", r, d))
+		}
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%.2f (%s)", total/float64(keys), strings.Join(parts, " "))
 }
 
 // topProfile writes `go tool pprof -top` next to a merged profile.
@@ -362,7 +397,7 @@ func (b *bench) topProfile(ctx context.Context, path string) {
 // -------------------------------------------------------------------- idle
 
 func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
-	const section = "idle (default)"
+	section := fmt.Sprintf("idle (%s)", m.label)
 	I := s.interval
 	if I == 0 {
 		I = keyopsv1.DefaultValidationInterval
@@ -377,8 +412,10 @@ func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
 		return err
 	}
 	var minNext, maxNext time.Time
+	next0 := map[*benchKey]time.Time{}
 	for _, k := range s.keys {
 		nv := b.trk.key(k).nextValidation
+		next0[k] = nv
 		if minNext.IsZero() || nv.Before(minNext) {
 			minNext = nv
 		}
@@ -409,7 +446,7 @@ func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
 		if err != nil {
 			return err
 		}
-		qOp, _, qDetail = wq.delta(w0)
+		qOp, qDetail, _, _ = wq.delta(w0, nil)
 		qCalls = b.sim.TotalRequests()
 	}
 
@@ -445,7 +482,20 @@ func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
 	}
 	perMaterial, hist := b.callsPerMaterial(s)
 	calls := b.sim.TotalRequests()
-	opW, otherW, detail := w1.delta(w0)
+	// Objects that were revalidated (their next validation moved on) but
+	// whose lastValidationTime did not: they were answered from the probe
+	// cache with a result older than the window.
+	revalidated, stale := 0, 0
+	for _, k := range s.keys {
+		o := b.trk.key(k)
+		if o.nextValidation.After(next0[k]) {
+			revalidated++
+			if o.lastValidation.Before(t0.Add(-time.Second)) {
+				stale++
+			}
+		}
+	}
+	opW, detail, otherW, otherDetail := w1.delta(w0, nil)
 
 	// 3. None beyond: until the earliest possible second due time, the
 	// counts must not move.
@@ -465,6 +515,12 @@ func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
 		extra = b.sim.TotalRequests() - calls
 	}
 
+	b.rep.note("idle arithmetic: interval I = %s with ±10%% jitter, so a key is due again 0.9·I-1.1·I (%.0f-%.0fs) after its last validation. "+
+		"At the window start T0 (convergence + settle) the next due times lay between T0+%.0fs and T0+%.0fs, so no key can be due a second time before "+
+		"the earliest of them + 0.9·I = T0+%.0fs (less 1 s for the status times' one-second resolution). The window [T0, T0+%.0fs] therefore holds exactly one due time per key: "+
+		"expect exactly one exchange call per distinct key material (%d; objects sharing material share one probe), none while nothing is due (T0 to T0+%.0fs), "+
+		"and none after the window until the earliest possible next due time. I itself was chosen as max(60s, (1.3·C + 15s)/0.7), C the expected convergence time, so that C + 0.2·I + slack < 0.9·I.",
+		I, 0.9*I.Seconds(), 1.1*I.Seconds(), minNext.Sub(t0).Seconds(), maxNext.Sub(t0).Seconds(), limit.Add(time.Second).Sub(t0).Seconds(), t1.Sub(t0).Seconds(), s.distinct, quiet.Seconds())
 	b.rep.add(section, "Enforce keys' validation interval (chosen so one window holds one due time per key)", I.String(), "", "")
 	b.rep.add(section, "window", fmt.Sprintf("%.0fs from convergence+settle; nothing due in the first %.0fs; every key due once by +%.0fs", t1.Sub(t0).Seconds(), quiet.Seconds(), t1.Sub(t0).Seconds()), "", "")
 	if quiet > 2*time.Second {
@@ -476,9 +532,10 @@ func (b *bench) phaseIdle(ctx context.Context, s *keySet, m *manager) error {
 		b.rep.add(section, "  of which status writes per revalidation", fmt.Sprintf("%.2f", (w1["exchangeapikeys/status"]-w0["exchangeapikeys/status"])/float64(len(s.keys))), "", "")
 	}
 	if otherW > 0 {
-		b.rep.note("%s: %.0f writes by the API server itself (not the operator) in the window: %s", section, otherW, detail)
+		b.rep.note("%s: not counted above, %.0f writes by the API server itself in the window: %s", section, otherW, otherDetail)
 	}
 	b.rep.add(section, fmt.Sprintf("exchange calls over the window, %d distinct keys", s.distinct), fmt.Sprintf("%d; per distinct key: %s", calls, hist), fmt.Sprintf("exactly 1 each (%d)", s.distinct), verdict(perMaterial))
+	b.rep.add(section, "objects revalidated in the window; of which answered from an older cached probe (lastValidationTime not advanced)", fmt.Sprintf("%d; %d", revalidated, stale), fmt.Sprintf("%d; 0", len(s.keys)), verdict(revalidated == len(s.keys) && stale == 0))
 	if extra >= 0 {
 		b.rep.add(section, fmt.Sprintf("further exchange calls until the earliest next due time (+%.0fs)", t2.Sub(t1).Seconds()), fmt.Sprint(extra), "0", verdict(extra == 0))
 	}
@@ -536,12 +593,17 @@ func (b *bench) resetInterval(ctx context.Context, s *keySet, m *manager) error 
 		return err
 	}
 	s.interval = 0
-	// The tracker's done() includes observedGeneration == generation.
+	// done() requires observedGeneration == generation; the pause lets the
+	// watch deliver the new generations before anything is counted.
+	t0 := time.Now()
 	time.Sleep(2 * time.Second)
-	if _, _, err := b.trk.waitDone(ctx, s.keys, 90*time.Second+time.Duration(len(s.keys))*300*time.Millisecond, nil); err != nil {
+	doneAt, _, err := b.trk.waitDone(ctx, s.keys, 90*time.Second+time.Duration(len(s.keys))*300*time.Millisecond, nil)
+	if err != nil {
 		return err
 	}
-	_, err := m.waitIdle(ctx, 0, 3*time.Second, 2*time.Minute)
+	b.rep.add(fmt.Sprintf("spec change (%s)", m.label), fmt.Sprintf("validation.interval removed on all %d Enforce keys: time until all revalidated and Ready", len(s.keys)),
+		fmt.Sprintf("%.1fs (%.0f keys/s)", doneAt.Sub(t0).Seconds(), float64(len(s.keys))/doneAt.Sub(t0).Seconds()), "", "")
+	_, err = m.waitIdle(ctx, 0, 3*time.Second, 2*time.Minute)
 	return err
 }
 
@@ -636,8 +698,8 @@ func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label str
 	if err != nil {
 		return err
 	}
-	opW, _, detail := w1.delta(w0)
 	n := len(rot)
+	opW, detail, _, _ := w1.delta(w0, writeCounts{"secrets": float64(n)})
 	b.logf("%s: %.2fs; restarts %d/%d once %d/%d", section, dur.Seconds(), rolled2, n, once2, n)
 	b.rep.add(section, fmt.Sprintf("rotate %d of %d keys at once: time until all Ready on the new key", n, len(s.keys)),
 		fmt.Sprintf("%.2fs (%.0f keys/s)", dur.Seconds(), float64(n)/dur.Seconds()), "", "")
@@ -654,6 +716,7 @@ func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label str
 
 type memResult struct {
 	hwm, rss, heap float64
+	scrape         string
 	ready          time.Duration
 	writes         float64
 	writeDetail    string
@@ -693,6 +756,7 @@ func (b *bench) memoryRows(what string, keys, unrelated int, r memResult) {
 	b.rep.add(sec, desc+": peak RSS (VmHWM)", fmt.Sprintf("%.0f MiB", r.hwm), "", "")
 	b.rep.add(sec, "  steady RSS; Go heap in use", fmt.Sprintf("%.0f MiB; %.0f MiB", r.rss, r.heap/(1<<20)), "", "")
 	b.rep.add(sec, "  start until every key reconciled and the queue idle", fmt.Sprintf("%.1fs", r.ready.Seconds()), "", "")
+	b.rep.add(sec, "  one GET /metrics of the manager (per-key series)", r.scrape, "", "")
 	b.rep.add(sec, "  restart = full resync: API writes", fmt.Sprintf("%.0f %s", r.writes, r.writeDetail), "0", verdict(r.writes == 0))
 	b.rep.add(sec, "  restart = full resync: exchange calls", fmt.Sprint(r.calls), "0", verdict(r.calls == 0))
 }
@@ -723,11 +787,15 @@ func (b *bench) freshManager(ctx context.Context, name string, keys int) (memRes
 	r.ready = time.Since(m.started) - quiet
 	r.hwm, r.rss = m.memory()
 	r.heap = st.heapInuse
+	cpu0 := cpuSeconds(m.pid)
+	if d, size, err := m.scrapeCost(ctx); err == nil {
+		r.scrape = fmt.Sprintf("%.0f ms, %.0f KiB, %.0f ms manager CPU", float64(d.Microseconds())/1000, float64(size)/1024, 1000*(cpuSeconds(m.pid)-cpu0))
+	}
 	w1, err := b.cl.writes(ctx)
 	if err != nil {
 		return r, err
 	}
-	r.writes, _, r.writeDetail = w1.delta(w0)
+	r.writes, r.writeDetail, _, _ = w1.delta(w0, nil)
 	r.calls = b.sim.TotalRequests()
 	if b.cfg.pprofDir != "" {
 		_ = m.saveProfile(ctx, "/debug/pprof/heap", filepath.Join(b.cfg.pprofDir, "memory-"+name+".heap.pb.gz"))
