@@ -49,6 +49,7 @@ func main() {
 	o := operator.Defaults()
 	limits := rateLimitFlag{}
 	flag.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", "Address of the pprof endpoint (e.g. 127.0.0.1:6060); empty disables it.")
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -49,6 +50,18 @@ type Reconciler struct {
 	Jitter func() float64
 	// AllowInsecureEndpoints permits http:// endpoints (simulators).
 	AllowInsecureEndpoints bool
+
+	// sourceMeta is the metadata-only cache of Secrets (set up by
+	// SetupWithManager); sources remembers the last source read per Secret
+	// and its resourceVersion, so an unchanged source is not fetched again.
+	sourceMeta client.Reader
+	sourcesMu  sync.Mutex
+	sources    map[types.NamespacedName]cachedSource
+}
+
+type cachedSource struct {
+	resourceVersion string
+	secret          *corev1.Secret
 }
 
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys,verbs=get;list;watch;update;patch
@@ -109,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			res := r.Probes.Probe(ctx, exchange.Request{
 				Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
 				Credentials: src.creds, Demo: k.Spec.DemoTrading,
-			}, k.Spec.Validation.IntervalOrDefault(), force)
+			}, freshAfter(&k, now), force)
 			obs.probe = &res
 			log.V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
 		}
@@ -165,6 +178,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: d.requeueAfter}, nil
 }
 
+// freshAfter is how recent a shared probe result must be for k: within one
+// interval, and newer than k's own last validation. Status times are kept
+// to the second, so a second is added to be sure k's own previous answer
+// never passes for a new one.
+func freshAfter(k *keyopsv1.ExchangeAPIKey, now time.Time) time.Time {
+	t := now.Add(-k.Spec.Validation.IntervalOrDefault())
+	if lv := k.Status.LastValidationTime; lv != nil && lv.Add(time.Second).After(t) {
+		t = lv.Add(time.Second)
+	}
+	return t
+}
+
 func outcome(err error) string {
 	if err == nil {
 		return "ok"
@@ -191,30 +216,51 @@ func (r *Reconciler) insecure(endpoint string) bool {
 	return err != nil || u.Scheme != "https"
 }
 
+// readSource reads the source Secret: from memory when the metadata cache
+// shows the same resourceVersion as the last read, else with an uncached GET.
+// Most reconciles (the echo of our own writes, revalidations, drift repair)
+// then cost no read of the source at all.
 func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (sourceResult, error) {
+	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Spec.CredentialsSecretRef.Name}
+	if r.sourceMeta != nil {
+		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
+		if err := r.sourceMeta.Get(ctx, key, m); err == nil {
+			r.sourcesMu.Lock()
+			c, ok := r.sources[key]
+			r.sourcesMu.Unlock()
+			if ok && c.resourceVersion == m.ResourceVersion {
+				return readSource(k, c.secret), nil
+			}
+		}
+	}
 	var s corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Spec.CredentialsSecretRef.Name}, &s)
+	err := r.APIReader.Get(ctx, key, &s)
+	r.sourcesMu.Lock()
+	defer r.sourcesMu.Unlock()
 	if apierrors.IsNotFound(err) {
+		delete(r.sources, key)
 		return readSource(k, nil), nil
 	}
 	if err != nil {
 		return sourceResult{}, err
 	}
+	if r.sources == nil {
+		r.sources = map[types.NamespacedName]cachedSource{}
+	}
+	r.sources[key] = cachedSource{resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
 	return readSource(k, &s), nil
 }
 
-// observeTarget finds the target Secret. Our own Secrets are in the cache
-// (by label); a Secret of the same name without the label is only visible
-// uncached, and is someone else's.
+// observeTarget finds the target Secret in the cache, which holds the
+// Secrets this operator manages (by label). A foreign Secret of the same
+// name is not in it: syncTarget finds it when its create is refused, and
+// reports the conflict then.
 func (r *Reconciler) observeTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (targetObservation, error) {
 	key := types.NamespacedName{Namespace: k.Namespace, Name: k.TargetName()}
 	var s corev1.Secret
 	err := r.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, &s)
-		if apierrors.IsNotFound(err) {
-			return targetObservation{}, nil
-		}
+		return targetObservation{}, nil
 	}
 	if err != nil {
 		return targetObservation{}, err

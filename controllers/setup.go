@@ -45,6 +45,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if err := mgr.Add(metaCache); err != nil {
 		return err
 	}
+	r.sourceMeta = metaCache
 	secretMeta := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("exchangeapikey").

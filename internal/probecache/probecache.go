@@ -52,14 +52,17 @@ func New(p Prober, now func() time.Time) *Cache {
 	return &Cache{prober: p, now: now, results: map[string]Result{}, inflight: map[string]*flight{}}
 }
 
-// Probe returns a result no older than maxAge for req's exact credentials,
-// probing when there is none. force skips the cache (the revalidate
-// annotation). Transient failures are not cached, so that each object's own
-// backoff decides when to try again.
-func (c *Cache) Probe(ctx context.Context, req exchange.Request, maxAge time.Duration, force bool) Result {
+// Probe returns a result for req's exact credentials received after
+// freshAfter, probing when there is none. A caller passes the later of
+// (now - its interval) and its own last validation, so that it never takes
+// its own previous answer for a new one, while objects sharing a key share
+// each other's. force skips the cache (the revalidate annotation). Transient
+// failures are not cached, so that each object's own backoff decides when to
+// try again.
+func (c *Cache) Probe(ctx context.Context, req exchange.Request, freshAfter time.Time, force bool) Result {
 	id := cacheKey(req)
 	c.mu.Lock()
-	if r, ok := c.results[id]; ok && !force && c.now().Sub(r.At) < maxAge {
+	if r, ok := c.results[id]; ok && !force && r.At.After(freshAfter) {
 		c.mu.Unlock()
 		r.Shared = true
 		return r
@@ -89,7 +92,7 @@ func (c *Cache) Probe(ctx context.Context, req exchange.Request, maxAge time.Dur
 		// Now and then drop results nobody can use any more (rotated or
 		// deleted keys), so the cache does not grow without bound.
 		if c.stores++; c.stores%1024 == 0 {
-			c.purgeLocked(maxAge)
+			c.purgeLocked(freshAfter)
 		}
 	} else {
 		delete(c.results, id)
@@ -99,10 +102,10 @@ func (c *Cache) Probe(ctx context.Context, req exchange.Request, maxAge time.Dur
 	return f.res
 }
 
-// purgeLocked drops results older than maxAge. Caller holds mu.
-func (c *Cache) purgeLocked(maxAge time.Duration) {
+// purgeLocked drops results received before cutoff. Caller holds mu.
+func (c *Cache) purgeLocked(cutoff time.Time) {
 	for id, r := range c.results {
-		if c.now().Sub(r.At) >= maxAge {
+		if r.At.Before(cutoff) {
 			delete(c.results, id)
 		}
 	}
