@@ -2,13 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +18,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
@@ -36,30 +29,7 @@ const setLabel = "bench.keyops.io/set"
 
 // newCreds makes key material shaped the way each exchange's client checks it.
 func newCreds(ex exchange.Name) (exchange.Credentials, error) {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return exchange.Credentials{}, err
-	}
-	c := exchange.Credentials{APIKey: "K" + hex.EncodeToString(raw[:20]), APISecret: hex.EncodeToString(raw)}
-	switch ex {
-	case exchange.Kraken:
-		c.APISecret = base64.StdEncoding.EncodeToString(append(raw, raw...))
-	case exchange.OKX, exchange.KuCoin:
-		c.Passphrase = "pp-" + hex.EncodeToString(raw[:3])
-	case exchange.Coinbase:
-		// CDP keys: a key name and an EC P-256 private key in PEM.
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return c, err
-		}
-		der, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			return c, err
-		}
-		c.APIKey = "organizations/bench/apiKeys/" + uuid.NewString()
-		c.APISecret = string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
-	}
-	return c, nil
+	return exchangetest.NewCredentials(ex), nil
 }
 
 func register(sim *simulator.Simulator, ex exchange.Name, c exchange.Credentials) {
