@@ -169,16 +169,7 @@ func TestBinanceErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parseBinanceAPIRestrictions(tc.status, []byte(tc.body))
-			if p != nil {
-				t.Fatalf("got permissions %+v", p)
-			}
-			e, ok := AsError(err)
-			if !ok {
-				t.Fatalf("want *Error, got %v", err)
-			}
-			if e.Kind != tc.kind || e.Code != tc.code || e.Exchange != Binance || e.HTTPStatus != tc.status {
-				t.Fatalf("got %s code %q status %d (%v), want %s code %q", e.Kind, e.Code, e.HTTPStatus, err, tc.kind, tc.code)
-			}
+			expectParseError(t, Binance, tc.status, tc.body, p, err, tc.kind, tc.code)
 		})
 	}
 }

@@ -165,21 +165,8 @@ func TestParseBitfinexErrors(t *testing.T) {
 		{200, `null`, UnexpectedResponse, ""},
 		{403, `[["account",1,0]]`, UnexpectedResponse, ""},
 	} {
-		_, err := parseBitfinexPermissions(tc.status, []byte(tc.body))
-		e, ok := AsError(err)
-		if !ok {
-			t.Errorf("%d %s: want *Error, got %v", tc.status, tc.body, err)
-			continue
-		}
-		if e.Kind != tc.want || e.Exchange != Bitfinex {
-			t.Errorf("%d %s: got %s/%s, want %s", tc.status, tc.body, e.Exchange, e.Kind, tc.want)
-		}
-		if tc.code != "" && e.Code != tc.code {
-			t.Errorf("%s: code %q, want %q", tc.body, e.Code, tc.code)
-		}
-		if e.Kind == RateLimited && e.RetryAfter <= 0 {
-			t.Errorf("%s: rate limit without a wait", tc.body)
-		}
+		p, err := parseBitfinexPermissions(tc.status, []byte(tc.body))
+		expectParsedWait(t, Bitfinex, tc.status, tc.body, p, err, tc.want, tc.code)
 	}
 }
 

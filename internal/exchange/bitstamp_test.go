@@ -106,16 +106,7 @@ func TestBitstampErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parseBitstampBalances(tc.status, []byte(tc.body))
-			if p != nil {
-				t.Fatalf("got permissions %+v", p)
-			}
-			got, ok := AsError(err)
-			if !ok {
-				t.Fatalf("want *Error, got %v", err)
-			}
-			if got.Kind != tc.kind || got.Code != tc.code || got.Exchange != Bitstamp || got.HTTPStatus != tc.status {
-				t.Fatalf("got %s code %q status %d (%v), want %s code %q", got.Kind, got.Code, got.HTTPStatus, err, tc.kind, tc.code)
-			}
+			expectParseError(t, Bitstamp, tc.status, tc.body, p, err, tc.kind, tc.code)
 		})
 	}
 }

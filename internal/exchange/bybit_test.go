@@ -181,17 +181,7 @@ func TestBybitErrors(t *testing.T) {
 		{201, `{"retCode":0,"result":{"permissions":{}}}`, UnexpectedResponse, ""},
 	} {
 		p, err := parseBybitKeyInfo(tc.status, []byte(tc.body))
-		e, ok := err.(*Error)
-		if p != nil || !ok {
-			t.Errorf("%d %s: want an *Error, got %v, %v", tc.status, tc.body, p, err)
-			continue
-		}
-		if e.Kind != tc.want || e.Code != tc.code || e.Exchange != Bybit || e.HTTPStatus != tc.status {
-			t.Errorf("%d %s: got %s code %q status %d, want %s code %q", tc.status, tc.body, e.Kind, e.Code, e.HTTPStatus, tc.want, tc.code)
-		}
-		if e.Kind == RateLimited && e.RetryAfter <= 0 {
-			t.Errorf("%d %s: rate limit without a wait", tc.status, tc.body)
-		}
+		expectParsedWait(t, Bybit, tc.status, tc.body, p, err, tc.want, tc.code)
 	}
 }
 

@@ -135,17 +135,7 @@ func TestKuCoinErrors(t *testing.T) {
 		{200, ``, UnexpectedResponse, ""},
 	} {
 		p, err := parseKuCoinKeyInfo(tc.status, []byte(tc.body))
-		e, ok := err.(*Error)
-		if p != nil || !ok {
-			t.Errorf("%d %s: want an *Error, got %v, %v", tc.status, tc.body, p, err)
-			continue
-		}
-		if e.Kind != tc.want || e.Code != tc.code || e.Exchange != KuCoin || e.HTTPStatus != tc.status {
-			t.Errorf("%d %s: got %s code %q status %d, want %s code %q", tc.status, tc.body, e.Kind, e.Code, e.HTTPStatus, tc.want, tc.code)
-		}
-		if e.Kind == RateLimited && e.RetryAfter <= 0 {
-			t.Errorf("%d %s: rate limit without a wait", tc.status, tc.body)
-		}
+		expectParsedWait(t, KuCoin, tc.status, tc.body, p, err, tc.want, tc.code)
 	}
 }
 
