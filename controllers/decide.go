@@ -268,6 +268,7 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		st.VerifiedFingerprint = fp
 		st.LastValidationTime = &at
 		st.Permissions = permissionsStatus(p)
+		st.NonceUnit = keyopsv1.NonceUnit(p.NonceUnit)
 		st.KeyCreatedAt = timePtr(p.CreatedAt)
 		st.KeyExpiresAt = timePtr(p.ExpiresAt)
 		st.TransientFailures, st.FailingSince = 0, nil
@@ -293,11 +294,14 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 			wait = e.RetryAfter
 		}
 		st.NextValidationTime = next(wait)
-		reason := map[exchange.Kind]string{exchange.RateLimited: keyopsv1.ReasonRateLimited, exchange.Unavailable: keyopsv1.ReasonExchangeUnavailable}[e.Kind]
+		reason := map[exchange.Kind]string{exchange.RateLimited: keyopsv1.ReasonRateLimited, exchange.Unavailable: keyopsv1.ReasonExchangeUnavailable, exchange.NonceConflict: keyopsv1.ReasonNonceConflict}[e.Kind]
 		if reason == "" {
 			reason = keyopsv1.ReasonUnexpectedResponse
 		}
 		msg := fmt.Sprintf("%s; retrying in %s", e.Error(), wait.Round(time.Second))
+		if e.Kind == exchange.NonceConflict {
+			msg = fmt.Sprintf("%s refused the probe's nonce in milliseconds and in microseconds: another client of key %s sends nonces larger than the microsecond clock (nanoseconds?), so the operator cannot call the exchange without breaking it; give the bot and the operator separate keys, or switch the bot to millisecond nonces (ccxt's default); retrying in %s", k.Spec.Exchange, st.KeyID, wait.Round(time.Second))
+		}
 		if st.VerifiedFingerprint == fp && st.LastValidationTime != nil {
 			msg += fmt.Sprintf(" (last verified %s)", st.LastValidationTime.UTC().Format(time.RFC3339))
 		}
@@ -337,6 +341,12 @@ func definiteReason(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatu
 		return keyopsv1.ReasonInactive, fmt.Sprintf("key %s exists on %s but is not active (not activated, frozen or expired): %s", st.KeyID, ex, e.Error())
 	case exchange.IPNotAllowed:
 		return keyopsv1.ReasonIPNotAllowed, fmt.Sprintf("the operator's egress IP is not on key %s's IP allowlist on %s: add the egress IP to the key's allowlist, or route the operator through a proxy with an allowlisted static IP (HTTPS_PROXY)", st.KeyID, ex)
+	case exchange.KeyOrIPRejected:
+		saw := ""
+		if e.IP != "" {
+			saw = fmt.Sprintf(" (%s saw the request come from %s)", ex, e.IP)
+		}
+		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected key %s with one answer for two causes%s: either the key is unknown (deleted, revoked, mistyped, or from another environment), or the operator's egress IP is not on its allowlist; check the key on the exchange and its allowlist", ex, st.KeyID, saw)
 	case exchange.ClockSkew:
 		return keyopsv1.ReasonClockSkew, fmt.Sprintf("%s rejected the request's timestamp or nonce even after resynchronising with its clock: check the node's time (NTP)", ex)
 	}
@@ -377,8 +387,10 @@ func evaluatePolicy(pol keyopsv1.PermissionPolicy, p *keyopsv1.PermissionsStatus
 		return keyopsv1.ReasonForbiddenPermission, fmt.Sprintf("the key has forbidden permission(s) %s: remove them on the exchange or change spec.permissions.forbidden", strings.Join(forbidden, ","))
 	case len(missing) > 0:
 		return keyopsv1.ReasonMissingPermission, fmt.Sprintf("the key lacks required permission(s) %s: grant them on the exchange or change spec.permissions.required", strings.Join(missing, ","))
-	case pol.RequireIPRestriction && !p.IPRestricted:
+	case pol.RequireIPRestriction && p.IPRestriction == keyopsv1.IPRestrictionFalse:
 		return keyopsv1.ReasonIPRestrictionMissing, "the key works from any IP, and spec.permissions.requireIPRestriction is true: bind it to the operator's and bots' egress IPs"
+	case pol.RequireIPRestriction && p.IPRestriction != keyopsv1.IPRestrictionTrue:
+		return keyopsv1.ReasonIPRestrictionUnverifiable, "spec.permissions.requireIPRestriction is true, but this exchange does not report whether a key has an IP allowlist, so the operator cannot verify it: bind the key to your egress IPs on the exchange and set requireIPRestriction to false for this key"
 	}
 	msg := "permissions " + p.Summary + " meet the policy"
 	if len(notChecked) > 0 {
@@ -512,15 +524,21 @@ func nextWake(st keyopsv1.ExchangeAPIKeyStatus, rotationNext *time.Time, now tim
 
 func permissionsStatus(p *exchange.Permissions) *keyopsv1.PermissionsStatus {
 	s := &keyopsv1.PermissionsStatus{
-		Canonical:    append([]string(nil), p.Canonical...),
-		Native:       append([]string(nil), p.Native...),
-		Unchecked:    append([]string(nil), p.Unchecked...),
-		IPRestricted: p.IPRestricted,
-		AllowedIPs:   append([]string(nil), p.AllowedIPs...),
-		Summary:      strings.Join(p.Canonical, ","),
+		Canonical:     append([]string(nil), p.Canonical...),
+		Native:        append([]string(nil), p.Native...),
+		Unchecked:     append([]string(nil), p.Unchecked...),
+		IPRestriction: keyopsv1.IPRestriction(p.IPRestriction),
+		AllowedIPs:    append([]string(nil), p.AllowedIPs...),
+		Summary:       strings.Join(p.Canonical, ","),
 	}
 	if s.Summary == "" {
 		s.Summary = "none"
+	}
+	if s.IPRestriction == "" {
+		s.IPRestriction = keyopsv1.IPRestrictionUnknown
+	}
+	for _, g := range p.Grants {
+		s.Grants = append(s.Grants, keyopsv1.PermissionGrant{Native: g.Native, Canonical: append([]string{}, g.Canonical...)})
 	}
 	return s
 }

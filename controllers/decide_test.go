@@ -208,9 +208,14 @@ func TestDecideInsecureEndpoint(t *testing.T) {
 }
 
 func TestEvaluatePolicy(t *testing.T) {
-	p := func(canonical, unchecked []string, ip bool) *keyopsv1.PermissionsStatus {
-		return &keyopsv1.PermissionsStatus{Canonical: canonical, Unchecked: unchecked, IPRestricted: ip, Summary: "x"}
+	p := func(canonical, unchecked []string, restricted bool) *keyopsv1.PermissionsStatus {
+		ip := keyopsv1.IPRestrictionFalse
+		if restricted {
+			ip = keyopsv1.IPRestrictionTrue
+		}
+		return &keyopsv1.PermissionsStatus{Canonical: canonical, Unchecked: unchecked, IPRestriction: ip, Summary: "x"}
 	}
+	unknownIP := &keyopsv1.PermissionsStatus{Canonical: []string{"read"}, IPRestriction: keyopsv1.IPRestrictionUnknown, Summary: "read"}
 	cases := []struct {
 		pol  keyopsv1.PermissionPolicy
 		perm *keyopsv1.PermissionsStatus
@@ -221,6 +226,9 @@ func TestEvaluatePolicy(t *testing.T) {
 		{keyopsv1.PermissionPolicy{Required: []keyopsv1.Permission{"read", "trade"}}, p([]string{"read"}, nil, false), keyopsv1.ReasonMissingPermission},
 		{keyopsv1.PermissionPolicy{RequireIPRestriction: true}, p([]string{"read"}, nil, false), keyopsv1.ReasonIPRestrictionMissing},
 		{keyopsv1.PermissionPolicy{RequireIPRestriction: true}, p([]string{"read"}, nil, true), keyopsv1.ReasonCompliant},
+		// Bitstamp, Bitfinex, Coinbase: an allowlist nobody can see fails closed.
+		{keyopsv1.PermissionPolicy{RequireIPRestriction: true}, unknownIP, keyopsv1.ReasonIPRestrictionUnverifiable},
+		{keyopsv1.PermissionPolicy{}, unknownIP, keyopsv1.ReasonCompliant},
 		{keyopsv1.PermissionPolicy{Forbidden: []keyopsv1.Permission{}}, p([]string{"read", "withdraw"}, nil, false), keyopsv1.ReasonCompliant},
 		// Bitstamp: withdraw cannot be reported; it is named, not guessed.
 		{keyopsv1.PermissionPolicy{}, p([]string{"read"}, []string{"trade", "withdraw"}, false), keyopsv1.ReasonCompliant},
@@ -230,6 +238,9 @@ func TestEvaluatePolicy(t *testing.T) {
 		if got != c.want {
 			t.Errorf("case %d: %s (%s), want %s", i, got, msg, c.want)
 		}
+	}
+	if _, msg := evaluatePolicy(keyopsv1.PermissionPolicy{RequireIPRestriction: true}, unknownIP); !strings.Contains(msg, "does not report") {
+		t.Errorf("IPRestrictionUnverifiable must say the exchange cannot report allowlists: %q", msg)
 	}
 	_, msg := evaluatePolicy(keyopsv1.PermissionPolicy{}, p([]string{"read"}, []string{"withdraw"}, false))
 	if msg == "" || !strings.Contains(msg, "cannot report withdraw") {

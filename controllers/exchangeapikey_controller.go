@@ -122,6 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			res := r.Probes.Probe(ctx, exchange.Request{
 				Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
 				Credentials: src.creds, Demo: k.Spec.DemoTrading,
+				NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
 			}, freshAfter(&k, now), force)
 			obs.probe = &res
 			log.V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))

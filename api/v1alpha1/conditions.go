@@ -52,6 +52,16 @@ const (
 	ReasonValidationDisabled  = "ValidationDisabled"
 	// ReasonValidationPending: no answer from the exchange yet.
 	ReasonValidationPending = "ValidationPending"
+	// ReasonKeyOrIPRejected: the exchange answered with one code for an
+	// unknown key and a caller outside the allowlist (Binance -2015); the
+	// message names both causes.
+	ReasonKeyOrIPRejected = "KeyOrIPRejected"
+	// ReasonNonceConflict: Kraken or Bitfinex refused every nonce the
+	// operator may send for this key; no verdict on the key.
+	ReasonNonceConflict = "NonceConflict"
+	// ReasonEndpointNotAllowed: spec.endpoint is not one of the exchange's
+	// official hosts nor in the manager's --allowed-endpoints.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 )
 
 // Reasons for PermissionsCompliant.
@@ -60,6 +70,9 @@ const (
 	ReasonMissingPermission    = "MissingPermission"
 	ReasonForbiddenPermission  = "ForbiddenPermission"
 	ReasonIPRestrictionMissing = "IPRestrictionMissing"
+	// ReasonIPRestrictionUnverifiable: requireIPRestriction is set and the
+	// exchange cannot report whether the key has an allowlist; fails closed.
+	ReasonIPRestrictionUnverifiable = "IPRestrictionUnverifiable"
 	// ReasonPermissionsUnknown: the key did not verify, so its permissions
 	// are not known.
 	ReasonPermissionsUnknown = "PermissionsUnknown"

@@ -280,12 +280,20 @@ type PermissionsStatus struct {
 	// Native is the exchange's own list of scopes.
 	// +optional
 	Native []string `json:"native,omitempty"`
+	// Grants shows, for each native permission that grants anything, every
+	// canonical permission it implies (OKX trade: trade, margin, futures,
+	// options). The policy is checked against all of them.
+	// +optional
+	Grants []PermissionGrant `json:"grants,omitempty"`
 	// Unchecked lists canonical permissions the exchange cannot report.
 	// +optional
 	Unchecked []string `json:"unchecked,omitempty"`
-	// IPRestricted is true when the key only works from its allowlist.
+	// IPRestriction is True when the key only works from its allowlist,
+	// False when it works from any IP, and Unknown when the exchange
+	// supports allowlists but does not report them (Bitstamp, Bitfinex,
+	// Coinbase).
 	// +optional
-	IPRestricted bool `json:"ipRestricted,omitempty"`
+	IPRestriction IPRestriction `json:"ipRestriction,omitempty"`
 	// AllowedIPs is the allowlist, when the exchange reports it.
 	// +optional
 	AllowedIPs []string `json:"allowedIPs,omitempty"`
@@ -293,6 +301,28 @@ type PermissionsStatus struct {
 	// +optional
 	Summary string `json:"summary,omitempty"`
 }
+
+// PermissionGrant is what one native permission implies.
+type PermissionGrant struct {
+	// Native is the exchange's name for the permission.
+	Native string `json:"native"`
+	// Canonical lists the canonical permissions it grants.
+	Canonical []string `json:"canonical"`
+}
+
+// IPRestriction is a tri-state.
+// +kubebuilder:validation:Enum=True;False;Unknown
+type IPRestriction string
+
+const (
+	IPRestrictionTrue    IPRestriction = "True"
+	IPRestrictionFalse   IPRestriction = "False"
+	IPRestrictionUnknown IPRestriction = "Unknown"
+)
+
+// NonceUnit is the scale of a Kraken or Bitfinex nonce.
+// +kubebuilder:validation:Enum=Milliseconds;Microseconds
+type NonceUnit string
 
 // AgeBasis says where a key's age is counted from.
 type AgeBasis string
@@ -398,6 +428,13 @@ type ExchangeAPIKeyStatus struct {
 	// verified key stays Ready until the run outlasts one interval.
 	// +optional
 	FailingSince *metav1.Time `json:"failingSince,omitempty"`
+
+	// NonceUnit is the nonce scale this key's probes use (Kraken, Bitfinex):
+	// Milliseconds, as ccxt sends, unless another client of the key already
+	// uses microseconds. Remembered so that a restart does not probe with a
+	// unit the exchange has refused.
+	// +optional
+	NonceUnit NonceUnit `json:"nonceUnit,omitempty"`
 
 	// CredentialsHash fingerprints the key material (key, secret,
 	// passphrase) last sent to the exchange, so that a change of the secret

@@ -203,10 +203,10 @@ func parseBinanceAPIRestrictions(status int, body []byte) (*Permissions, error) 
 		}
 	}
 	p := &Permissions{
-		Canonical:    canonicalSet(granted),
-		Native:       sortedCopy(native),
-		Unchecked:    append([]string{}, binanceUnchecked...),
-		IPRestricted: *r.IPRestrict,
+		Canonical:     canonicalSet(granted),
+		Native:        sortedCopy(native),
+		Unchecked:     append([]string{}, binanceUnchecked...),
+		IPRestriction: restrictedIf(*r.IPRestrict),
 	}
 	if r.CreateTime != nil && *r.CreateTime > 0 {
 		t := time.UnixMilli(*r.CreateTime).UTC()

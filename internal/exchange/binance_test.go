@@ -97,8 +97,8 @@ func TestBinanceMapping(t *testing.T) {
 			if strings.Join(p.Native, ",") != strings.Join(tc.native, ",") {
 				t.Errorf("native %v, want %v", p.Native, tc.native)
 			}
-			if p.IPRestricted != tc.ipRestr {
-				t.Errorf("IPRestricted %v, want %v", p.IPRestricted, tc.ipRestr)
+			if (p.IPRestriction == IPRestricted) != tc.ipRestr {
+				t.Errorf("IPRestricted %v, want %v", (p.IPRestriction == IPRestricted), tc.ipRestr)
 			}
 			if strings.Join(p.Unchecked, ",") != "earn" {
 				t.Errorf("unchecked %v, want [earn]", p.Unchecked)

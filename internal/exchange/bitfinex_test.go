@@ -123,7 +123,7 @@ func TestParseBitfinexPermissions(t *testing.T) {
 			if !reflect.DeepEqual(p.Native, tc.native) {
 				t.Errorf("native %v, want %v", p.Native, tc.native)
 			}
-			if p.IPRestricted {
+			if p.IPRestriction == IPRestricted {
 				t.Error("Bitfinex cannot report an allowlist")
 			}
 		})

@@ -56,7 +56,7 @@ func TestBitstampSuccessIsReadOnlyWithTheRestUnchecked(t *testing.T) {
 	if got := strings.Join(p.Unchecked, ","); got != "trade,withdraw,transfer,margin,futures,options,earn" {
 		t.Errorf("unchecked %s", got)
 	}
-	if p.IPRestricted || p.CreatedAt != nil || p.ExpiresAt != nil {
+	if (p.IPRestriction == IPRestricted) || p.CreatedAt != nil || p.ExpiresAt != nil {
 		t.Errorf("Bitstamp reports none of these: %+v", p)
 	}
 	if _, err := parseBitstampBalances(200, []byte(`[]`)); err != nil {

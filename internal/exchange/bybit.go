@@ -266,7 +266,7 @@ func bybitPermissions(info bybitKeyInfo, readOnly bool) *Permissions {
 			}
 		}
 	}
-	p.IPRestricted = len(p.AllowedIPs) > 0
+	p.IPRestriction = restrictedIf(len(p.AllowedIPs) > 0)
 	p.CreatedAt = bybitTime(info.CreatedAt)
 	p.ExpiresAt = bybitTime(info.ExpiredAt)
 	return p

@@ -49,8 +49,8 @@ func TestBybitParseFull(t *testing.T) {
 	if got := strings.Join(p.Native, ","); got != wantNative {
 		t.Errorf("native %s", got)
 	}
-	if p.IPRestricted || len(p.AllowedIPs) != 0 {
-		t.Errorf(`ips ["*"] is unrestricted, got %v %v`, p.IPRestricted, p.AllowedIPs)
+	if (p.IPRestriction == IPRestricted) || len(p.AllowedIPs) != 0 {
+		t.Errorf(`ips ["*"] is unrestricted, got %v %v`, (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 	if p.ExpiresAt == nil || !p.ExpiresAt.Equal(time.Date(2026, 12, 22, 7, 20, 25, 0, time.UTC)) {
 		t.Errorf("expiresAt %v", p.ExpiresAt)
@@ -119,8 +119,8 @@ func TestBybitIPs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.ips, err)
 		}
-		if strings.Join(p.AllowedIPs, ",") != strings.Join(tc.want, ",") || p.IPRestricted != (len(tc.want) > 0) {
-			t.Errorf("%s: got %v restricted=%v", tc.ips, p.AllowedIPs, p.IPRestricted)
+		if strings.Join(p.AllowedIPs, ",") != strings.Join(tc.want, ",") || (p.IPRestriction == IPRestricted) != (len(tc.want) > 0) {
+			t.Errorf("%s: got %v restricted=%v", tc.ips, p.AllowedIPs, (p.IPRestriction == IPRestricted))
 		}
 	}
 }
@@ -375,7 +375,7 @@ func bkParseOracle(t *testing.T, p *Permissions, err error) {
 			t.Fatalf("native not sorted: %v", p.Native)
 		}
 	}
-	if p.IPRestricted != (len(p.AllowedIPs) > 0) {
-		t.Fatalf("IPRestricted %v with %v", p.IPRestricted, p.AllowedIPs)
+	if (p.IPRestriction == IPRestricted) != (len(p.AllowedIPs) > 0) {
+		t.Fatalf("IPRestricted %v with %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 }

@@ -205,7 +205,7 @@ func TestCoinbaseMapping(t *testing.T) {
 		if !coinbaseEqual(p.Canonical, tc.canon) || !coinbaseEqual(p.Native, tc.native) {
 			t.Errorf("%s: got %v / %v", tc.body, p.Canonical, p.Native)
 		}
-		if p.IPRestricted {
+		if p.IPRestriction == IPRestricted {
 			t.Errorf("%s: IPRestricted", tc.body)
 		}
 	}

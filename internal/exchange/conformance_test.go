@@ -131,7 +131,7 @@ func TestConformance(t *testing.T) {
 					if prof.unchecked && len(p.Unchecked) == 0 {
 						t.Errorf("mix %v: exchange cannot report permissions, but none are marked unchecked", mix)
 					}
-					if p.IPRestricted {
+					if p.IPRestriction == exchange.IPRestricted {
 						t.Errorf("mix %v: reported IP-restricted without an allowlist", mix)
 					}
 				}
@@ -144,7 +144,7 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !prof.unchecked && !prof.noIPReport && !p.IPRestricted {
+				if !prof.unchecked && !prof.noIPReport && !(p.IPRestriction == exchange.IPRestricted) {
 					t.Errorf("want IPRestricted, got %+v", p)
 				}
 			})

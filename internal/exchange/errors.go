@@ -33,13 +33,34 @@ const (
 	Unavailable Kind = "Unavailable"
 	// UnexpectedResponse: HTML, truncated JSON, an unknown error code.
 	UnexpectedResponse Kind = "UnexpectedResponse"
+	// KeyOrIPRejected: the exchange answered with one code for "unknown key"
+	// and "caller outside the allowlist" (Binance -2015), so the answer is
+	// definite but cannot say which. IP, when set, is the address the
+	// exchange says it saw.
+	KeyOrIPRejected Kind = "KeyOrIPRejected"
+	// NonceConflict: the exchange refused every nonce we may send for this key
+	// (Kraken, Bitfinex), because another client of the same key already
+	// uses a larger nonce scale. No verdict on the key; retried with backoff.
+	NonceConflict Kind = "NonceConflict"
 )
 
 // Transient reports whether a retry later may give another answer without
 // anyone changing the key.
 func (k Kind) Transient() bool {
-	return k == RateLimited || k == Unavailable || k == UnexpectedResponse
+	return k == RateLimited || k == Unavailable || k == UnexpectedResponse || k == NonceConflict
 }
+
+// Scope says what an exchange's rate limit applies to.
+type Scope string
+
+const (
+	// ScopeEndpoint (the zero value): the exchange limits the egress IP, so
+	// every key on the same base URL must wait.
+	ScopeEndpoint Scope = ""
+	// ScopeKey: the limit counts this key's requests only (Kraken's per-key
+	// counters); other keys go on.
+	ScopeKey Scope = "Key"
+)
 
 // Error is the only error type a probe returns. Its text never holds key
 // material, signatures or header dumps: Code and Message are the exchange's
@@ -57,6 +78,12 @@ type Error struct {
 	RetryAfter time.Duration
 	// Excerpt is a sanitised start of the body for UnexpectedResponse.
 	Excerpt string
+	// Scope of a RateLimited error. The prober pauses the whole base URL
+	// for RetryAfter unless it is ScopeKey; drivers only classify.
+	Scope Scope
+	// IP is the caller address an exchange quoted in its answer
+	// (KeyOrIPRejected, IPNotAllowed), when it quoted one.
+	IP string
 }
 
 func (e *Error) Error() string {

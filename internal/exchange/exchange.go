@@ -55,17 +55,55 @@ type Permissions struct {
 	Canonical []string
 	// Native is the exchange's own scope names as reported, sorted.
 	Native []string
+	// Grants lists, for each native permission that grants anything, the
+	// canonical permissions it implies (OKX trade -> trade, margin,
+	// futures, options). Canonical is the union of these.
+	Grants []Grant
 	// Unchecked lists canonical permissions the exchange cannot report at all
 	// (Bitstamp has no permissions endpoint): neither granted nor denied.
 	Unchecked []string
-	// IPRestricted is true when the key only works from an IP allowlist.
-	IPRestricted bool
+	// IPRestriction says whether the key only works from an IP allowlist:
+	// IPUnknown where the exchange supports allowlists but does not report
+	// them (Bitstamp, Bitfinex, Coinbase), which is not the same as absent.
+	IPRestriction IPRestriction
 	// AllowedIPs is the allowlist when the exchange reports it.
 	AllowedIPs []string
 	// CreatedAt and ExpiresAt are set when the exchange reports them.
 	CreatedAt *time.Time
 	ExpiresAt *time.Time
+	// NonceUnit is the unit this key's probes use now (Kraken, Bitfinex,
+	// whose nonces are counters per key); empty for other exchanges.
+	NonceUnit NonceUnit
 }
+
+// Grant is what one native permission implies in canonical terms.
+type Grant struct {
+	Native    string
+	Canonical []string
+}
+
+// IPRestriction is a tri-state: an exchange that cannot report allowlists
+// must not be read as "works from any IP".
+type IPRestriction string
+
+const (
+	IPRestricted   IPRestriction = "True"
+	IPUnrestricted IPRestriction = "False"
+	IPUnknown      IPRestriction = "Unknown"
+)
+
+// NonceUnit is the scale of a counter nonce.
+type NonceUnit string
+
+const (
+	// NonceMilliseconds is what Kraken documents and what ccxt (and so most
+	// bots) send; the default, so that a probe never lifts a key's nonce
+	// floor above a millisecond client's next nonce.
+	NonceMilliseconds NonceUnit = "Milliseconds"
+	// NonceMicroseconds is used only for a key whose floor is already above
+	// the millisecond clock (another client of the key uses microseconds).
+	NonceMicroseconds NonceUnit = "Microseconds"
+)
 
 // Has reports whether the canonical permission p was granted.
 func (p *Permissions) Has(perm string) bool {
@@ -87,6 +125,9 @@ type Request struct {
 	// Demo asks for the exchange's demo-trading environment where it is
 	// selected by a header rather than a host (OKX: x-simulated-trading: 1).
 	Demo bool
+	// NonceUnit is the unit remembered for this key (from status, across
+	// restarts); empty means the prober's memory, else milliseconds.
+	NonceUnit NonceUnit
 }
 
 // driver is one exchange's client. Implementations live in <exchange>.go.

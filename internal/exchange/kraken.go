@@ -210,7 +210,7 @@ func parseKrakenKeyInfo(status int, body []byte) (*Permissions, error) {
 		ExpiresAt: info.ValidUntil.t,
 	}
 	if len(info.IPAllowlist) > 0 {
-		perms.IPRestricted = true
+		perms.IPRestriction = IPRestricted
 		perms.AllowedIPs = sortedCopy(info.IPAllowlist)
 	}
 	return perms, nil
@@ -270,5 +270,9 @@ func krakenError(status int, msg string, body []byte) *Error {
 	}
 	e := newError(Kraken, kind, status, msg, text)
 	e.RetryAfter = wait
+	if kind == RateLimited && !strings.HasPrefix(msg, "EService:") {
+		// Kraken's rate counters and lockouts are per key.
+		e.Scope = ScopeKey
+	}
 	return e
 }

@@ -111,8 +111,8 @@ func TestParseKrakenKeyInfo(t *testing.T) {
 	if want := []string{"modify-trades", "query-funds", "query-open-trades", "withdraw-funds"}; !reflect.DeepEqual(p.Native, want) {
 		t.Errorf("native %v, want %v", p.Native, want)
 	}
-	if p.IPRestricted || len(p.AllowedIPs) != 0 {
-		t.Errorf("no allowlist, got %v %v", p.IPRestricted, p.AllowedIPs)
+	if (p.IPRestriction == IPRestricted) || len(p.AllowedIPs) != 0 {
+		t.Errorf("no allowlist, got %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 	if p.ExpiresAt != nil {
 		t.Errorf("validUntil 0 means never, got %v", p.ExpiresAt)
@@ -129,8 +129,8 @@ func TestParseKrakenKeyInfo(t *testing.T) {
 	if want := []string{"read", "earn"}; !reflect.DeepEqual(p.Canonical, want) {
 		t.Errorf("canonical %v, want %v", p.Canonical, want)
 	}
-	if !p.IPRestricted || !reflect.DeepEqual(p.AllowedIPs, []string{"198.51.100.4", "203.0.113.9"}) {
-		t.Errorf("allowlist: %v %v", p.IPRestricted, p.AllowedIPs)
+	if !(p.IPRestriction == IPRestricted) || !reflect.DeepEqual(p.AllowedIPs, []string{"198.51.100.4", "203.0.113.9"}) {
+		t.Errorf("allowlist: %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 	if p.ExpiresAt == nil || !p.ExpiresAt.Equal(time.Unix(1900000000, 0)) {
 		t.Errorf("validUntil: %v", p.ExpiresAt)

@@ -222,7 +222,7 @@ func kucoinPermissions(info kucoinKeyInfo) *Permissions {
 			p.AllowedIPs = append(p.AllowedIPs, ip)
 		}
 	}
-	p.IPRestricted = len(p.AllowedIPs) > 0
+	p.IPRestriction = restrictedIf(len(p.AllowedIPs) > 0)
 	if info.CreatedAt > 0 && info.CreatedAt < 1<<50 {
 		t := time.UnixMilli(info.CreatedAt).UTC()
 		p.CreatedAt = &t

@@ -43,8 +43,8 @@ func TestKuCoinParseFull(t *testing.T) {
 	if got := strings.Join(p.Native, ","); got != "Earn,Futures,General,InnerTransfer,Margin,Spot,Transfer" {
 		t.Errorf("native %s", got)
 	}
-	if !p.IPRestricted || strings.Join(p.AllowedIPs, ",") != "203.0.113.7,198.51.100.2" {
-		t.Errorf("ips %v %v", p.IPRestricted, p.AllowedIPs)
+	if !(p.IPRestriction == IPRestricted) || strings.Join(p.AllowedIPs, ",") != "203.0.113.7,198.51.100.2" {
+		t.Errorf("ips %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 	if p.CreatedAt == nil || !p.CreatedAt.Equal(time.UnixMilli(1728443843000)) {
 		t.Errorf("createdAt %v", p.CreatedAt)
@@ -79,7 +79,7 @@ func TestKuCoinMapping(t *testing.T) {
 		if got := strings.Join(p.Canonical, ","); got != tc.want {
 			t.Errorf("%s: canonical %s, want %s", tc.perm, got, tc.want)
 		}
-		if p.IPRestricted {
+		if p.IPRestriction == IPRestricted {
 			t.Errorf("%s: empty whitelist reported as restricted", tc.perm)
 		}
 	}
@@ -90,8 +90,8 @@ func TestKuCoinMaskedWhitelist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.IPRestricted || strings.Join(p.AllowedIPs, ",") != "203.**.154,103.**.34" {
-		t.Errorf("got %v %v", p.IPRestricted, p.AllowedIPs)
+	if !(p.IPRestriction == IPRestricted) || strings.Join(p.AllowedIPs, ",") != "203.**.154,103.**.34" {
+		t.Errorf("got %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 }
 

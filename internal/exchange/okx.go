@@ -139,7 +139,7 @@ func parseOKXAccountConfig(status int, body []byte) (*Permissions, error) {
 			out.AllowedIPs = append(out.AllowedIPs, ip)
 		}
 	}
-	out.IPRestricted = len(out.AllowedIPs) > 0
+	out.IPRestriction = restrictedIf(len(out.AllowedIPs) > 0)
 	return out, nil
 }
 

@@ -88,8 +88,8 @@ func TestOKXMapping(t *testing.T) {
 		if !okxEqual(p.Canonical, tc.canon) || !okxEqual(p.Native, tc.native) || !okxEqual(p.AllowedIPs, tc.ips) {
 			t.Errorf("%s: got %+v", tc.body, p)
 		}
-		if p.IPRestricted != (len(tc.ips) > 0) {
-			t.Errorf("%s: IPRestricted %v", tc.body, p.IPRestricted)
+		if (p.IPRestriction == IPRestricted) != (len(tc.ips) > 0) {
+			t.Errorf("%s: IPRestricted %v", tc.body, (p.IPRestriction == IPRestricted))
 		}
 	}
 }
@@ -212,8 +212,8 @@ func FuzzOKXParseAccountConfig(f *testing.F) {
 			}
 			return
 		}
-		if p.IPRestricted != (len(p.AllowedIPs) > 0) {
-			t.Fatalf("IPRestricted %v with %d IPs", p.IPRestricted, len(p.AllowedIPs))
+		if (p.IPRestriction == IPRestricted) != (len(p.AllowedIPs) > 0) {
+			t.Fatalf("IPRestricted %v with %d IPs", (p.IPRestriction == IPRestricted), len(p.AllowedIPs))
 		}
 	})
 }

@@ -142,6 +142,11 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 			}
 		}
 	}
+	if e, ok := AsError(err); ok && e.Kind == RateLimited && e.Scope == ScopeEndpoint && e.RetryAfter > 0 {
+		// Escalation happens here, once for every driver: a limit on the
+		// egress IP holds every key of this base URL back.
+		p.ban(base, e.RetryAfter)
+	}
 	return perms, err
 }
 
@@ -208,7 +213,7 @@ func CheckCredentials(n Name, c Credentials) error {
 	if c.APISecret == "" {
 		return fmt.Errorf("API secret is empty")
 	}
-	if (n == OKX || n == KuCoin) && c.Passphrase == "" {
+	if CapabilitiesOf(n).NeedsPassphrase && c.Passphrase == "" {
 		return fmt.Errorf("%s keys need a passphrase, and it is empty", n)
 	}
 	if d, ok := drivers[n]; ok {
