@@ -2,6 +2,8 @@ package exchange
 
 import (
 	"context"
+	"crypto/rand"
+	"io"
 	"fmt"
 	"net/http"
 	"strings"
@@ -58,6 +60,10 @@ type Options struct {
 	MaxBodyBytes int64
 	// Observe, when set, is called after every HTTP request.
 	Observe func(Observation)
+	// Random is the source of per-request randomness (Bitstamp's UUID
+	// nonce, Coinbase's JWT nonce); crypto/rand when nil. The conformance
+	// tests fix it to compare signed requests byte for byte.
+	Random io.Reader
 }
 
 const (
@@ -92,6 +98,9 @@ func NewProber(opts Options) *Prober {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Random == nil {
+		opts.Random = rand.Reader
 	}
 	p := &Prober{
 		opts:     opts,

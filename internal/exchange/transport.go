@@ -44,6 +44,12 @@ func (c *call) Now() time.Time {
 	return c.p.opts.Now().Add(c.p.ClockOffset(c.base))
 }
 
+// random fills b from the prober's source of randomness.
+func (c *call) random(b []byte) error {
+	_, err := io.ReadFull(c.p.opts.Random, b)
+	return err
+}
+
 // Nonce is strictly increasing across keys, goroutines and restarts.
 func (c *call) Nonce() uint64 { return c.p.nonce() }
 

@@ -37,6 +37,10 @@ type Key struct {
 	Passphrase string        `json:"passphrase,omitempty"`
 	// Permissions are canonical names; each exchange renders its own scopes.
 	Permissions []string `json:"permissions"`
+	// Native, when set, is rendered verbatim as the exchange's own scope
+	// names instead of mapping Permissions (to test what one native
+	// permission implies, e.g. OKX "trade").
+	Native []string `json:"native,omitempty"`
 	// AllowedIPs, when set, is the allowlist; callers from elsewhere are refused.
 	AllowedIPs []string  `json:"allowedIPs,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
