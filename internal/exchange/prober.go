@@ -3,8 +3,8 @@ package exchange
 import (
 	"context"
 	"crypto/rand"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
