@@ -28,10 +28,24 @@ type observation struct {
 	target targetObservation
 	// probe is the exchange's answer when a probe was due, else nil.
 	probe *probecache.Result
-	// insecureEndpoint: spec.endpoint is http:// and the manager forbids it.
-	insecureEndpoint bool
+	// endpointErr: the manager refuses spec.endpoint (not an official host
+	// of the exchange, nor allowed by the administrator); no request is made.
+	endpointErr error
 	// jitter in [-1, 1] spreads revalidations of keys created together.
 	jitter float64
+
+	// Outcomes of this reconcile's own actions, fed back for a final
+	// decision: the target Secret was written (created, updated, repaired),
+	// restart targets were processed, a reminder was delivered.
+	targetWritten bool
+	restarts      *restartOutcome
+	notified      string
+}
+
+// restartOutcome is what restarting the restart targets found.
+type restartOutcome struct {
+	// failed lists targets that could not be restarted, with why.
+	failed []string
 }
 
 // targetObservation is the target Secret as found.
@@ -57,7 +71,9 @@ type decision struct {
 	status keyopsv1.ExchangeAPIKeyStatus
 	// syncTarget: the target Secret must hold the current source key.
 	syncTarget bool
-	events     []event
+	// restart: the restart targets must be rolled for the current material.
+	restart bool
+	events  []event
 	// requeueAfter is when something is next due (0: nothing scheduled).
 	requeueAfter time.Duration
 	// notify is the rotation reminder owed to the webhook, if any.
@@ -66,9 +82,9 @@ type decision struct {
 
 // probeDue says whether this reconcile must ask the exchange, and whether
 // the shared result cache must be bypassed (an explicit revalidate request).
-func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, insecure bool, now time.Time) (due, force bool) {
+func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointErr error, now time.Time) (due, force bool) {
 	st := &k.Status
-	if k.Spec.Suspend || insecure || !src.ok() || k.Spec.Validation.ModeOrDefault() == keyopsv1.ValidationDisabled {
+	if k.Spec.Suspend || endpointErr != nil || !src.ok() || k.Spec.Validation.ModeOrDefault() == keyopsv1.ValidationDisabled {
 		return false, false
 	}
 	if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" && v != st.RevalidateRequest {
@@ -82,160 +98,149 @@ func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, insecure bool, now t
 	return false, false
 }
 
-// decide turns an observation into the desired status, the target action
-// and the events. It is pure: everything time- or world-dependent is in obs.
+// decide turns an observation into the desired status, the actions and the
+// events. It is pure: everything time- or world-dependent is in obs, and the
+// outcomes of earlier actions of the same reconcile (a conflict found on
+// write, restarts done, a reminder delivered) come back as observations, so
+// that every piece of bookkeeping is derived from what was observed or
+// persisted, never patched in afterwards.
+//
+// It runs small phases in order, cert-manager style; each may stop the chain.
 func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
-	prev := k.Status
-	st := *k.Status.DeepCopy()
-	d := decision{}
-	gen := k.Generation
-	now := metav1.NewTime(obs.now)
-	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
-	}
-	mode := k.Spec.Validation.ModeOrDefault()
-	interval := k.Spec.Validation.IntervalOrDefault()
-	st.ObservedGeneration = gen
-	st.TargetSecretName = k.TargetName()
-
-	if k.Spec.Suspend {
-		set(keyopsv1.ConditionReady, metav1.ConditionFalse, keyopsv1.ReasonSuspended, "spec.suspend is true: no writes and no exchange calls until it is cleared")
-		d.status = st
-		return d
-	}
-
-	src := obs.source
-	if !src.ok() {
-		set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, src.reason, src.message+"; the target Secret is left as it was")
-		if meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionKeyValid) == nil {
-			set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, "no usable key material in the source Secret")
+	s := newPhaseState(k, obs)
+	for _, phase := range []func(*phaseState) bool{
+		phaseSource, phaseValidation, phasePolicy, phaseTarget, phaseRotation, phaseReadiness,
+	} {
+		if !phase(s) {
+			break
 		}
-		set(keyopsv1.ConditionReady, metav1.ConditionFalse, src.reason, src.message)
-		d.status = st
-		return d
 	}
+	s.d.status = *s.st
+	return s.d
+}
 
-	fp := src.fingerprint
-	newKey := prev.KeyFingerprint != fp
-	st.KeyID = keyid.Mask(src.creds.APIKey)
-	st.KeyFingerprint = fp
-	if newKey {
-		st.History = recordSeen(st.History, st.KeyID, fp, now)
+// phaseState is what the phases share: the input, the status being built,
+// and the verdicts of earlier phases.
+type phaseState struct {
+	k        *keyopsv1.ExchangeAPIKey
+	obs      observation
+	prev     keyopsv1.ExchangeAPIKeyStatus
+	st       *keyopsv1.ExchangeAPIKeyStatus
+	d        decision
+	now      metav1.Time
+	mode     keyopsv1.ValidationMode
+	interval time.Duration
+
+	// fp is the current source key's fingerprint; newKey: status did not
+	// know it yet.
+	fp     string
+	newKey bool
+	// inGrace: transient exchange failures of a verified key that the
+	// target already holds, not yet older than one interval.
+	inGrace bool
+	// usable: verified (or in grace) for the current material.
+	usable    bool
+	compliant bool
+	// approved: the target may hold the current material.
+	approved bool
+	rot      rotationDecision
+}
+
+func newPhaseState(k *keyopsv1.ExchangeAPIKey, obs observation) *phaseState {
+	s := &phaseState{
+		k: k, obs: obs, prev: k.Status, st: k.Status.DeepCopy(),
+		now: metav1.NewTime(obs.now), mode: k.Spec.Validation.ModeOrDefault(), interval: k.Spec.Validation.IntervalOrDefault(),
 	}
+	s.st.ObservedGeneration = k.Generation
+	s.st.TargetSecretName = k.TargetName()
+	return s
+}
 
-	// Validation: what the exchange says about the current key.
+func (s *phaseState) set(typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&s.st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.k.Generation})
+}
+
+func (s *phaseState) cond(typ string) *metav1.Condition {
+	return meta.FindStatusCondition(s.st.Conditions, typ)
+}
+
+// phaseSource stops the chain when suspended or when the source Secret gave
+// no usable material; the target is left as it was.
+func phaseSource(s *phaseState) bool {
+	if s.k.Spec.Suspend {
+		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, keyopsv1.ReasonSuspended, "spec.suspend is true: no writes and no exchange calls until it is cleared")
+		return false
+	}
+	src := s.obs.source
+	if !src.ok() {
+		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, src.reason, src.message+"; the target Secret is left as it was")
+		if s.cond(keyopsv1.ConditionKeyValid) == nil {
+			s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, "no usable key material in the source Secret")
+		}
+		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, src.reason, src.message)
+		return false
+	}
+	s.fp = src.fingerprint
+	s.newKey = s.prev.KeyFingerprint != s.fp
+	s.st.KeyID = keyid.Mask(src.creds.APIKey)
+	s.st.KeyFingerprint = s.fp
+	if s.newKey {
+		s.st.History = recordSeen(s.st.History, s.st.KeyID, s.fp, s.now)
+	}
+	return true
+}
+
+// phaseValidation sets KeyValid from the exchange's answer, if one was due.
+func phaseValidation(s *phaseState) bool {
+	k, st, obs := s.k, s.st, s.obs
 	switch {
-	case obs.insecureEndpoint:
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonInsecureEndpoint,
-			fmt.Sprintf("endpoint %s is not https; the manager refuses plain-HTTP exchange endpoints unless started with --allow-insecure-endpoints", k.Spec.Endpoint))
-	case mode == keyopsv1.ValidationDisabled:
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationDisabled, "spec.validation.mode is Disabled: the key is not checked with the exchange")
+	case obs.endpointErr != nil:
+		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonEndpointNotAllowed, obs.endpointErr.Error())
+	case s.mode == keyopsv1.ValidationDisabled:
+		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationDisabled, "spec.validation.mode is Disabled: the key is not checked with the exchange")
 		st.NextValidationTime, st.FailingSince, st.TransientFailures = nil, nil, 0
 	case obs.probe != nil:
-		applyProbe(k, &st, obs, interval, set)
+		applyProbe(k, st, obs, s.interval, s.set)
 		if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" {
 			st.RevalidateRequest = v
 		}
-	case newKey:
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, "waiting for the exchange to answer")
+	case s.newKey:
+		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, "waiting for the exchange to answer")
 	}
+	kv := s.cond(keyopsv1.ConditionKeyValid)
+	material := obs.source.material
+	s.inGrace = kv != nil && kv.Status == metav1.ConditionUnknown && isTransientReason(kv.Reason) &&
+		st.VerifiedFingerprint == s.fp && st.FailingSince != nil && obs.now.Sub(st.FailingSince.Time) <= s.interval &&
+		// Grace keeps what the target already holds; material that never
+		// verified gets none.
+		obs.target.material == material
+	s.usable = kv != nil && (kv.Status == metav1.ConditionTrue && st.CredentialsHash == material || s.inGrace)
+	return true
+}
 
-	keyValid := meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionKeyValid)
-	inGrace := keyValid != nil && keyValid.Status == metav1.ConditionUnknown && isTransientReason(keyValid.Reason) &&
-		st.VerifiedFingerprint == fp && st.FailingSince != nil && obs.now.Sub(st.FailingSince.Time) <= interval
-	// Grace keeps what the target already holds; material that never
-	// verified gets none.
-	inGrace = inGrace && obs.target.material == src.material
-	usable := keyValid != nil && (keyValid.Status == metav1.ConditionTrue && st.CredentialsHash == src.material || inGrace)
-
-	// Policy.
-	compliant := false
+// phasePolicy sets PermissionsCompliant.
+func phasePolicy(s *phaseState) bool {
+	st := s.st
+	kv := s.cond(keyopsv1.ConditionKeyValid)
 	switch {
-	case mode == keyopsv1.ValidationDisabled || obs.insecureEndpoint:
-		set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, keyValid.Reason, "permissions are not checked: "+keyValid.Message)
-	case st.VerifiedFingerprint == fp && st.Permissions != nil && usable:
-		reason, msg := evaluatePolicy(k.Spec.Permissions, st.Permissions)
-		compliant = reason == keyopsv1.ReasonCompliant
+	case s.mode == keyopsv1.ValidationDisabled || s.obs.endpointErr != nil:
+		s.set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, kv.Reason, "permissions are not checked: "+kv.Message)
+	case st.VerifiedFingerprint == s.fp && st.Permissions != nil && s.usable:
+		reason, msg := evaluatePolicy(s.k.Spec.Permissions, st.Permissions)
+		s.compliant = reason == keyopsv1.ReasonCompliant
 		status := metav1.ConditionFalse
-		if compliant {
+		if s.compliant {
 			status = metav1.ConditionTrue
 		}
-		set(keyopsv1.ConditionPermissionsCompliant, status, reason, msg)
+		s.set(keyopsv1.ConditionPermissionsCompliant, status, reason, msg)
 	default:
-		set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, keyopsv1.ReasonPermissionsUnknown, "the key's permissions are known once it verifies")
+		s.set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, keyopsv1.ReasonPermissionsUnknown, "the key's permissions are known once it verifies")
 	}
-
-	approved := mode != keyopsv1.ValidationEnforce || (usable && compliant && st.VerifiedFingerprint == fp)
-	if obs.insecureEndpoint && mode == keyopsv1.ValidationEnforce {
-		approved = false
+	s.approved = s.mode != keyopsv1.ValidationEnforce || (s.usable && s.compliant && st.VerifiedFingerprint == s.fp)
+	if s.obs.endpointErr != nil && s.mode == keyopsv1.ValidationEnforce {
+		s.approved = false
 	}
-
-	// The target Secret.
-	target := obs.target
-	switch {
-	case target.conflict != "":
-		set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonSecretConflict, target.conflict)
-		st.TargetKeyFingerprint = ""
-	case approved:
-		d.syncTarget = true
-		st.TargetKeyFingerprint = fp
-		set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced,
-			fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID))
-		switch {
-		case target.material == src.material:
-		case target.exists && target.fingerprint == fp:
-			d.events = append(d.events, event{reason: "SecretSynced", message: fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), st.KeyID)})
-		default:
-			st.History = recordDecision(st.History, fp, "Accepted", "", now)
-			if target.exists && target.fingerprint != "" {
-				if st.Rotation == nil {
-					st.Rotation = &keyopsv1.RotationStatus{}
-				}
-				st.Rotation.LastRotationTime = &now
-				d.events = append(d.events, event{reason: "KeyRotated",
-					message: fmt.Sprintf("Secret %s now holds key %s (was %s)", k.TargetName(), st.KeyID, maskedFor(st.History, target.fingerprint))})
-			} else {
-				d.events = append(d.events, event{reason: "SecretSynced", message: fmt.Sprintf("Secret %s created with key %s", k.TargetName(), st.KeyID)})
-			}
-		}
-	default:
-		why := blockingReason(st.Conditions)
-		if rejected(why) {
-			st.History = recordDecision(st.History, fp, "Rejected", why, now)
-		}
-		st.TargetKeyFingerprint = target.fingerprint
-		switch {
-		case target.exists && target.material == src.material:
-			// A verified key that went bad stays in place: the bots fail
-			// either way, and deleting would lose the audit trail.
-			set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced,
-				fmt.Sprintf("Secret %s holds key %s, which no longer validates (%s); it is kept", k.TargetName(), st.KeyID, why))
-		case target.exists:
-			set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonPreviousKeyKept,
-				fmt.Sprintf("new key %s is not accepted (%s); Secret %s keeps the previous key %s", st.KeyID, why, k.TargetName(), maskedFor(st.History, target.fingerprint)))
-		default:
-			set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonAwaitingValidation,
-				fmt.Sprintf("Secret %s is created once key %s verifies and complies (%s)", k.TargetName(), st.KeyID, why))
-		}
-	}
-
-	// Rotation schedule (RotationDue).
-	rot := decideRotation(k, &st, obs.now)
-	d.events = append(d.events, rot.events...)
-	d.notify = rot.notify
-
-	// Ready summarises.
-	reason, msg := readiness(k, st, inGrace, rot.overdueEnforced)
-	if reason == keyopsv1.ReasonReady {
-		set(keyopsv1.ConditionReady, metav1.ConditionTrue, reason, msg)
-	} else {
-		set(keyopsv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	}
-
-	d.events = append(transitionEvents(prev.Conditions, st.Conditions, st.KeyID), d.events...)
-	d.requeueAfter = nextWake(st, rot.next, obs.now)
-	d.status = st
-	return d
+	return true
 }
 
 // applyProbe records the exchange's answer.
@@ -453,15 +458,15 @@ func blockingReason(conds []metav1.Condition) string {
 // to waiting for the exchange).
 func rejected(reason string) bool {
 	switch reason {
-	case keyopsv1.ReasonValidationPending, keyopsv1.ReasonPermissionsUnknown, keyopsv1.ReasonInsecureEndpoint,
-		keyopsv1.ReasonExchangeUnavailable, keyopsv1.ReasonRateLimited, keyopsv1.ReasonUnexpectedResponse:
+	case keyopsv1.ReasonValidationPending, keyopsv1.ReasonPermissionsUnknown, keyopsv1.ReasonInsecureEndpoint, keyopsv1.ReasonEndpointNotAllowed,
+		keyopsv1.ReasonExchangeUnavailable, keyopsv1.ReasonRateLimited, keyopsv1.ReasonUnexpectedResponse, keyopsv1.ReasonNonceConflict:
 		return false
 	}
 	return true
 }
 
 func isTransientReason(r string) bool {
-	return r == keyopsv1.ReasonExchangeUnavailable || r == keyopsv1.ReasonRateLimited || r == keyopsv1.ReasonUnexpectedResponse
+	return r == keyopsv1.ReasonExchangeUnavailable || r == keyopsv1.ReasonRateLimited || r == keyopsv1.ReasonUnexpectedResponse || r == keyopsv1.ReasonNonceConflict
 }
 
 // backoff doubles from 30 s per consecutive failure, capped at the interval.
@@ -490,13 +495,13 @@ func transitionEvents(before, after []metav1.Condition, masked string) []event {
 	if c, ok := changed(keyopsv1.ConditionKeyValid); ok {
 		switch {
 		case c.Status == metav1.ConditionTrue:
-			out = append(out, event{reason: "Verified", message: c.Message})
+			out = append(out, event{reason: keyopsv1.EventVerified, message: c.Message})
 		case c.Status == metav1.ConditionFalse:
 			out = append(out, event{warning: true, reason: c.Reason, message: c.Message})
 		}
 	}
 	if c, ok := changed(keyopsv1.ConditionPermissionsCompliant); ok && c.Status == metav1.ConditionFalse {
-		out = append(out, event{warning: true, reason: "PermissionViolation", message: c.Message})
+		out = append(out, event{warning: true, reason: keyopsv1.EventPermissionViolation, message: c.Message})
 	}
 	return out
 }

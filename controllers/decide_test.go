@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -144,36 +145,36 @@ func TestDecideTransientGraceAndBackoff(t *testing.T) {
 func TestProbeDue(t *testing.T) {
 	k := testKey("")
 	s := src("AAAAkey-number-one-ZZZZ")
-	if due, _ := probeDue(k, s, false, t0); !due {
+	if due, _ := probeDue(k, s, nil, t0); !due {
 		t.Fatal("a new key is due")
 	}
 	step(k, observation{now: t0, source: s, probe: ok("read"), jitter: 0.5})
 	if got := k.Status.NextValidationTime.Sub(t0); got != 63*time.Minute {
 		t.Fatalf("interval with +5%% jitter = %s", got)
 	}
-	if due, _ := probeDue(k, s, false, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
 		t.Fatal("nothing is due a minute later")
 	}
-	if due, _ := probeDue(k, s, false, t0.Add(63*time.Minute)); !due {
+	if due, _ := probeDue(k, s, nil, t0.Add(63*time.Minute)); !due {
 		t.Fatal("due at the interval")
 	}
-	if due, _ := probeDue(k, src("BBBBanother-key-YYYY"), false, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, src("BBBBanother-key-YYYY"), nil, t0.Add(time.Minute)); !due {
 		t.Fatal("a changed key is due at once")
 	}
 	k.Annotations = map[string]string{keyopsv1.AnnotationRevalidate: "now"}
-	if due, force := probeDue(k, s, false, t0.Add(time.Minute)); !due || !force {
+	if due, force := probeDue(k, s, nil, t0.Add(time.Minute)); !due || !force {
 		t.Fatal("the revalidate annotation forces a probe")
 	}
 	k.Status.RevalidateRequest = "now"
-	if due, _ := probeDue(k, s, false, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
 		t.Fatal("a handled revalidate value is not due again")
 	}
 	k.Generation = 2
-	if due, _ := probeDue(k, s, false, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); !due {
 		t.Fatal("a spec change is due at once")
 	}
 	k.Spec.Validation.Mode = keyopsv1.ValidationDisabled
-	if due, _ := probeDue(k, s, false, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
 		t.Fatal("Disabled never probes")
 	}
 }
@@ -195,14 +196,15 @@ func TestDecideObserveAndDisabledSync(t *testing.T) {
 	}
 }
 
-func TestDecideInsecureEndpoint(t *testing.T) {
+func TestDecideEndpointNotAllowed(t *testing.T) {
 	k := testKey("")
 	k.Spec.Endpoint = "http://example.com"
-	d := step(k, observation{now: t0, source: src("AAAAkey-number-one-ZZZZ"), insecureEndpoint: true})
-	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "False/InsecureEndpoint" {
-		t.Fatalf("insecure endpoint: sync=%v ready=%s", d.syncTarget, condOf(d.status, keyopsv1.ConditionReady))
+	refused := errors.New("endpoint http://example.com is not allowed")
+	d := step(k, observation{now: t0, source: src("AAAAkey-number-one-ZZZZ"), endpointErr: refused})
+	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "False/EndpointNotAllowed" {
+		t.Fatalf("refused endpoint: sync=%v ready=%s", d.syncTarget, condOf(d.status, keyopsv1.ConditionReady))
 	}
-	if due, _ := probeDue(k, src("AAAAkey-number-one-ZZZZ"), true, t0); due {
+	if due, _ := probeDue(k, src("AAAAkey-number-one-ZZZZ"), refused, t0); due {
 		t.Fatal("no probe to an insecure endpoint")
 	}
 }
@@ -386,7 +388,7 @@ func TestDecideSecretOnlyChangeIsValidated(t *testing.T) {
 	bad := good
 	bad.creds.APISecret = "pasted-wrong"
 	bad.material = keyid.CredentialsHash(bad.creds.APIKey, bad.creds.APISecret, "")
-	if due, _ := probeDue(k, bad, false, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, bad, nil, t0.Add(time.Minute)); !due {
 		t.Fatal("a changed secret is due for validation at once")
 	}
 	d := step(k, observation{now: t0.Add(time.Minute), source: bad, target: holding(good), probe: fail(exchange.InvalidSignature)})
@@ -403,4 +405,15 @@ func TestDecideSecretOnlyChangeIsValidated(t *testing.T) {
 	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) == "True/Ready" {
 		t.Fatalf("unverified material approved during an outage: %v", d.status.Conditions)
 	}
+}
+
+func hasEvent(evs []event, reasons ...string) bool {
+	for _, e := range evs {
+		for _, r := range reasons {
+			if e.reason == r {
+				return true
+			}
+		}
+	}
+	return false
 }

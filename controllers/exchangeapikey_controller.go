@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,11 +14,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -44,22 +45,31 @@ type Reconciler struct {
 	Probes *probecache.Cache
 	// Notifier delivers rotation reminders; nil disables them.
 	Notifier Notifier
-	// Now is the clock; tests inject a fake one.
-	Now func() time.Time
+	// Clock is the one clock of the controller; tests inject a fake one.
+	Clock clock.PassiveClock
 	// Jitter returns a value in [-1, 1]; tests make it deterministic.
 	Jitter func() float64
-	// AllowInsecureEndpoints permits http:// endpoints (simulators).
-	AllowInsecureEndpoints bool
+	// Endpoints decides which spec.endpoint values may receive keys; nil
+	// allows the exchanges' default hosts and https endpoints only.
+	Endpoints EndpointChecker
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
-	// SetupWithManager); sources remembers the last source read per Secret
-	// and its resourceVersion, so an unchanged source is not fetched again.
+	// SetupWithManager); sources remembers, per ExchangeAPIKey, the last
+	// source Secret read and its resourceVersion, so an unchanged source is
+	// not fetched again. Keyed by the ExchangeAPIKey, so that the copy goes
+	// when the key is deleted or pointed at another Secret.
 	sourceMeta client.Reader
 	sourcesMu  sync.Mutex
 	sources    map[types.NamespacedName]cachedSource
 }
 
+// EndpointChecker refuses exchange endpoints the keys must not be sent to.
+type EndpointChecker interface {
+	Check(exchange, endpoint string) error
+}
+
 type cachedSource struct {
+	secretName      string
 	resourceVersion string
 	secret          *corev1.Secret
 }
@@ -72,63 +82,38 @@ type cachedSource struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
 func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }
 
-// Reconcile observes, decides (decide, a pure function) and acts.
+// Reconcile observes, decides (decide, a pure function) and acts. The
+// outcomes of the actions go back into decide as observations, and the
+// decision's status is written once at the end; bookkeeping that must
+// survive a failed status write (a reminder delivered) is saved with a
+// patch that cannot conflict right after the action.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	var k keyopsv1.ExchangeAPIKey
 	if err := r.Get(ctx, req.NamespacedName, &k); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetSource(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !k.DeletionTimestamp.IsZero() {
+		r.forgetSource(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, &k)
 	}
 	if err := r.ensureFinalizer(ctx, &k); err != nil {
 		return requeueOnConflict(err)
 	}
 
-	now := r.now()
-	obs := observation{now: now}
-	if r.Jitter != nil {
-		obs.jitter = r.Jitter()
-	} else {
-		obs.jitter = rand.Float64()*2 - 1
+	obs, err := r.observe(ctx, &k)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	if !k.Spec.Suspend {
-		src, err := r.readSource(ctx, &k)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if src.ok() {
-			// A template that cannot render is a spec error: report it
-			// like unusable source material, before anything is written.
-			if _, err := desiredTarget(&k, src); err != nil {
-				src = sourceResult{reason: keyopsv1.ReasonInvalidTemplate, message: err.Error()}
-			}
-		}
-		obs.source = src
-		tgt, err := r.observeTarget(ctx, &k)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		obs.target = tgt
-		obs.insecureEndpoint = r.insecure(k.Spec.Endpoint)
-		if due, force := probeDue(&k, src, obs.insecureEndpoint, now); due {
-			res := r.Probes.Probe(ctx, exchange.Request{
-				Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
-				Credentials: src.creds, Demo: k.Spec.DemoTrading,
-				NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
-			}, freshAfter(&k, now), force)
-			obs.probe = &res
-			log.V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
-		}
-	}
-
 	d := decide(&k, obs)
 	var actErr error
 	if d.syncTarget {
@@ -140,23 +125,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return requeueOnConflict(err)
 		case conflict != "":
 			obs.target = targetObservation{conflict: conflict}
-			d = decide(&k, obs)
 		default:
-			if wrote && !hasEvent(d.events, "SecretSynced", "KeyRotated") {
-				d.events = append(d.events, event{reason: "SecretSynced", message: fmt.Sprintf("Secret %s restored to the key %s", k.TargetName(), d.status.KeyID)})
-			}
-			if msg := r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID, now); msg != "" {
-				c := meta.FindStatusCondition(d.status.Conditions, keyopsv1.ConditionSecretSynced)
-				c.Message += "; " + msg
+			obs.targetWritten = wrote
+			if d.restart {
+				obs.restarts = &restartOutcome{failed: r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID)}
 			}
 		}
+		d = decide(&k, obs)
 	}
 	if d.notify != "" && r.Notifier != nil {
 		if err := r.notify(ctx, &k, d); err != nil {
 			log.Info("rotation reminder not delivered; retrying with backoff", "error", err.Error())
 			actErr = err
 		} else {
-			d.status.Rotation.NotifiedReason = d.notify
+			obs.notified = d.notify
+			d = decide(&k, obs)
 		}
 	}
 
@@ -179,6 +162,47 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: d.requeueAfter}, nil
 }
 
+// observe reads everything decide needs: the source, the target, and the
+// exchange's answer when a probe is due.
+func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (observation, error) {
+	now := r.now()
+	obs := observation{now: now}
+	if r.Jitter != nil {
+		obs.jitter = r.Jitter()
+	} else {
+		obs.jitter = rand.Float64()*2 - 1
+	}
+	if k.Spec.Suspend {
+		return obs, nil
+	}
+	src, err := r.readSource(ctx, k)
+	if err != nil {
+		return obs, err
+	}
+	if src.ok() {
+		// A template that cannot render is a spec error: report it like
+		// unusable source material, before anything is written.
+		if _, err := desiredTarget(k, src); err != nil {
+			src = sourceResult{reason: keyopsv1.ReasonInvalidTemplate, message: err.Error()}
+		}
+	}
+	obs.source = src
+	if obs.target, err = r.observeTarget(ctx, k); err != nil {
+		return obs, err
+	}
+	obs.endpointErr = r.checkEndpoint(k)
+	if due, force := probeDue(k, src, obs.endpointErr, now); due {
+		res := r.Probes.Probe(ctx, exchange.Request{
+			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
+			Credentials: src.creds, Demo: k.Spec.DemoTrading,
+			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
+		}, freshAfter(k, now), force)
+		obs.probe = &res
+		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
+	}
+	return obs, nil
+}
+
 // freshAfter is how recent a shared probe result must be for k: within one
 // interval, and newer than k's own last validation. Status times are kept
 // to the second, so a second is added to be sure k's own previous answer
@@ -198,23 +222,18 @@ func outcome(err error) string {
 	return string(exchange.KindOf(err))
 }
 
-func hasEvent(evs []event, reasons ...string) bool {
-	for _, e := range evs {
-		for _, r := range reasons {
-			if e.reason == r {
-				return true
-			}
-		}
+// checkEndpoint applies the manager's endpoint policy to spec.endpoint.
+func (r *Reconciler) checkEndpoint(k *keyopsv1.ExchangeAPIKey) error {
+	if r.Endpoints != nil {
+		return r.Endpoints.Check(string(k.Spec.Exchange), k.Spec.Endpoint)
 	}
-	return false
-}
-
-func (r *Reconciler) insecure(endpoint string) bool {
-	if endpoint == "" || r.AllowInsecureEndpoints {
-		return false
+	if k.Spec.Endpoint == "" {
+		return nil
 	}
-	u, err := url.Parse(endpoint)
-	return err != nil || u.Scheme != "https"
+	if u, err := url.Parse(k.Spec.Endpoint); err != nil || u.Scheme != "https" {
+		return fmt.Errorf("endpoint %s is not https; the manager refuses plain-HTTP exchange endpoints unless started with --allow-insecure-endpoints", k.Spec.Endpoint)
+	}
+	return nil
 }
 
 // readSource reads the source Secret: from memory when the metadata cache
@@ -222,52 +241,75 @@ func (r *Reconciler) insecure(endpoint string) bool {
 // Most reconciles (the echo of our own writes, revalidations, drift repair)
 // then cost no read of the source at all.
 func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (sourceResult, error) {
+	owner := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
 	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Spec.CredentialsSecretRef.Name}
 	if r.sourceMeta != nil {
 		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
 		if err := r.sourceMeta.Get(ctx, key, m); err == nil {
 			r.sourcesMu.Lock()
-			c, ok := r.sources[key]
+			c, ok := r.sources[owner]
 			r.sourcesMu.Unlock()
-			if ok && c.resourceVersion == m.ResourceVersion {
+			if ok && c.secretName == key.Name && c.resourceVersion == m.ResourceVersion {
 				return readSource(k, c.secret), nil
 			}
 		}
 	}
 	var s corev1.Secret
 	err := r.APIReader.Get(ctx, key, &s)
-	r.sourcesMu.Lock()
-	defer r.sourcesMu.Unlock()
 	if apierrors.IsNotFound(err) {
-		delete(r.sources, key)
+		r.forgetSource(owner)
 		return readSource(k, nil), nil
 	}
 	if err != nil {
 		return sourceResult{}, err
 	}
+	r.sourcesMu.Lock()
+	defer r.sourcesMu.Unlock()
 	if r.sources == nil {
 		r.sources = map[types.NamespacedName]cachedSource{}
 	}
-	r.sources[key] = cachedSource{resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
+	r.sources[owner] = cachedSource{secretName: key.Name, resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
 	return readSource(k, &s), nil
 }
 
-// observeTarget finds the target Secret in the cache, which holds the
-// Secrets this operator manages (by label). A foreign Secret of the same
-// name is not in it: syncTarget finds it when its create is refused, and
-// reports the conflict then.
-func (r *Reconciler) observeTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (targetObservation, error) {
+// forgetSource drops the in-memory copy of an ExchangeAPIKey's source, so
+// that key material does not outlive the object that needed it.
+func (r *Reconciler) forgetSource(owner types.NamespacedName) {
+	r.sourcesMu.Lock()
+	defer r.sourcesMu.Unlock()
+	delete(r.sources, owner)
+}
+
+// getTarget finds the target Secret: in the cache, which holds the Secrets
+// carrying the operator's label, or, when status says the operator wrote it
+// before, with an uncached GET: someone may have removed the label, which
+// hides the Secret from the cache but does not make it anyone else's.
+func (r *Reconciler) getTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (*corev1.Secret, error) {
 	key := types.NamespacedName{Namespace: k.Namespace, Name: k.TargetName()}
 	var s corev1.Secret
 	err := r.Get(ctx, key, &s)
+	if apierrors.IsNotFound(err) && (k.Status.TargetKeyFingerprint != "" || controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain)) {
+		err = r.APIReader.Get(ctx, key, &s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// observeTarget finds the target Secret. A foreign Secret of the same name
+// is not in the cache: syncTarget finds it when its create is refused, and
+// reports the conflict then.
+func (r *Reconciler) observeTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (targetObservation, error) {
+	s, err := r.getTarget(ctx, k)
 	if apierrors.IsNotFound(err) {
 		return targetObservation{}, nil
 	}
 	if err != nil {
 		return targetObservation{}, err
 	}
-	if !metav1.IsControlledBy(&s, k) {
-		return targetObservation{conflict: conflictMessage(k, &s)}, nil
+	if !metav1.IsControlledBy(s, k) {
+		return targetObservation{conflict: conflictMessage(k, s)}, nil
 	}
 	return targetObservation{exists: true, fingerprint: s.Annotations[keyopsv1.AnnotationKeyFingerprint], material: s.Annotations[keyopsv1.AnnotationCredentialsHash]}, nil
 }
@@ -300,6 +342,7 @@ func desiredTarget(k *keyopsv1.ExchangeAPIKey, src sourceResult) (*corev1.Secret
 	for kk, v := range k.Spec.Target.Annotations {
 		s.Annotations[kk] = v
 	}
+	s.Labels[keyopsv1.LabelManaged] = keyopsv1.LabelManagedValue
 	s.Labels[keyopsv1.LabelManagedBy] = keyopsv1.ManagedByValue
 	s.Annotations[keyopsv1.AnnotationKeyFingerprint] = src.fingerprint
 	s.Annotations[keyopsv1.AnnotationCredentialsHash] = src.material
@@ -317,27 +360,27 @@ func (r *Reconciler) syncTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 	if err := controllerutil.SetControllerReference(k, want, r.Scheme); err != nil {
 		return false, "", err
 	}
-	var have corev1.Secret
-	err = r.Get(ctx, client.ObjectKeyFromObject(want), &have)
+	have, err := r.getTarget(ctx, k)
 	if apierrors.IsNotFound(err) {
-		if err := r.Create(ctx, want); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				var other corev1.Secret
-				if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), &other); gerr == nil && !metav1.IsControlledBy(&other, k) {
-					return false, conflictMessage(k, &other), nil
-				}
-			}
+		err = r.Create(ctx, want)
+		if err == nil {
+			return true, "", nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
 			return false, "", err
 		}
-		return true, "", nil
+		// Not in the cache, yet there: a foreign Secret, or ours with its
+		// label removed (repaired below, label included).
+		have = &corev1.Secret{}
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), have)
 	}
 	if err != nil {
 		return false, "", err
 	}
-	if !metav1.IsControlledBy(&have, k) {
-		return false, conflictMessage(k, &have), nil
+	if !metav1.IsControlledBy(have, k) {
+		return false, conflictMessage(k, have), nil
 	}
-	if targetUpToDate(&have, want) {
+	if targetUpToDate(have, want) {
 		return false, "", nil
 	}
 	upd := have.DeepCopy()
@@ -384,20 +427,36 @@ type reconcileError struct {
 
 func (e reconcileError) Error() string { return e.err.Error() }
 
-// ensureFinalizer keeps the Retain finalizer in step with the policy. The
-// update refreshes k, so the reconcile carries on with it.
+// ensureFinalizer keeps the Retain finalizer in step with the policy. It
+// patches metadata.finalizers only (with the resourceVersion as a
+// precondition, so that other controllers' finalizers are not lost): an
+// Update would send the whole object, and a spec that went through our Go
+// types would lose what they cannot express (an explicit empty list).
 func (r *Reconciler) ensureFinalizer(ctx context.Context, k *keyopsv1.ExchangeAPIKey) error {
 	want := k.Spec.Target.DeletionPolicyOrDefault() == keyopsv1.DeletionPolicyRetain
 	has := controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain)
 	if want == has {
 		return nil
 	}
-	if want {
-		controllerutil.AddFinalizer(k, keyopsv1.FinalizerRetain)
-	} else {
-		controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain)
+	return r.patchFinalizers(ctx, k, func() {
+		if want {
+			controllerutil.AddFinalizer(k, keyopsv1.FinalizerRetain)
+		} else {
+			controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain)
+		}
+	})
+}
+
+// patchFinalizers applies change to k's finalizers and sends only them.
+func (r *Reconciler) patchFinalizers(ctx context.Context, k *keyopsv1.ExchangeAPIKey, change func()) error {
+	before := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ResourceVersion: k.ResourceVersion, Finalizers: append([]string(nil), k.Finalizers...)}}
+	change()
+	after := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ResourceVersion: k.ResourceVersion, Finalizers: k.Finalizers}}
+	patch, err := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}).Data(after)
+	if err != nil {
+		return err
 	}
-	return r.Update(ctx, k)
+	return r.Patch(ctx, k, client.RawPatch(types.MergePatchType, patch))
 }
 
 // requeueOnConflict retries at once when the cache was behind the API
@@ -415,12 +474,11 @@ func (r *Reconciler) finalize(ctx context.Context, k *keyopsv1.ExchangeAPIKey) e
 	if !controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain) {
 		return nil
 	}
-	var s corev1.Secret
-	err := r.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.TargetName()}, &s)
+	s, err := r.getTarget(ctx, k)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	if err == nil && metav1.IsControlledBy(&s, k) {
+	if err == nil && metav1.IsControlledBy(s, k) {
 		upd := s.DeepCopy()
 		var refs []metav1.OwnerReference
 		for _, ref := range upd.OwnerReferences {
@@ -429,20 +487,24 @@ func (r *Reconciler) finalize(ctx context.Context, k *keyopsv1.ExchangeAPIKey) e
 			}
 		}
 		upd.OwnerReferences = refs
-		if err := r.Patch(ctx, upd, client.MergeFrom(&s)); err != nil {
+		if err := r.Patch(ctx, upd, client.MergeFrom(s)); err != nil {
 			return err
 		}
 	}
-	controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain)
-	return r.Update(ctx, k)
+	return r.patchFinalizers(ctx, k, func() { controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain) })
 }
 
-// restartWorkloads annotates each restart target's pod template with the
-// key fingerprint the target Secret now holds. The annotation makes it
-// idempotent: a workload rolls once per key, whatever restarts or no-op
-// reconciles happen in between. It returns a message for missing targets.
-func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src sourceResult, masked string, now time.Time) string {
-	var missing []string
+// restartWorkloads rolls each restart target that has not been rolled for
+// this ExchangeAPIKey's current material. The bookkeeping is an annotation
+// per ExchangeAPIKey on the workload's own metadata (writing it does not
+// roll pods), set in the same patch as the pod template's restartedAt: a
+// workload shared by several keys rolls once per change of any of them, and
+// never because another key was reconciled. It returns the targets that
+// could not be restarted, with why.
+func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src sourceResult, masked string) []string {
+	var failed []string
+	mark := restartAnnotation(k.Name)
+	hash := keyid.Short(src.material)
 	for _, t := range k.Spec.RestartTargets {
 		var obj client.Object
 		switch t.Kind {
@@ -456,30 +518,52 @@ func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeA
 			continue
 		}
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: t.Name}, obj); err != nil {
-			missing = append(missing, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
+			failed = append(failed, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
 			continue
 		}
-		tmpl := podTemplate(obj)
-		if tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] == keyid.Short(src.material) {
+		if obj.GetAnnotations()[mark] == hash {
 			continue
 		}
 		before := obj.DeepCopyObject().(client.Object)
-		if tmpl.Annotations == nil {
-			tmpl.Annotations = map[string]string{}
+		ann := obj.GetAnnotations()
+		if ann == nil {
+			ann = map[string]string{}
 		}
-		tmpl.Annotations[keyopsv1.AnnotationKeyFingerprint] = src.fingerprint
-		tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] = keyid.Short(src.material)
-		tmpl.Annotations[keyopsv1.AnnotationRestartedAt] = now.UTC().Format(time.RFC3339)
-		if err := r.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-			missing = append(missing, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
+		ann[mark] = hash
+		obj.SetAnnotations(ann)
+		tmpl := podTemplate(obj)
+		// A workload rolled by an earlier version for this very material
+		// (its pod template carries the old shared hash) only gets the
+		// bookkeeping, not a second roll.
+		if tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] != hash {
+			if tmpl.Annotations == nil {
+				tmpl.Annotations = map[string]string{}
+			}
+			tmpl.Annotations[keyopsv1.AnnotationRestartedAt] = r.now().UTC().Format(time.RFC3339Nano)
+		}
+		rolled := !equality.Semantic.DeepEqual(podTemplate(before), tmpl)
+		// The resourceVersion precondition makes a concurrent restart by
+		// another key of the same workload a conflict, retried afresh.
+		if err := r.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			failed = append(failed, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
 			continue
 		}
-		r.Recorder.Eventf(k, obj, corev1.EventTypeNormal, "WorkloadRestarted", "Restart", "%s %s restarted to pick up key %s", t.Kind, t.Name, masked)
+		if rolled {
+			r.Recorder.Eventf(k, obj, corev1.EventTypeNormal, keyopsv1.EventWorkloadRestarted, "Restart", "%s %s restarted to pick up key %s", t.Kind, t.Name, masked)
+		}
 	}
-	if len(missing) == 0 {
-		return ""
+	return failed
+}
+
+// restartAnnotation is the per-key bookkeeping annotation's name. The name
+// part of an annotation key is at most 63 characters; longer ExchangeAPIKey
+// names are cut and made unique with a hash.
+func restartAnnotation(name string) string {
+	if len(name) > 63 {
+		sum := keyid.Short(keyid.Fingerprint(name))
+		name = strings.TrimRight(name[:62-len(sum)], ".-_") + "-" + sum
 	}
-	return fmt.Sprintf("restart targets not restarted: %v", missing)
+	return keyopsv1.RestartAnnotationPrefix + name
 }
 
 func reasonOf(err error) string {

@@ -2,11 +2,14 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/notify"
@@ -47,10 +50,21 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 	if reason == keyopsv1.ReasonRotationOverdue {
 		verb = "was due for rotation on"
 	}
-	return r.Notifier.Notify(ctx, url, notify.Message{
+	err := r.Notifier.Notify(ctx, url, notify.Message{
 		Text: fmt.Sprintf(":key: %s API key %s (ExchangeAPIKey %s/%s) %s %s. Put a new key in Secret %s.",
 			k.Spec.Exchange, d.status.KeyID, k.Namespace, k.Name, verb, rotateBy.UTC().Format("2006-01-02 15:04 MST"), k.Spec.CredentialsSecretRef.Name),
 		Reason: reason, Namespace: k.Namespace, Name: k.Name, Exchange: string(k.Spec.Exchange),
 		KeyID: d.status.KeyID, RotateBy: rotateBy.UTC(),
 	})
+	if err != nil {
+		return err
+	}
+	// Record the delivery at once, with a patch that cannot conflict: the
+	// reconcile's own status update may still fail (a conflict under
+	// load), and a retry that does not see this would send it again.
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifiedReason": d.notify}}})
+	if perr := r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, patch)); perr != nil {
+		logf.FromContext(ctx).Info("reminder delivered but not yet recorded; the status update records it", "error", perr.Error())
+	}
+	return nil
 }

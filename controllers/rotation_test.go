@@ -37,23 +37,20 @@ func workloads(ns string) []client.Object {
 	}
 }
 
-// rolled returns each workload's generation and template fingerprint.
+// rolled returns each workload's generation and the material ExchangeAPIKey
+// "bot" last restarted it for (its per-key bookkeeping annotation).
 func rolled(g Gomega, ns string) map[string]string {
 	out := map[string]string{}
 	for _, w := range workloads(ns) {
 		g.Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(w), w)).To(Succeed())
-		var tmpl corev1.PodTemplateSpec
-		switch o := w.(type) {
-		case *appsv1.Deployment:
-			tmpl = o.Spec.Template
-		case *appsv1.StatefulSet:
-			tmpl = o.Spec.Template
-		case *appsv1.DaemonSet:
-			tmpl = o.Spec.Template
-		}
-		out[typeName(w)] = keyid.Short(tmpl.Annotations[keyopsv1.AnnotationKeyFingerprint]) + "@" + itoa(w.GetGeneration())
+		out[typeName(w)] = w.GetAnnotations()[keyopsv1.RestartAnnotationPrefix+"bot"] + "@" + itoa(w.GetGeneration())
 	}
 	return out
+}
+
+// materialOf is the short credentials hash restart bookkeeping records.
+func materialOf(c exchange.Credentials) string {
+	return keyid.Short(keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase))
 }
 
 func typeName(o client.Object) string {
@@ -87,7 +84,7 @@ func TestRotationRestartsEachWorkloadOnce(t *testing.T) {
 	create(t, k)
 	got := waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
 	g.Expect(syncedMessage(got)).To(ContainSubstring("Deployment/missing (not found)"))
-	fp1 := keyid.Short(keyid.Fingerprint(first.APIKey))
+	fp1 := materialOf(first)
 	want1 := map[string]string{"Deployment": fp1 + "@2", "StatefulSet": fp1 + "@2", "DaemonSet": fp1 + "@2"}
 	g.Eventually(func(g Gomega) { g.Expect(rolled(g, ns)).To(Equal(want1)) }, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 
@@ -102,7 +99,7 @@ func TestRotationRestartsEachWorkloadOnce(t *testing.T) {
 	second := creds(exchange.Binance)
 	register(exchange.Binance, second, "read", "trade")
 	putSource(t, ns, "bot-source", second)
-	fp2 := keyid.Short(keyid.Fingerprint(second.APIKey))
+	fp2 := materialOf(second)
 	want2 := map[string]string{"Deployment": fp2 + "@3", "StatefulSet": fp2 + "@3", "DaemonSet": fp2 + "@3"}
 	g.Eventually(func(g Gomega) { g.Expect(rolled(g, ns)).To(Equal(want2)) }, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 	g.Expect(string(getSecret(g, ns, "bot").Data["apiKey"])).To(Equal(second.APIKey))

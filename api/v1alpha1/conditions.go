@@ -88,6 +88,24 @@ const (
 // Reason for Ready=True.
 const ReasonReady = "Ready"
 
+// Event reasons that are not condition reasons (a condition that turns
+// False is announced with its own reason).
+const (
+	// EventSecretSynced: the target Secret was created, updated with new
+	// secret material, or repaired after drift.
+	EventSecretSynced = "SecretSynced"
+	// EventKeyRotated: the target Secret now holds a different key.
+	EventKeyRotated = "KeyRotated"
+	// EventVerified: the exchange accepted the key.
+	EventVerified = "Verified"
+	// EventPermissionViolation: PermissionsCompliant turned False.
+	EventPermissionViolation = "PermissionViolation"
+	// EventWorkloadRestarted: a restart target was rolled for a new key.
+	EventWorkloadRestarted = "WorkloadRestarted"
+	// EventReminderFailed: a rotation reminder could not be delivered.
+	EventReminderFailed = "ReminderNotDelivered"
+)
+
 // Annotations and labels the operator reads or writes.
 const (
 	// AnnotationRevalidate: changing its value asks for an immediate
@@ -98,11 +116,26 @@ const (
 	// AnnotationKeyFingerprint is set on restart targets' pod templates and
 	// on the target Secret.
 	AnnotationKeyFingerprint = "exchange.keyops.io/key-fingerprint"
-	// AnnotationCredentialsHash is set on the target Secret and on restart
-	// targets' pod templates: it changes when any part of the key material
-	// does, and makes restarts happen once per change.
+	// AnnotationCredentialsHash is set on the target Secret: it changes
+	// when any part of the key material does. Earlier versions also set it
+	// on restart targets' pod templates (one value shared by every key).
 	AnnotationCredentialsHash = "exchange.keyops.io/credentials-hash"
-	// LabelManagedBy marks Secrets the operator writes.
+	// RestartAnnotationPrefix prefixes the per-key bookkeeping annotation
+	// on a restart target's metadata (not its pod template, so that writing
+	// it never rolls pods): "<prefix><ExchangeAPIKey name>" holds the
+	// credentials hash the workload was last restarted for. One annotation
+	// per key lets several keys share a workload without undoing each
+	// other.
+	RestartAnnotationPrefix = "restarted-for.exchange.keyops.io/"
+	// LabelManaged marks Secrets the operator writes; the manager caches
+	// only Secrets with it. It is in the operator's own domain so that tools
+	// that rewrite app.kubernetes.io labels (Helm, Kustomize commonLabels,
+	// Argo CD tracking) cannot hide a target from it.
+	LabelManaged = "exchange.keyops.io/managed"
+	// LabelManagedValue is the value of LabelManaged.
+	LabelManagedValue = "true"
+	// LabelManagedBy is the conventional label, also set for humans and
+	// tools; the operator no longer selects on it.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy.
 	ManagedByValue = "exchange-key-operator"

@@ -429,6 +429,22 @@ type ExchangeAPIKeyStatus struct {
 	// +optional
 	FailingSince *metav1.Time `json:"failingSince,omitempty"`
 
+	// TargetCredentialsHash is the credentials hash of the material the
+	// target Secret was last written with. With TargetKeyFingerprint it is
+	// the persisted record of what the operator handed to the bots, from
+	// which rotations are recorded exactly once, even when a write failed
+	// half-way.
+	// +optional
+	TargetCredentialsHash string `json:"targetCredentialsHash,omitempty"`
+
+	// RestartedFor is the credentials hash the restart targets were last
+	// rolled for, at generation RestartedGeneration; restart targets are
+	// only read again when either changes.
+	// +optional
+	RestartedFor string `json:"restartedFor,omitempty"`
+	// +optional
+	RestartedGeneration int64 `json:"restartedGeneration,omitempty"`
+
 	// NonceUnit is the nonce scale this key's probes use (Kraken, Bitfinex):
 	// Milliseconds, as ccxt sends, unless another client of the key already
 	// uses microseconds. Remembered so that a restart does not probe with a

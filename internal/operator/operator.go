@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,8 +47,9 @@ type Options struct {
 	KubeAPIQPS              float32
 	KubeAPIBurst            int
 	ExchangeRateLimits      map[exchange.Name]exchange.RateLimit
-	// Now and Jitter are for tests.
-	Now    func() time.Time
+	// Clock is the one clock of the manager (tests inject a fake one);
+	// Jitter is for tests.
+	Clock  clock.PassiveClock
 	Jitter func() float64
 	// Notifier overrides the webhook notifier (tests).
 	Notifier controllers.Notifier
@@ -117,16 +119,20 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	reqs := metrics.NewExchangeRequests()
 	prober := exchange.NewProber(exchange.Options{
 		UserAgent:  "exchange-key-operator/" + Version,
 		RateLimits: o.ExchangeRateLimits,
-		Now:        o.Now,
+		Now:        clk.Now,
 		Observe:    reqs.Observe,
 		Timeout:    o.ExchangeTimeout,
 	})
 	if !o.SkipMetricsRegistration {
-		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: o.Now}, reqs); err != nil {
+		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: clk.Now}, reqs); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
@@ -135,15 +141,17 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		notifier = o.Notifier
 	}
 	r := &controllers.Reconciler{
-		Client:                 mgr.GetClient(),
-		APIReader:              mgr.GetAPIReader(),
-		Scheme:                 scheme,
-		Recorder:               mgr.GetEventRecorder("exchange-key-operator"),
-		Probes:                 probecache.New(prober, o.Now),
-		Notifier:               notifier,
-		Now:                    o.Now,
-		Jitter:                 o.Jitter,
-		AllowInsecureEndpoints: o.AllowInsecureEndpoints,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    scheme,
+		Recorder:  mgr.GetEventRecorder("exchange-key-operator"),
+		Probes:    probecache.New(prober, clk.Now),
+		Notifier:  notifier,
+		Clock:     clk,
+		Jitter:    o.Jitter,
+	}
+	if o.AllowInsecureEndpoints {
+		r.Endpoints = anyEndpoint{}
 	}
 	conc := o.MaxConcurrentReconciles
 	if conc <= 0 {
@@ -154,3 +162,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	return mgr, nil
 }
+
+// anyEndpoint admits every endpoint (--allow-insecure-endpoints).
+type anyEndpoint struct{}
+
+func (anyEndpoint) Check(string, string) error { return nil }

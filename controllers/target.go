@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+)
+
+// phaseTarget decides what the target Secret must hold and records each
+// handover of a key to the bots. The record is derived from the persisted
+// status (what the target was last written with), not from the Secret as
+// found: if a previous reconcile wrote the Secret and then failed to save
+// status, the retry finds the Secret already up to date, yet still records
+// the rotation, once.
+func phaseTarget(s *phaseState) bool {
+	k, st, src, target := s.k, s.st, s.obs.source, s.obs.target
+	switch {
+	case target.conflict != "":
+		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonSecretConflict, target.conflict)
+		st.TargetKeyFingerprint, st.TargetCredentialsHash = "", ""
+	case s.approved:
+		s.d.syncTarget = true
+		s.recordHandover()
+		st.TargetKeyFingerprint, st.TargetCredentialsHash = s.fp, src.material
+		msg := fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID)
+		if failed := s.restartTargets(); len(failed) > 0 {
+			msg += fmt.Sprintf("; restart targets not restarted: %s", strings.Join(failed, ", "))
+		}
+		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced, msg)
+	default:
+		why := blockingReason(st.Conditions)
+		if rejected(why) {
+			st.History = recordDecision(st.History, s.fp, "Rejected", why, s.now)
+		}
+		st.TargetKeyFingerprint, st.TargetCredentialsHash = target.fingerprint, target.material
+		switch {
+		case target.exists && target.material == src.material:
+			// A verified key that went bad stays in place: the bots fail
+			// either way, and deleting would lose the audit trail.
+			s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced,
+				fmt.Sprintf("Secret %s holds key %s, which no longer validates (%s); it is kept", k.TargetName(), st.KeyID, why))
+		case target.exists:
+			s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonPreviousKeyKept,
+				fmt.Sprintf("new key %s is not accepted (%s); Secret %s keeps the previous key %s", st.KeyID, why, k.TargetName(), maskedFor(st.History, target.fingerprint)))
+		default:
+			s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonAwaitingValidation,
+				fmt.Sprintf("Secret %s is created once key %s verifies and complies (%s)", k.TargetName(), st.KeyID, why))
+		}
+	}
+	return true
+}
+
+// recordHandover records, from the persisted status, what handing the
+// current material to the bots means: a first key, a rotation, new secret
+// material for the same key, or (when the Secret had to be written although
+// status says it holds this material) a repair.
+func (s *phaseState) recordHandover() {
+	k, st, src := s.k, s.st, s.obs.source
+	prevFP, prevMaterial := s.prev.TargetKeyFingerprint, s.prev.TargetCredentialsHash
+	switch {
+	case prevFP == s.fp && (prevMaterial == src.material || prevMaterial == ""):
+		// Already handed over (an empty hash is a status written before the
+		// hash was recorded). A write now can only be a repair.
+		if s.obs.targetWritten {
+			s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s restored to the key %s", k.TargetName(), st.KeyID))
+		}
+	case prevFP == s.fp:
+		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), st.KeyID))
+	case prevFP == "":
+		st.History = recordDecision(st.History, s.fp, "Accepted", "", s.now)
+		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s created with key %s", k.TargetName(), st.KeyID))
+	default:
+		st.History = recordDecision(st.History, s.fp, "Accepted", "", s.now)
+		if st.Rotation == nil {
+			st.Rotation = &keyopsv1.RotationStatus{}
+		}
+		now := s.now
+		st.Rotation.LastRotationTime = &now
+		s.event(false, keyopsv1.EventKeyRotated, fmt.Sprintf("Secret %s now holds key %s (was %s)", k.TargetName(), st.KeyID, maskedFor(st.History, prevFP)))
+	}
+}
+
+// restartTargets decides whether the restart targets must be rolled for the
+// material handed over, and records it once the rolls are done. Restart
+// targets are read only when the material or the spec changed since the
+// last roll, not on every reconcile. It returns the targets that failed.
+func (s *phaseState) restartTargets() []string {
+	k, st, material := s.k, s.st, s.obs.source.material
+	if len(k.Spec.RestartTargets) == 0 {
+		st.RestartedFor, st.RestartedGeneration = "", 0
+		return nil
+	}
+	if st.RestartedFor == material && st.RestartedGeneration == k.Generation {
+		return nil
+	}
+	if s.obs.restarts == nil {
+		s.d.restart = true
+		return nil
+	}
+	if len(s.obs.restarts.failed) > 0 {
+		return s.obs.restarts.failed
+	}
+	st.RestartedFor, st.RestartedGeneration = material, k.Generation
+	return nil
+}
+
+func (s *phaseState) event(warning bool, reason, msg string) {
+	s.d.events = append(s.d.events, event{warning: warning, reason: reason, message: msg})
+}
+
+// phaseRotation sets the rotation schedule and RotationDue, and records a
+// reminder delivered in this reconcile.
+func phaseRotation(s *phaseState) bool {
+	s.rot = decideRotation(s.k, s.st, s.obs.now)
+	if s.obs.notified != "" && s.rot.notify == s.obs.notified {
+		s.st.Rotation.NotifiedReason = s.obs.notified
+		s.rot.notify = ""
+	}
+	s.d.events = append(s.d.events, s.rot.events...)
+	s.d.notify = s.rot.notify
+	return true
+}
+
+// phaseReadiness summarises the conditions in Ready, emits the transition
+// Events and schedules the next wake-up.
+func phaseReadiness(s *phaseState) bool {
+	st := s.st
+	reason, msg := readiness(s.k, *st, s.inGrace, s.rot.overdueEnforced)
+	if reason == keyopsv1.ReasonReady {
+		s.set(keyopsv1.ConditionReady, metav1.ConditionTrue, reason, msg)
+	} else {
+		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	}
+	s.d.events = append(transitionEvents(s.prev.Conditions, st.Conditions, st.KeyID), s.d.events...)
+	s.d.requeueAfter = nextWake(*st, s.rot.next, s.obs.now)
+	return true
+}
