@@ -131,6 +131,9 @@ type phaseState struct {
 	mode     keyopsv1.ValidationMode
 	interval time.Duration
 
+	// noSource: the source Secret gave no usable material; only the
+	// rotation schedule of the key the target holds goes on.
+	noSource bool
 	// fp is the current source key's fingerprint; newKey: status did not
 	// know it yet.
 	fp     string
@@ -164,8 +167,10 @@ func (s *phaseState) cond(typ string) *metav1.Condition {
 	return meta.FindStatusCondition(s.st.Conditions, typ)
 }
 
-// phaseSource stops the chain when suspended or when the source Secret gave
-// no usable material; the target is left as it was.
+// phaseSource stops the chain when suspended. When the source Secret gave no
+// usable material, the target is left as it was and only the rotation
+// schedule goes on: reminders are owed for the key the bots hold, whatever
+// happened to the source.
 func phaseSource(s *phaseState) bool {
 	if s.k.Spec.Suspend {
 		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, keyopsv1.ReasonSuspended, "spec.suspend is true: no writes and no exchange calls until it is cleared")
@@ -177,8 +182,11 @@ func phaseSource(s *phaseState) bool {
 		if s.cond(keyopsv1.ConditionKeyValid) == nil {
 			s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, "no usable key material in the source Secret")
 		}
-		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, src.reason, src.message)
-		return false
+		// No probe can be made until the source changes, and its watch
+		// brings the key back then: nothing is scheduled meanwhile.
+		s.st.NextValidationTime = nil
+		s.noSource = true
+		return true
 	}
 	s.fp = src.fingerprint
 	s.newKey = s.prev.KeyFingerprint != s.fp
@@ -192,6 +200,9 @@ func phaseSource(s *phaseState) bool {
 
 // phaseValidation sets KeyValid from the exchange's answer, if one was due.
 func phaseValidation(s *phaseState) bool {
+	if s.noSource {
+		return true
+	}
 	k, st, obs := s.k, s.st, s.obs
 	switch {
 	case obs.endpointErr != nil:
@@ -220,6 +231,9 @@ func phaseValidation(s *phaseState) bool {
 
 // phasePolicy sets PermissionsCompliant.
 func phasePolicy(s *phaseState) bool {
+	if s.noSource {
+		return true
+	}
 	st := s.st
 	kv := s.cond(keyopsv1.ConditionKeyValid)
 	switch {

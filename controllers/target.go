@@ -16,6 +16,9 @@ import (
 // status, the retry finds the Secret already up to date, yet still records
 // the rotation, once.
 func phaseTarget(s *phaseState) bool {
+	if s.noSource {
+		return true
+	}
 	k, st, src, target := s.k, s.st, s.obs.source, s.obs.target
 	switch {
 	case target.conflict != "":
@@ -129,6 +132,9 @@ func phaseRotation(s *phaseState) bool {
 func phaseReadiness(s *phaseState) bool {
 	st := s.st
 	reason, msg := readiness(s.k, *st, s.inGrace, s.rot.overdueEnforced)
+	if s.noSource {
+		reason, msg = s.obs.source.reason, s.obs.source.message
+	}
 	if reason == keyopsv1.ReasonReady {
 		s.set(keyopsv1.ConditionReady, metav1.ConditionTrue, reason, msg)
 	} else {

@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	cfg.UserAgent = "exchange-key-operator/" + Version
 	scheme := Scheme()
-	managed := labels.SelectorFromSet(labels.Set{keyopsv1.LabelManagedBy: keyopsv1.ManagedByValue})
+	managed := labels.SelectorFromSet(labels.Set{keyopsv1.LabelManaged: keyopsv1.LabelManagedValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},

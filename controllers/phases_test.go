@@ -1,0 +1,269 @@
+package controllers
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/probecache"
+)
+
+// Defect: the target was written, then the status update conflicted; the
+// retry found the target already holding the new key and recorded nothing.
+// Bookkeeping now follows the persisted status, so the retry records the
+// rotation, and a later reconcile does not record it again.
+func TestRotationRecordedAfterLostStatusWrite(t *testing.T) {
+	k := testKey("")
+	a, b := src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY")
+	step(k, observation{now: t0, source: a, probe: ok("read")})
+	persisted := *k.Status.DeepCopy()
+	// First attempt: decided and wrote the target, but its status was lost.
+	if d := decide(k, observation{now: t0.Add(time.Hour), source: b, target: holding(a), probe: ok("read")}); !hasEvent(d.events, keyopsv1.EventKeyRotated) {
+		t.Fatal("the first attempt decides a rotation")
+	}
+	k.Status = persisted
+	// The retry finds the target already holding b.
+	d := step(k, observation{now: t0.Add(time.Hour + time.Second), source: b, target: holding(b), probe: ok("read")})
+	if !hasEvent(d.events, keyopsv1.EventKeyRotated) || d.status.Rotation.LastRotationTime == nil || d.status.History[0].Outcome != "Accepted" {
+		t.Fatalf("retry lost the rotation: events=%+v rotation=%+v history=%+v", d.events, d.status.Rotation, d.status.History)
+	}
+	again := step(k, observation{now: t0.Add(2 * time.Hour), source: b, target: holding(b)})
+	if hasEvent(again.events, keyopsv1.EventKeyRotated) || !again.status.Rotation.LastRotationTime.Equal(d.status.Rotation.LastRotationTime) {
+		t.Fatalf("rotation recorded twice: %+v", again.events)
+	}
+}
+
+func TestPhaseTargetHandover(t *testing.T) {
+	a, b := src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY")
+	aNew := sourceResult{creds: a.creds, fingerprint: a.fingerprint, material: "sha256:other"}
+	cases := []struct {
+		name       string
+		prevFP     string
+		prevMat    string
+		src        sourceResult
+		written    bool
+		wantEvent  string
+		wantRotate bool
+	}{
+		{"first key", "", "", a, true, keyopsv1.EventSecretSynced, false},
+		{"rotation", a.fingerprint, a.material, b, true, keyopsv1.EventKeyRotated, true},
+		{"new secret, same key", a.fingerprint, a.material, aNew, true, keyopsv1.EventSecretSynced, false},
+		{"repair of drift", a.fingerprint, a.material, a, true, keyopsv1.EventSecretSynced, false},
+		{"nothing to do", a.fingerprint, a.material, a, false, "", false},
+		{"status from an older version", a.fingerprint, "", a, false, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k := testKey(keyopsv1.ValidationDisabled)
+			k.Status.TargetKeyFingerprint, k.Status.TargetCredentialsHash = c.prevFP, c.prevMat
+			s := newPhaseState(k, observation{now: t0, source: c.src, targetWritten: c.written})
+			s.fp, s.approved = c.src.fingerprint, true
+			phaseTarget(s)
+			got := ""
+			if len(s.d.events) > 0 {
+				got = s.d.events[0].reason
+			}
+			if got != c.wantEvent || len(s.d.events) > 1 {
+				t.Fatalf("events %+v, want %q", s.d.events, c.wantEvent)
+			}
+			if rotated := s.st.Rotation != nil && s.st.Rotation.LastRotationTime != nil; rotated != c.wantRotate {
+				t.Fatalf("rotation recorded = %v", rotated)
+			}
+			if !s.d.syncTarget || s.st.TargetKeyFingerprint != c.src.fingerprint || s.st.TargetCredentialsHash != c.src.material {
+				t.Fatalf("target bookkeeping: %+v", s.st)
+			}
+		})
+	}
+}
+
+func TestPhaseTargetRestarts(t *testing.T) {
+	a := src("AAAAkey-number-one-ZZZZ")
+	cases := []struct {
+		name         string
+		restartedFor string
+		generation   int64
+		outcome      *restartOutcome
+		wantRestart  bool
+		wantRecorded bool
+	}{
+		{"not yet rolled: ask for it", "", 0, nil, true, false},
+		{"rolled in this reconcile: record", "", 0, &restartOutcome{}, false, true},
+		{"a target failed: report, retry later", "", 0, &restartOutcome{failed: []string{"Deployment/x (not found)"}}, false, false},
+		{"already rolled for this material", a.material, 1, nil, false, true},
+		{"spec changed since the roll", a.material, 0, nil, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k := testKey(keyopsv1.ValidationDisabled)
+			k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "x"}}
+			k.Status.RestartedFor, k.Status.RestartedGeneration = c.restartedFor, c.generation
+			s := newPhaseState(k, observation{now: t0, source: a, restarts: c.outcome})
+			s.fp, s.approved = a.fingerprint, true
+			phaseTarget(s)
+			if s.d.restart != c.wantRestart {
+				t.Fatalf("restart = %v", s.d.restart)
+			}
+			if recorded := s.st.RestartedFor == a.material && s.st.RestartedGeneration == 1; recorded != c.wantRecorded {
+				t.Fatalf("recorded = %v (%q@%d)", recorded, s.st.RestartedFor, s.st.RestartedGeneration)
+			}
+		})
+	}
+}
+
+func TestPhaseValidationReasons(t *testing.T) {
+	cases := []struct {
+		name string
+		obs  observation
+		mode keyopsv1.ValidationMode
+		want string
+	}{
+		{"endpoint refused", observation{endpointErr: errors.New("no")}, "", "Unknown/EndpointNotAllowed"},
+		{"disabled", observation{}, keyopsv1.ValidationDisabled, "Unknown/ValidationDisabled"},
+		{"verified", observation{probe: ok("read")}, "", "True/Verified"},
+		{"key or IP", observation{probe: fail(exchange.KeyOrIPRejected)}, "", "False/KeyOrIPRejected"},
+		{"nonce conflict is no verdict", observation{probe: fail(exchange.NonceConflict)}, "", "Unknown/NonceConflict"},
+		{"pending", observation{}, "", "Unknown/ValidationPending"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k := testKey(c.mode)
+			c.obs.now, c.obs.source = t0, src("AAAAkey-number-one-ZZZZ")
+			s := newPhaseState(k, c.obs)
+			phaseSource(s)
+			phaseValidation(s)
+			if got := condOf(*s.st, keyopsv1.ConditionKeyValid); got != c.want {
+				t.Fatalf("KeyValid %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestPhasePolicyApproval(t *testing.T) {
+	cases := []struct {
+		name         string
+		mode         keyopsv1.ValidationMode
+		probe        *probecache.Result
+		wantApproved bool
+	}{
+		{"enforce, compliant", "", ok("read", "trade"), true},
+		{"enforce, forbidden", "", ok("read", "withdraw"), false},
+		{"enforce, no answer", "", nil, false},
+		{"observe, forbidden", keyopsv1.ValidationObserve, ok("read", "withdraw"), true},
+		{"disabled", keyopsv1.ValidationDisabled, nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newPhaseState(testKey(c.mode), observation{now: t0, source: src("AAAAkey-number-one-ZZZZ"), probe: c.probe})
+			phaseSource(s)
+			phaseValidation(s)
+			phasePolicy(s)
+			if s.approved != c.wantApproved {
+				t.Fatalf("approved = %v", s.approved)
+			}
+		})
+	}
+}
+
+// FuzzDecide drives decide through random sequences of observations and
+// checks the invariants after every step: Enforce never hands over a key
+// that did not verify and comply; a rotation is recorded once; history stays
+// within its limit; something scheduled means a requeue.
+func FuzzDecide(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint8(0))
+	f.Add(uint64(42), uint64(7), uint8(1))
+	f.Add(uint64(9), uint64(99), uint8(2))
+	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, modeSel uint8) {
+		rng := rand.New(rand.NewPCG(seed1, seed2))
+		mode := []keyopsv1.ValidationMode{"", keyopsv1.ValidationObserve, keyopsv1.ValidationDisabled}[int(modeSel)%3]
+		k := testKey(mode)
+		if rng.IntN(2) == 0 {
+			k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "bot"}}
+		}
+		if rng.IntN(2) == 0 {
+			k.Spec.Permissions.Forbidden = []keyopsv1.Permission{}
+		}
+		sources := []sourceResult{src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY"), src("CCCCkey-number-tri-XXXX"),
+			{reason: keyopsv1.ReasonSourceKeyMissing, message: "missing"}}
+		probes := []*probecache.Result{nil, ok("read"), ok("read", "trade"), ok("read", "withdraw"),
+			fail(exchange.InvalidKey), fail(exchange.Unavailable), fail(exchange.RateLimited), fail(exchange.NonceConflict), fail(exchange.KeyOrIPRejected)}
+		// good tracks which fingerprints verified compliant at least once
+		// with the material now in the target.
+		verifiedCompliant := map[string]bool{}
+		var target targetObservation
+		now := t0
+		rotations, handovers := 0, 0
+		for i := 0; i < 40; i++ {
+			now = now.Add(time.Duration(rng.IntN(7200)) * time.Second)
+			s := sources[rng.IntN(len(sources))]
+			obs := observation{now: now, source: s, target: target, jitter: rng.Float64()*2 - 1}
+			if s.ok() {
+				obs.probe = probes[rng.IntN(len(probes))]
+				if obs.probe != nil {
+					p := *obs.probe
+					p.At = now
+					obs.probe = &p
+				}
+			}
+			d := decide(k, obs)
+			if d.syncTarget && rng.IntN(4) > 0 {
+				obs.targetWritten = target.material != s.material
+				if d.restart {
+					obs.restarts = &restartOutcome{}
+				}
+				d = decide(k, obs)
+			}
+			kv := condStatus(d.status, keyopsv1.ConditionKeyValid)
+			pc := condStatus(d.status, keyopsv1.ConditionPermissionsCompliant)
+			if d.syncTarget && mode == "" {
+				inGrace := kv == "Unknown" && target.material == s.material
+				if !(kv == "True" && pc == "True") && !(inGrace && verifiedCompliant[s.fingerprint]) {
+					t.Fatalf("step %d: Enforce hands over %s with KeyValid=%s Compliant=%s", i, s.fingerprint, kv, pc)
+				}
+			}
+			if kv == "True" && pc == "True" {
+				verifiedCompliant[s.fingerprint] = true
+			}
+			if len(d.status.History) > historyLimit {
+				t.Fatalf("history has %d entries", len(d.status.History))
+			}
+			if d.status.NextValidationTime != nil && d.status.NextValidationTime.After(now) && d.requeueAfter <= 0 {
+				t.Fatalf("step %d: validation scheduled at %s but no requeue", i, d.status.NextValidationTime)
+			}
+			// Randomly lose the status write (a conflict): the next
+			// reconcile starts from the old status but sees the target
+			// as written. Events go out only after a saved status.
+			if d.syncTarget {
+				target = targetObservation{exists: true, fingerprint: s.fingerprint, material: s.material}
+			}
+			if rng.IntN(5) > 0 {
+				before := k.Status.TargetKeyFingerprint
+				k.Status = d.status
+				for _, e := range d.events {
+					if e.reason == keyopsv1.EventKeyRotated {
+						rotations++
+					}
+				}
+				if after := k.Status.TargetKeyFingerprint; d.syncTarget && before != "" && after != before {
+					handovers++
+				}
+				if rotations != handovers {
+					t.Fatalf("step %d: %d KeyRotated events for %d handovers of a new key", i, rotations, handovers)
+				}
+			}
+		}
+	})
+}
+
+func condStatus(st keyopsv1.ExchangeAPIKeyStatus, typ string) string {
+	for _, c := range st.Conditions {
+		if c.Type == typ {
+			return string(c.Status)
+		}
+	}
+	return ""
+}
+
