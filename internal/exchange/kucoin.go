@@ -42,8 +42,9 @@ const (
 	kucoinKeyInfoPath = "/api/v1/user/api-key"
 	kucoinTimePath    = "/api/v1/timestamp"
 	// kucoinKeyVersion: keys created since 2024 are "v3", older ones "v2";
-	// both send the passphrase as base64(HMAC-SHA256(secret, passphrase)),
-	// and KuCoin's own examples (and most clients) send "2" for either.
+	// both send the passphrase as base64(HMAC-SHA256(secret, passphrase)).
+	// KuCoin's universal SDK sends "3" (sdk/golang/internal/infra/
+	// default_signer.go); "2" is kept here for either, as before.
 	kucoinKeyVersion = "2"
 	// kucoinLimitWait is the pause after a 429000 in a body when the
 	// gw-ratelimit-reset header does not say better; KuCoin's resource
