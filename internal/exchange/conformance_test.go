@@ -32,9 +32,9 @@ var profiles = map[exchange.Name]profile{
 	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer"}}, noIPReport: true},
 	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}},
 	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}, timestamped: true, noIPReport: true},
-	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}, passphrase: true, timestamped: true},
+	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade", "transfer", "margin", "futures", "options", "earn"}, {"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}}, passphrase: true, timestamped: true},
 	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
-	exchange.KuCoin:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer", "margin", "futures", "earn"}}, passphrase: true, timestamped: true},
+	exchange.KuCoin:   {mixes: [][]string{{"read"}, {"read", "trade", "transfer"}, {"read", "trade", "withdraw", "transfer"}, {"read", "transfer", "margin", "futures", "earn"}}, passphrase: true, timestamped: true},
 }
 
 // newCredentials makes key material of the right shape for n.

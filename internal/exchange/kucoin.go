@@ -7,21 +7,44 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// KuCoin. The probe is GET /api/v1/user/api-key ("Get API Key Info"),
-// callable with the General permission that every key has; it reports the
-// key's permission list, IP whitelist and creation time.
+// KuCoin (https://www.kucoin.com/docs-new/).
+//
+// Signing: KC-API-SIGN = base64(HMAC-SHA256(secret, timestamp + METHOD +
+// endpoint + body)), and for v2/v3 keys KC-API-PASSPHRASE = base64(HMAC-SHA256(
+// secret, passphrase)) (docs-new/authentication).
+//
+// The probe is GET /api/v1/user/api-key ("Get Apikey Info", api-permission
+// General, Management pool, weight 20; docs-new/api-3470130), callable with
+// the General permission every key has. It reports the key's permission
+// list, its IP whitelist (masked, "203.**.154") and its creation time; no
+// expiry (keys made through the sub-account API may carry one, not shown).
+//
+// Least-privilege key for a spot bot: General + Spot, bound to the bots' and
+// the operator's egress IPs; no Transfer (KuCoin's name for withdrawal) and
+// no InnerTransfer. Spot and Futures also open KuCoin's older
+// internal-transfer endpoints (kucoinPermissions), so such keys report
+// transfer too.
+//
+// Rate limit: private endpoints are limited per user (UID) in resource pools
+// refilled every 30 s; public ones per IP (docs-new/rate-limit;
+// docs/basic-info/request-rate-limit/rest-api: "private endpoints will
+// restrict account by userid"). A 429000 on this private probe holds back
+// this key, not every key of the endpoint.
 const (
 	kucoinKeyInfoPath = "/api/v1/user/api-key"
 	kucoinTimePath    = "/api/v1/timestamp"
 	// kucoinKeyVersion: keys created since 2024 are "v3", older ones "v2";
-	// both send the passphrase as base64(HMAC-SHA256(secret, passphrase)),
-	// and KuCoin's own examples (and most clients) send "2" for either.
+	// both send the passphrase as base64(HMAC-SHA256(secret, passphrase)).
+	// KuCoin's universal SDK sends "3" (sdk/golang/internal/infra/
+	// default_signer.go); "2" is kept here for either, as before.
 	kucoinKeyVersion = "2"
 	// kucoinLimitWait is the pause after a 429000 in a body when the
 	// gw-ratelimit-reset header does not say better; KuCoin's resource
@@ -61,17 +84,12 @@ func (kucoinDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 		return nil, err
 	}
 	perms, perr := parseKuCoinKeyInfo(resp.Status, resp.Body)
-	if perr != nil {
-		if e, ok := perr.(*Error); ok && e.Kind == RateLimited {
-			wait := e.RetryAfter
-			if d := kucoinLimitReset(resp.Header); d > 0 {
-				wait = d
-			}
-			return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, wait)
+	if e, ok := AsError(perr); ok && e.Kind == RateLimited {
+		if d := kucoinLimitReset(resp.Header); d > 0 {
+			e.RetryAfter = d
 		}
-		return nil, perr
 	}
-	return perms, nil
+	return perms, perr
 }
 
 // kucoinLimitReset reads gw-ratelimit-reset: milliseconds until the
@@ -122,7 +140,8 @@ type kucoinKeyInfo struct {
 	CreatedAt   int64  `json:"createdAt"`
 }
 
-// kucoinErrorKinds maps KuCoin's system error codes.
+// kucoinErrorKinds maps KuCoin's system error codes (docs.kucoin.com
+// "Request / Errors" system error codes; docs-new lists the same).
 var kucoinErrorKinds = map[string]Kind{
 	// 400001 "Any of KC-API-KEY, KC-API-SIGN, KC-API-TIMESTAMP,
 	// KC-API-PASSPHRASE is missing": we always send them, so seeing it means
@@ -130,17 +149,29 @@ var kucoinErrorKinds = map[string]Kind{
 	"400001": UnexpectedResponse,
 	"400002": ClockSkew,        // timestamp more than 5 s from the server's
 	"400003": InvalidKey,       // "KC-API-KEY not exists"
-	"400004": WrongPassphrase,  // "Invalid KC-API-PASSPHRASE"
-	"400005": InvalidSignature, // "Invalid KC-API-SIGN"
-	"400006": IPNotAllowed,     // caller IP not in the key's whitelist
-	"400007": PermissionDenied, // key lacks the permission
-	// 400500: "Your located country/region is currently not supported" is a
-	// refusal of the egress IP, like a whitelist miss.
-	"400500": IPNotAllowed,
-	"411100": Inactive,    // "User is frozen"
-	"429000": RateLimited, // too many requests (also sent with HTTP 429)
+	"400004": WrongPassphrase,  // "KC-API-PASSPHRASE error"
+	"400005": InvalidSignature, // "Signature error"
+	"400006": IPNotAllowed,     // "The requested ip address is not in the api whitelist"
+	"400007": PermissionDenied, // "Access Denied -- Your api key does not have sufficient permissions"
+	// 400500 "Your located country/region is currently not supported for
+	// the trading of this token": a regional restriction on trading one
+	// token, which neither the key nor its allowlist causes. A read-only
+	// probe has no token; if KuCoin ever answers it, no verdict.
+	"400500": UnexpectedResponse,
+	"411100": Inactive,    // "User are frozen"
+	"429000": RateLimited, // resource pool used up (per UID for private endpoints)
 	"500000": Unavailable, // internal server error
 }
+
+// kucoinNotes explains the codes that are no verdict, in the status message.
+var kucoinNotes = map[string]string{
+	"400001": "an authentication header did not reach KuCoin (stripped by a proxy?)",
+	"400500": "KuCoin restricts trading a token from this country or region; this is not the key's IP whitelist and says nothing about the key",
+}
+
+// kucoinClientIP finds the caller address in 400006's message ("Invalid
+// request ip, the current clientIp is:1.2.3.4").
+var kucoinClientIP = regexp.MustCompile(`(?i)clientIp is:\s*([0-9A-Fa-f:.]+[0-9A-Fa-f])`)
 
 // parseKuCoinKeyInfo maps the answer to GET /api/v1/user/api-key.
 func parseKuCoinKeyInfo(status int, body []byte) (*Permissions, error) {
@@ -165,58 +196,104 @@ func parseKuCoinKeyInfo(status int, body []byte) (*Permissions, error) {
 	if len(bytes.TrimSpace(env.Data)) == 0 || json.Unmarshal(env.Data, &info) != nil || strings.TrimSpace(info.Permission) == "" {
 		return nil, unexpected(KuCoin, status, "data without a permission list", body)
 	}
-	return kucoinPermissions(info), nil
+	return kucoinKeyPermissions(info), nil
 }
 
 func kucoinError(status int, code, msg string, body []byte) *Error {
 	kind, ok := kucoinErrorKinds[code]
 	if !ok || kind == UnexpectedResponse {
-		e := unexpected(KuCoin, status, "KuCoin error "+sanitize(code, 16)+": "+sanitize(msg, 160), body)
+		why := "KuCoin error " + sanitize(code, 16) + ": " + sanitize(msg, 160)
+		if note, ok := kucoinNotes[code]; ok {
+			why += " (" + note + ")"
+		}
+		e := unexpected(KuCoin, status, why, body)
 		e.Code = sanitize(code, 16)
 		return e
 	}
 	e := newError(KuCoin, kind, status, code, msg)
-	if kind == RateLimited {
-		e.RetryAfter = kucoinLimitWait
+	switch kind {
+	case RateLimited:
+		// Private endpoints count per user: other accounts' keys go on.
+		e.RetryAfter, e.Scope = kucoinLimitWait, ScopeKey
+	case IPNotAllowed:
+		if m := kucoinClientIP.FindStringSubmatch(msg); m != nil && net.ParseIP(m[1]) != nil {
+			e.IP = m[1]
+		}
 	}
 	return e
 }
 
-// kucoinScopes maps KuCoin's permission names. The names mislead: Transfer
-// is the withdrawal right, InnerTransfer ("Flex Transfer") moves funds
-// between the user's own accounts. LeadtradeFutures (copy-trading lead
-// account) trades futures. Unknown names stay in Native only.
-var kucoinScopes = map[string]string{
-	"General":          PermRead,
-	"Spot":             PermTrade,
-	"Margin":           PermMargin,
-	"Futures":          PermFutures,
-	"LeadtradeFutures": PermFutures,
-	"InnerTransfer":    PermTransfer,
-	"Transfer":         PermWithdraw,
-	"Earn":             PermEarn,
+// kucoinPermissions maps the names GET /api/v1/user/api-key lists. The API
+// spells two of them unlike the website: "Transfer" is the withdrawal right
+// (website "Withdrawal") and "InnerTransfer" is Flex Transfer (website
+// "FlexTransfers"); both spellings are rows. Sources: the api-permission list
+// of https://www.kucoin.com/docs-new/ (Introduction), the permission of
+// each endpoint in the official SDK's spec (Kucoin/kucoin-universal-sdk
+// spec/rest/api/*.json, x-api-permission), and the response example of
+// Get Apikey Info ("General,Futures,Spot,Earn,InnerTransfer,Transfer,Margin").
+var kucoinPermissions = permissionTable{
+	{Native: "General", Grants: []string{PermRead},
+		Source: "docs-new Introduction: General is limited to read-only operations (account information, statements, orders)"},
+	// Spot orders; and KuCoin's older Internal Transfer and Sub-account
+	// Transfer endpoints (deprecated, not removed) require Spot too.
+	{Native: "Spot", Grants: []string{PermTrade, PermTransfer},
+		Source: "docs-new Introduction: Spot places and cancels spot orders; kucoin-universal-sdk spec/rest/api/openapi-account-transfer.json: POST /api/v2/accounts/inner-transfer and /api/v2/accounts/sub-transfer x-api-permission Spot"},
+	// Margin orders, borrow and repay, lending; no spot orders (those need
+	// Spot), so Margin does not imply trade, nor Spot margin.
+	{Native: "Margin", Grants: []string{PermMargin},
+		Source: "docs-new Introduction: Margin places and cancels margin orders; kucoin-universal-sdk spec openapi-margin-*.json: orders, borrow, repay x-api-permission Margin"},
+	// Futures orders and positions; and the older Futures Account Transfer
+	// In/Out endpoints (deprecated, not removed) require Futures.
+	{Native: "Futures", Grants: []string{PermFutures, PermTransfer},
+		Source: "docs-new Introduction: Futures places and cancels futures orders; kucoin-universal-sdk spec openapi-account-transfer.json: POST /api/v1/transfer-in and /api/v3/transfer-out x-api-permission Futures"},
+	{Native: "Earn", Grants: []string{PermEarn},
+		Source: "docs-new Introduction: Earn subscribes to and redeems KuCoin Earn products"},
+	{Native: "InnerTransfer", Grants: []string{PermTransfer},
+		Source: "docs-new Introduction: FlexTransfers enables transfers across the supported transfer types (master and sub-accounts); Get Apikey Info lists it as InnerTransfer; spec: POST /api/v3/accounts/universal-transfer x-api-permission FlexTransfers"},
+	{Native: "FlexTransfers", Grants: []string{PermTransfer},
+		Source: "docs-new Introduction: FlexTransfers (the website's name of InnerTransfer)"},
+	{Native: "Transfer", Grants: []string{PermWithdraw},
+		Source: "docs-new Introduction: Withdrawal withdraws assets without email or Google verification (\"the Transfer permission\"); Get Apikey Info lists it as Transfer; spec: POST /api/v3/withdrawals x-api-permission Withdrawal"},
+	{Native: "Withdrawal", Grants: []string{PermWithdraw},
+		Source: "docs-new Introduction: Withdrawal (the website's name of Transfer)"},
+	{Native: "LeadtradeFutures", Grants: []string{PermFutures},
+		Source: "docs-new Introduction: LeadtradeFutures uses Futures CopyTrading as lead trader; spec openapi-copytrading-futures.json: orders and isolated margin x-api-permission LeadtradeFutures"},
+	// Decision where the docs are silent: the Unified Trading Account trades
+	// spot, margin and futures from one account and KuCoin names no narrower
+	// right, so Unified grants all three.
+	{Native: "Unified", Grants: []string{PermTrade, PermMargin, PermFutures},
+		Source: "docs-new rate-limit: Unified Account pool; docs-new Pro REST (UTA) trades SPOT, FUTURES, CROSS and ISOLATED; no narrower documented right"},
+	// Keys made before 2021 (v1) carried General, Trade and Transfer;
+	// Trade "allows a key to creating orders", of any kind.
+	{Native: "Trade", Grants: []string{PermTrade, PermMargin, PermFutures},
+		Source: "https://www.kucoin.com/support/900006465403 (API key upgrade guide): Trade allows a key to create orders"},
 }
 
-func kucoinPermissions(info kucoinKeyInfo) *Permissions {
-	// General is mandatory on KuCoin and this endpoint needs it, so an
-	// answer at all proves read even if the list were to omit it.
-	set := map[string]bool{PermRead: true}
-	native := []string{}
-	for _, name := range strings.Split(info.Permission, ",") {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
-		native = append(native, name)
-		for k, p := range kucoinScopes {
-			// Documented names are capitalised; the broker API lowercases
-			// them, so match without regard to case.
-			if strings.EqualFold(k, name) {
-				set[p] = true
-			}
+// kucoinNative returns the documented spelling of a reported name: the
+// broker API lowercases names, so they are matched without regard to case.
+// Unknown names are kept as reported.
+func kucoinNative(name string) string {
+	for _, r := range kucoinPermissions {
+		if strings.EqualFold(r.Native, name) {
+			return r.Native
 		}
 	}
-	p := &Permissions{Canonical: canonicalSet(set), Native: sortedCopy(native)}
+	return name
+}
+
+func kucoinKeyPermissions(info kucoinKeyInfo) *Permissions {
+	native := []string{}
+	for _, name := range strings.Split(info.Permission, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			native = append(native, kucoinNative(name))
+		}
+	}
+	canonical, grants := kucoinPermissions.grant(native)
+	// General is mandatory on KuCoin and this endpoint needs it, so an
+	// answer at all proves read even if the list were to omit it.
+	set := toSet(canonical)
+	set[PermRead] = true
+	p := &Permissions{Canonical: canonicalSet(set), Grants: grants, Native: sortedCopy(native)}
 	for _, ip := range strings.Split(info.IPWhitelist, ",") {
 		if ip = strings.TrimSpace(ip); ip != "" {
 			p.AllowedIPs = append(p.AllowedIPs, ip)

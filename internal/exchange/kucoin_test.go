@@ -9,6 +9,16 @@ import (
 	"time"
 )
 
+// TestKuCoinSignSDKVector is the known answer of KuCoin's official SDK
+// (Kucoin/kucoin-universal-sdk sdk/python/kucoin_universal_sdk/internal/infra/
+// test_default_signer.py, test_sign): HMAC-SHA256 with "test_api_secret"
+// over "test_plain", base64.
+func TestKuCoinSignSDKVector(t *testing.T) {
+	if got, want := kucoinSign("test_api_secret", "test_plain"), "jie/gxS38wLFFaBwl/cAzFbAzlI8MIny96jSXrB+iP4="; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
 // Known answers computed with Python's hmac and base64 modules,
 // independently of this package.
 func TestKuCoinSign(t *testing.T) {
@@ -60,17 +70,24 @@ func TestKuCoinMapping(t *testing.T) {
 		want string
 	}{
 		{"General", "read"},
-		{"General,Spot", "read,trade"},
+		// Spot also opens the (deprecated) Internal and Sub-account Transfer.
+		{"General,Spot", "read,trade,transfer"},
 		// The misleading pair: Transfer is withdrawal, InnerTransfer is internal.
 		{"General,Transfer", "read,withdraw"},
 		{"General,InnerTransfer", "read,transfer"},
+		// The website's names of the same two rights.
+		{"General,Withdrawal", "read,withdraw"},
+		{"General,FlexTransfers", "read,transfer"},
+		// Margin trades on margin only: no spot orders, so no trade.
 		{"General,Margin", "read,margin"},
-		{"General,Futures", "read,futures"},
+		{"General,Futures", "read,transfer,futures"},
 		{"General,LeadtradeFutures", "read,futures"},
 		{"General,Earn", "read,earn"},
-		{"general, spot", "read,trade"},
+		{"General,Unified", "read,trade,margin,futures"},
+		{"General,Trade,Transfer", "read,trade,withdraw,margin,futures"},
+		{"general, spot", "read,trade,transfer"},
 		{"General,SomethingNew", "read"},
-		{"Spot", "read,trade"},
+		{"Spot", "read,trade,transfer"},
 	} {
 		p, err := parseKuCoinKeyInfo(200, []byte(kucoinBody(tc.perm, "")))
 		if err != nil {
@@ -110,7 +127,9 @@ func TestKuCoinErrors(t *testing.T) {
 		{401, `{"code":"400005","msg":"Invalid KC-API-SIGN"}`, InvalidSignature, "400005"},
 		{401, `{"code":"400006","msg":"Invalid request ip, the current clientIp is:1.2.3.4"}`, IPNotAllowed, "400006"},
 		{403, `{"code":"400007","msg":"Access Denied"}`, PermissionDenied, "400007"},
-		{400, `{"code":"400500","msg":"Your located country/region is currently not supported"}`, IPNotAllowed, "400500"},
+		// A regional restriction on trading a token, not the key's whitelist.
+		{400, `{"code":"400500","msg":"Your located country/region is currently not supported for the trading of this token"}`, UnexpectedResponse, "400500"},
+		{200, `{"code":"400500","msg":"Your located country/region is currently not supported for the trading of this token"}`, UnexpectedResponse, "400500"},
 		{403, `{"code":"411100","msg":"User is frozen"}`, Inactive, "411100"},
 		{200, `{"code":"429000","msg":"Too Many Requests"}`, RateLimited, "429000"},
 		{400, `{"code":"500000","msg":"Internal Server Error"}`, Unavailable, "500000"},
@@ -211,22 +230,75 @@ func TestKuCoinProbeErrorsKeepSecrets(t *testing.T) {
 	}
 }
 
-// 429000 in a body pauses the base URL for gw-ratelimit-reset milliseconds.
+// TestKuCoinProbeRateLimitBody: KuCoin limits private endpoints per user, so
+// 429000 in a body is RateLimited for this key only, for gw-ratelimit-reset
+// milliseconds; another key of the same endpoint still reaches KuCoin (the
+// driver used to pause the whole base URL).
 func TestKuCoinProbeRateLimitBody(t *testing.T) {
 	var hits atomic.Int32
 	p, base := bkStubProber(t, time.UnixMilli(1547015186532), func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		w.Header().Set("gw-ratelimit-reset", "1500")
-		_, _ = w.Write([]byte(`{"code":"429000","msg":"Too Many Requests"}`))
+		if r.Header.Get("KC-API-KEY") == "limited" {
+			w.Header().Set("gw-ratelimit-reset", "1500")
+			_, _ = w.Write([]byte(`{"code":"429000","msg":"Too Many Requests"}`))
+			return
+		}
+		_, _ = w.Write([]byte(kucoinBody("General", "")))
 	})
-	req := Request{Exchange: KuCoin, Endpoint: base, Credentials: Credentials{APIKey: "k", APISecret: "s", Passphrase: "p"}}
+	req := Request{Exchange: KuCoin, Endpoint: base, Credentials: Credentials{APIKey: "limited", APISecret: "s", Passphrase: "p"}}
 	_, err := p.Probe(context.Background(), req)
 	e, ok := AsError(err)
-	if !ok || e.Kind != RateLimited || e.RetryAfter != 1500*time.Millisecond || e.Code != "429000" {
-		t.Fatalf("got %v", err)
+	if !ok || e.Kind != RateLimited || e.RetryAfter != 1500*time.Millisecond || e.Code != "429000" || e.Scope != ScopeKey {
+		t.Fatalf("got %+v", e)
 	}
-	if _, err := p.Probe(context.Background(), req); KindOf(err) != RateLimited || hits.Load() != 1 {
-		t.Errorf("second probe: %v after %d requests", err, hits.Load())
+	other := Request{Exchange: KuCoin, Endpoint: base, Credentials: Credentials{APIKey: "other", APISecret: "s", Passphrase: "p"}}
+	if _, err := p.Probe(context.Background(), other); err != nil || hits.Load() != 2 {
+		t.Errorf("another key must still reach KuCoin: %v after %d requests", err, hits.Load())
+	}
+}
+
+// TestKuCoinErrorDetails: 400006 quotes the caller's IP; 400500 says it is
+// no verdict on the key; 429000 without a reset header waits a pool window.
+func TestKuCoinErrorDetails(t *testing.T) {
+	_, err := parseKuCoinKeyInfo(401, []byte(`{"code":"400006","msg":"Invalid request ip, the current clientIp is:203.0.113.9"}`))
+	if e, _ := AsError(err); e == nil || e.Kind != IPNotAllowed || e.IP != "203.0.113.9" {
+		t.Errorf("400006: %+v", e)
+	}
+	_, err = parseKuCoinKeyInfo(401, []byte(`{"code":"400006","msg":"Invalid request ip"}`))
+	if e, _ := AsError(err); e == nil || e.IP != "" {
+		t.Errorf("400006 without an address: %+v", e)
+	}
+	_, err = parseKuCoinKeyInfo(200, []byte(`{"code":"400500","msg":"Your located country/region is currently not supported for the trading of this token"}`))
+	if e, _ := AsError(err); e == nil || !e.Kind.Transient() || !strings.Contains(e.Message, "not the key's IP whitelist") {
+		t.Errorf("400500: %+v", e)
+	}
+	_, err = parseKuCoinKeyInfo(200, []byte(`{"code":"429000","msg":"Too Many Requests"}`))
+	if e, _ := AsError(err); e == nil || e.RetryAfter != kucoinLimitWait || e.Scope != ScopeKey {
+		t.Errorf("429000: %+v", e)
+	}
+}
+
+// TestKuCoinGrants: each reported name that grants something has a Grant,
+// with the documented spelling, and every row of the table cites a source.
+func TestKuCoinGrants(t *testing.T) {
+	p, err := parseKuCoinKeyInfo(200, []byte(kucoinBody("General,futures,Transfer,Mystery", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Native, ","); got != "Futures,General,Mystery,Transfer" {
+		t.Errorf("native %s", got)
+	}
+	var got []string
+	for _, g := range p.Grants {
+		got = append(got, g.Native+"="+strings.Join(g.Canonical, "+"))
+	}
+	if strings.Join(got, " ") != "Futures=transfer+futures General=read Transfer=withdraw" {
+		t.Errorf("grants %v", got)
+	}
+	for _, r := range kucoinPermissions {
+		if r.Source == "" || len(r.Grants) == 0 {
+			t.Errorf("row %+v", r)
+		}
 	}
 }
 
@@ -244,6 +316,9 @@ func FuzzKuCoinParseKeyInfo(f *testing.F) {
 		`{"code":"400007","msg":"Access Denied"}`,
 		`{"code":"411100","msg":"User is frozen"}`,
 		`{"code":"429000","msg":"Too Many Requests"}`,
+		`{"code":"400500","msg":"Your located country/region is currently not supported for the trading of this token"}`,
+		`{"code":"400006","msg":"Invalid request ip, the current clientIp is:203.0.113.9"}`,
+		kucoinBody("General,Unified,LeadtradeFutures,FlexTransfers,Withdrawal,Trade", ""),
 		`<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>`,
 		`{"code":"200000","data":{"permission":"General,Sp`,
 		`{"code":"200000","data":{"permission":["General"]}}`,

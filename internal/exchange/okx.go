@@ -6,15 +6,37 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// OKX v5 signs timestamp + method + requestPath + body with HMAC-SHA256 and
-// sends the passphrase in clear; demo-trading keys work on the same host
-// when the request carries x-simulated-trading: 1.
+// OKX v5 (https://www.okx.com/docs-v5/en/).
+//
+// Signing: base64(HMAC-SHA256(secret, timestamp + METHOD + requestPath +
+// body)), the passphrase in clear (#overview-rest-authentication). Demo-trading
+// keys work on the same host when the request carries x-simulated-trading: 1.
+//
+// The probe is GET /api/v5/account/config ("Permission: Read"), which reports
+// the calling key's `perm` (read_only, trade, withdraw), its `ip` allowlist
+// ("" when none is bound) and `label` (#trading-account-rest-api-get-account-configuration).
+//
+// Least-privilege key for a bot: Read + Trade, no Withdraw, bound to the
+// bots' and the operator's egress IPs. OKX has no narrower trading right: a
+// Trade key places orders on every instrument type and moves funds between
+// the user's accounts and sub-accounts (okxPermissions), so a policy that
+// forbids futures, options, margin or transfer refuses every Trade key; use
+// a sub-account holding only the funds the bot may risk.
+//
+// What the operator cannot see: expiry. OKX deletes keys with Trade or
+// Withdraw and no bound IP after 14 days unused, and reports no date for it.
+//
+// Rate limit: account/config allows 5 requests per 2 s per User ID; private
+// REST limits count per User ID, sub-accounts separately (#overview-rate-limits),
+// so a rate-limit answer holds back this key, not every key of the endpoint.
 const (
 	okxConfigPath = "/api/v5/account/config"
 	okxTimePath   = "/api/v5/public/time"
@@ -24,6 +46,24 @@ const (
 	// user): a rate-limit code in the body asks for a pause this long.
 	okxRateWindow = 2 * time.Second
 )
+
+// okxPermissions maps the three `perm` values of account/config. OKX has no
+// finer rights than these; each row grants what the endpoints marked with
+// that permission can do.
+var okxPermissions = permissionTable{
+	{Native: "read_only", Grants: []string{PermRead},
+		Source: "https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-account-configuration (perm read_only: Read; Read endpoints only query)"},
+	// Place order is "Permission: Trade" for every instType (SPOT, MARGIN,
+	// SWAP, FUTURES, OPTION); funds transfer between funding, trading and
+	// sub-accounts is "Permission: Trade" as well; Simple Earn purchase and
+	// redemption need Trade too (okx/agent-trade-kit docs/modules/earn.md).
+	{Native: "trade", Grants: []string{PermTrade, PermMargin, PermFutures, PermOptions, PermTransfer, PermEarn},
+		Source: "https://www.okx.com/docs-v5/en/#order-book-trading-trade-post-place-order (Permission: Trade, instType SPOT/MARGIN/SWAP/FUTURES/OPTION); https://www.okx.com/docs-v5/en/#funding-account-rest-api-funds-transfer (Permission: Trade); okx/agent-trade-kit docs/modules/earn.md"},
+	// Withdrawal is "Permission: Withdraw". It does not add transfer: funds
+	// transfer is a Trade endpoint, not a Withdraw one.
+	{Native: "withdraw", Grants: []string{PermWithdraw},
+		Source: "https://www.okx.com/docs-v5/en/#funding-account-rest-api-withdrawal (Permission: Withdraw); #funding-account-rest-api-funds-transfer needs Trade, not Withdraw"},
+}
 
 type okxDriver struct{}
 
@@ -47,11 +87,9 @@ func (okxDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 	}
 	perms, perr := parseOKXAccountConfig(resp.Status, resp.Body)
 	if e, ok := AsError(perr); ok && e.Kind == RateLimited {
-		wait := retryAfter(resp.Header, c.Now())
-		if wait == 0 {
-			wait = okxRateWindow
+		if wait := retryAfter(resp.Header, c.Now()); wait > 0 {
+			e.RetryAfter = wait
 		}
-		return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, wait)
 	}
 	return perms, perr
 }
@@ -73,25 +111,40 @@ func okxSign(secret, timestamp, method, requestPath, body string) string {
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
-// okxCodeKinds maps OKX's error codes. 50101 is "APIKey does not match
-// current environment": a demo key on the live environment or the reverse.
-// The key exists, but not where we asked, so it is InvalidKey for this
-// request; the message says so, since the fix is the demo setting.
+// okxCodeKinds maps OKX's error codes, from the REST error table
+// (https://www.okx.com/docs-v5/en/#error-code-rest-api-public; HTTP status in
+// brackets). Codes not listed are UnexpectedResponse: 50103/50104/50106/50107
+// (a header we always send is empty: something on the way stripped it),
+// 50112 (timestamp format, which we fix), 50114 "Invalid authorization"
+// (undocumented cause), and the order-only codes.
 var okxCodeKinds = map[string]Kind{
-	"50100": Inactive,         // API frozen
-	"50101": InvalidKey,       // key does not match the environment (demo vs live)
-	"50102": ClockSkew,        // timestamp request expired
-	"50105": WrongPassphrase,  // OK-ACCESS-PASSPHRASE incorrect
-	"50110": IPNotAllowed,     // IP not in the key's allowlist
-	"50111": InvalidKey,       // invalid OK-ACCESS-KEY
-	"50113": InvalidSignature, // invalid sign
-	"50119": InvalidKey,       // API key does not exist
-	"50011": RateLimited,      // rate limit reached
-	"50001": Unavailable,      // service temporarily unavailable
-	"50004": Unavailable,      // endpoint request timeout
-	"50013": Unavailable,      // systems are busy
-	"50026": Unavailable,      // system error
+	"50100": Inactive,         // [400] API frozen, please contact customer service
+	"50101": InvalidKey,       // [401] APIKey does not match current environment (demo vs live)
+	"50102": ClockSkew,        // [401] timestamp request expired
+	"50105": WrongPassphrase,  // [401] OK-ACCESS-PASSPHRASE incorrect
+	"50110": IPNotAllowed,     // [401] Your IP {ip} is not included in your API key's IP whitelist
+	"50111": InvalidKey,       // [401] invalid OK-ACCESS-KEY
+	"50113": InvalidSignature, // [401] invalid signature
+	"50119": InvalidKey,       // [200] API key doesn't exist
+	"50120": PermissionDenied, // [200] this API key doesn't have permission to use this function
+	"50030": PermissionDenied, // [200] you don't have permission to use this API endpoint
+	"50007": Inactive,         // [200] user blocked
+	"50011": RateLimited,      // [200/429] rate limit reached (per User ID)
+	"50001": Unavailable,      // [503] service temporarily unavailable (maintenance)
+	"50004": Unavailable,      // [400] endpoint request timeout
+	"50013": Unavailable,      // [429] systems are busy
+	"50026": Unavailable,      // [500] system error
 }
+
+// okxRegionRefused is 50121 "You can't access our services through the IP
+// address ({ip})": OKX refuses the operator's egress IP as a place (region),
+// whatever the key. That says nothing about the key and is not its
+// allowlist, so it is no verdict: UnexpectedResponse, with a message that
+// names the cause.
+const okxRegionRefused = "50121"
+
+// okxQuotedIP finds the caller address OKX quotes in 50110 and 50121.
+var okxQuotedIP = regexp.MustCompile(`(?i)\bIP(?: address)? \(?([0-9A-Fa-f:.]+[0-9A-Fa-f])\)?`)
 
 type okxEnvelope struct {
 	Code string          `json:"code"`
@@ -116,24 +169,15 @@ func parseOKXAccountConfig(status int, body []byte) (*Permissions, error) {
 		return nil, fallback(OKX, status, "account/config has no data[0].perm", body)
 	}
 	cfg := data[0]
-	set := map[string]bool{}
 	native := []string{}
 	for _, p := range strings.Split(*cfg.Perm, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		native = append(native, p)
-		switch p {
-		case "read_only":
-			set[PermRead] = true
-		case "trade":
-			set[PermTrade] = true
-		case "withdraw":
-			set[PermWithdraw] = true
+		if p = strings.TrimSpace(p); p != "" {
+			native = append(native, p)
 		}
 	}
-	out := &Permissions{Canonical: canonicalSet(set), Native: sortedCopy(native)}
+	// A value OKX may add later stays in Native and grants nothing.
+	canonical, grants := okxPermissions.grant(native)
+	out := &Permissions{Canonical: canonical, Grants: grants, Native: sortedCopy(native)}
 	for _, ip := range strings.Split(cfg.IP, ",") {
 		if ip = strings.TrimSpace(ip); ip != "" {
 			out.AllowedIPs = append(out.AllowedIPs, ip)
@@ -178,13 +222,35 @@ func okxParseEnvelope(status int, body []byte) (*okxEnvelope, error) {
 	}
 	kind, known := okxCodeKinds[env.Code]
 	if !known {
-		e := fallback(OKX, status, "unknown OKX error code: "+env.Msg, body)
+		why := "unknown OKX error code: " + env.Msg
+		if env.Code == okxRegionRefused {
+			why = "OKX refuses the operator's egress IP as a place to serve (region), which says nothing about the key: " + env.Msg
+		}
+		e := fallback(OKX, status, why, body)
 		e.Code = sanitize(env.Code, 16)
+		e.IP = okxIP(env.Msg)
 		return nil, e
 	}
 	msg := env.Msg
 	if env.Code == "50101" {
 		msg += " (a demo-trading key probed as live, or the reverse)"
 	}
-	return nil, newError(OKX, kind, status, env.Code, msg)
+	e := newError(OKX, kind, status, env.Code, msg)
+	switch kind {
+	case IPNotAllowed:
+		e.IP = okxIP(env.Msg)
+	case RateLimited:
+		// Private REST limits count per User ID: other accounts' keys go on.
+		e.Scope, e.RetryAfter = ScopeKey, okxRateWindow
+	}
+	return nil, e
+}
+
+// okxIP returns the address an OKX message quotes, if it is one.
+func okxIP(msg string) string {
+	m := okxQuotedIP.FindStringSubmatch(msg)
+	if m == nil || net.ParseIP(m[1]) == nil {
+		return ""
+	}
+	return m[1]
 }

@@ -67,6 +67,46 @@ func TestOKXRequest(t *testing.T) {
 	}
 }
 
+var okxTradeCanon = []string{"read", "trade", "transfer", "margin", "futures", "options", "earn"}
+
+// TestOKXTradeGrantsFutures is the regression of issue 9 point 3: "trade"
+// was mapped to trade alone, so a policy forbidding futures accepted a key
+// that places futures orders. Grants say which native brought what.
+func TestOKXTradeGrantsFutures(t *testing.T) {
+	p, err := parseOKXAccountConfig(200, []byte(`{"code":"0","msg":"","data":[{"perm":"read_only,trade","ip":""}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{PermFutures, PermMargin, PermOptions, PermTransfer} {
+		if !p.Has(c) {
+			t.Errorf("a trade key must report %s, got %v", c, p.Canonical)
+		}
+	}
+	if p.Has(PermWithdraw) {
+		t.Errorf("trade does not withdraw: %v", p.Canonical)
+	}
+	want := []Grant{{Native: "read_only", Canonical: []string{"read"}}, {Native: "trade", Canonical: []string{"trade", "transfer", "margin", "futures", "options", "earn"}}}
+	if len(p.Grants) != len(want) {
+		t.Fatalf("grants %+v", p.Grants)
+	}
+	for i := range want {
+		if p.Grants[i].Native != want[i].Native || !okxEqual(p.Grants[i].Canonical, want[i].Canonical) {
+			t.Errorf("grant %d: got %+v, want %+v", i, p.Grants[i], want[i])
+		}
+	}
+}
+
+// TestOKXPermissionTable: every row cites a source, and every perm value the
+// docs list has a row.
+func TestOKXPermissionTable(t *testing.T) {
+	for _, n := range []string{"read_only", "trade", "withdraw"} {
+		r, ok := okxPermissions.lookup(n)
+		if !ok || len(r.Grants) == 0 || !strings.Contains(r.Source, "okx.com/docs-v5") {
+			t.Errorf("%s: row %+v", n, r)
+		}
+	}
+}
+
 func TestOKXMapping(t *testing.T) {
 	for _, tc := range []struct {
 		body          string
@@ -74,9 +114,12 @@ func TestOKXMapping(t *testing.T) {
 		ips           []string
 	}{
 		{`{"code":"0","msg":"","data":[{"perm":"read_only","ip":"","label":"a"}]}`, []string{"read"}, []string{"read_only"}, nil},
-		{`{"code":"0","msg":"","data":[{"perm":"read_only,trade","ip":""}]}`, []string{"read", "trade"}, []string{"read_only", "trade"}, nil},
-		{`{"code":"0","msg":"","data":[{"perm":"withdraw,read_only,trade","ip":"1.2.3.4,5.6.7.8"}]}`, []string{"read", "trade", "withdraw"}, []string{"read_only", "trade", "withdraw"}, []string{"1.2.3.4", "5.6.7.8"}},
-		{`{"code":"0","msg":"","data":[{"perm":"read_only, trade ,","ip":" 1.2.3.4 "}]}`, []string{"read", "trade"}, []string{"read_only", "trade"}, []string{"1.2.3.4"}},
+		// trade places orders on every instrument type, transfers and earns.
+		{`{"code":"0","msg":"","data":[{"perm":"read_only,trade","ip":""}]}`, okxTradeCanon, []string{"read_only", "trade"}, nil},
+		{`{"code":"0","msg":"","data":[{"perm":"withdraw,read_only,trade","ip":"1.2.3.4,5.6.7.8"}]}`, []string{"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}, []string{"read_only", "trade", "withdraw"}, []string{"1.2.3.4", "5.6.7.8"}},
+		{`{"code":"0","msg":"","data":[{"perm":"read_only, trade ,","ip":" 1.2.3.4 "}]}`, okxTradeCanon, []string{"read_only", "trade"}, []string{"1.2.3.4"}},
+		// withdraw does not bring transfer: funds transfer is a Trade endpoint.
+		{`{"code":"0","msg":"","data":[{"perm":"read_only,withdraw","ip":""}]}`, []string{"read", "withdraw"}, []string{"read_only", "withdraw"}, nil},
 		// A scope OKX may add later stays native only.
 		{`{"code":"0","msg":"","data":[{"perm":"read_only,copy_trading","ip":""}]}`, []string{"read"}, []string{"copy_trading", "read_only"}, nil},
 		{`{"code":"0","msg":"","data":[{"perm":"","ip":""}]}`, []string{}, []string{}, nil},
@@ -100,14 +143,21 @@ func TestOKXParseErrors(t *testing.T) {
 		body   string
 		want   Kind
 	}{
-		{401, `{"code":"50100","msg":"API frozen, please contact customer service.","data":[]}`, Inactive},
+		{400, `{"code":"50100","msg":"API frozen, please contact customer service.","data":[]}`, Inactive},
 		{401, `{"code":"50101","msg":"APIKey does not match current environment.","data":[]}`, InvalidKey},
 		{401, `{"code":"50102","msg":"Timestamp request expired","data":[]}`, ClockSkew},
 		{401, `{"code":"50105","msg":"OK-ACCESS-PASSPHRASE incorrect.","data":[]}`, WrongPassphrase},
 		{401, `{"code":"50110","msg":"Your IP 9.9.9.9 is not included in your API key's IP whitelist.","data":[]}`, IPNotAllowed},
 		{401, `{"code":"50111","msg":"Invalid OK-ACCESS-KEY","data":[]}`, InvalidKey},
 		{401, `{"code":"50113","msg":"Invalid Sign","data":[]}`, InvalidSignature},
-		{401, `{"code":"50119","msg":"API key doesn't exist","data":[]}`, InvalidKey},
+		{200, `{"code":"50119","msg":"API key doesn't exist","data":[]}`, InvalidKey},
+		{200, `{"code":"50120","msg":"This API key doesn't have permission to use this function","data":[]}`, PermissionDenied},
+		{200, `{"code":"50030","msg":"You don't have permission to use this API endpoint","data":[]}`, PermissionDenied},
+		{200, `{"code":"50007","msg":"User blocked.","data":[]}`, Inactive},
+		{200, `{"code":"50121","msg":"You can't access our services through the IP address (9.9.9.9)","data":[]}`, UnexpectedResponse},
+		{401, `{"code":"50114","msg":"Invalid authorization.","data":[]}`, UnexpectedResponse},
+		{400, `{"code":"50004","msg":"API endpoint request timeout.","data":[]}`, Unavailable},
+		{500, `{"code":"50026","msg":"System error. Try again later","data":[]}`, Unavailable},
 		{429, `{"code":"50011","msg":"Rate limit reached. Please refer to API documentation and throttle requests accordingly.","data":[]}`, RateLimited},
 		{200, `{"code":"50011","msg":"Too Many Requests","data":[]}`, RateLimited},
 		{503, `{"code":"50001","msg":"Service temporarily unavailable. Please try again later.","data":[]}`, Unavailable},
@@ -141,25 +191,55 @@ func TestOKXParseErrors(t *testing.T) {
 	}
 }
 
-// TestOKXRateLimitInBody checks that a rate-limit code in a body that is not
-// HTTP 429 pauses calls to OKX like a 429 does.
+// TestOKXQuotedIP: 50110 quotes the caller's IP; 50121 refuses the place,
+// not the key's allowlist, and says so.
+func TestOKXQuotedIP(t *testing.T) {
+	for _, tc := range []struct {
+		body, ip string
+		kind     Kind
+	}{
+		{`{"code":"50110","msg":"Your IP 203.0.113.7 is not included in your API key's IP whitelist.","data":[]}`, "203.0.113.7", IPNotAllowed},
+		{`{"code":"50110","msg":"Your IP 2001:db8::1 is not included in your API key's IP whitelist.","data":[]}`, "2001:db8::1", IPNotAllowed},
+		{`{"code":"50110","msg":"Your IP {param0} is not included in your API key's IP whitelist.","data":[]}`, "", IPNotAllowed},
+		{`{"code":"50121","msg":"You can't access our services through the IP address (198.51.100.4)","data":[]}`, "198.51.100.4", UnexpectedResponse},
+	} {
+		_, err := parseOKXAccountConfig(401, []byte(tc.body))
+		e, ok := AsError(err)
+		if !ok || e.Kind != tc.kind || e.IP != tc.ip {
+			t.Errorf("%s: got %+v, want %s with IP %q", tc.body, e, tc.kind, tc.ip)
+		}
+	}
+	_, err := parseOKXAccountConfig(200, []byte(`{"code":"50121","msg":"You can't access our services through the IP address (198.51.100.4)","data":[]}`))
+	if e, _ := AsError(err); !strings.Contains(e.Message, "region") || !e.Kind.Transient() {
+		t.Errorf("50121 must be no verdict and name the region cause: %v", err)
+	}
+}
+
+// TestOKXRateLimitInBody: OKX limits private REST per User ID, so a
+// rate-limit code in the body is RateLimited for this key only (ScopeKey):
+// the prober must not hold back other keys of the same endpoint, as it did
+// when the driver banned the base URL itself.
 func TestOKXRateLimitInBody(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		_, _ = w.Write([]byte(`{"code":"50011","msg":"Too Many Requests","data":[]}`))
+		if r.Header.Get("OK-ACCESS-KEY") == "limited" {
+			_, _ = w.Write([]byte(`{"code":"50011","msg":"Rate limit reached. Please refer to API documentation and throttle requests accordingly.","data":[]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"code":"0","msg":"","data":[{"perm":"read_only","ip":""}]}`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})
-	req := Request{Exchange: OKX, Endpoint: srv.URL, Credentials: Credentials{APIKey: "k", APISecret: "s", Passphrase: "p"}}
-	_, err := p.Probe(context.Background(), req)
+	limited := Request{Exchange: OKX, Endpoint: srv.URL, Credentials: Credentials{APIKey: "limited", APISecret: "s", Passphrase: "p"}}
+	_, err := p.Probe(context.Background(), limited)
 	e, ok := AsError(err)
-	if !ok || e.Kind != RateLimited || e.Code != "50011" || e.RetryAfter != okxRateWindow {
-		t.Fatalf("got %v", err)
+	if !ok || e.Kind != RateLimited || e.Code != "50011" || e.RetryAfter != okxRateWindow || e.Scope != ScopeKey {
+		t.Fatalf("got %+v", e)
 	}
-	_, err = p.Probe(context.Background(), req)
-	if KindOf(err) != RateLimited || calls.Load() != 1 {
-		t.Fatalf("second probe: %v after %d calls", err, calls.Load())
+	other := Request{Exchange: OKX, Endpoint: srv.URL, Credentials: Credentials{APIKey: "other", APISecret: "s", Passphrase: "p"}}
+	if _, err := p.Probe(context.Background(), other); err != nil || calls.Load() != 2 {
+		t.Fatalf("another key must still reach OKX: %v after %d calls", err, calls.Load())
 	}
 }
 
@@ -191,9 +271,11 @@ func TestOKXParseTime(t *testing.T) {
 func FuzzOKXParseAccountConfig(f *testing.F) {
 	f.Add(200, []byte(`{"code":"0","msg":"","data":[{"uid":"44705892343619584","acctLv":"2","posMode":"net_mode","autoLoan":false,"greeksType":"PA","level":"Lv1","levelTmp":"","ctIsoMode":"automatic","mgnIsoMode":"automatic","roleType":"0","spotRoleType":"0","traderInsts":[],"spotTraderInsts":[],"opAuth":"0","kycLv":"2","label":"bot","ip":"1.2.3.4,5.6.7.8","perm":"read_only,trade,withdraw"}]}`))
 	f.Add(200, []byte(`{"code":"0","msg":"","data":[{"perm":"read_only","ip":""}]}`))
-	for _, code := range []string{"50100", "50101", "50102", "50105", "50110", "50111", "50113", "50119"} {
+	for _, code := range []string{"50100", "50101", "50102", "50105", "50110", "50111", "50113", "50119", "50120", "50121", "50007"} {
 		f.Add(401, []byte(`{"code":"`+code+`","msg":"m","data":[]}`))
 	}
+	f.Add(401, []byte(`{"code":"50110","msg":"Your IP 203.0.113.7 is not included in your API key's IP whitelist.","data":[]}`))
+	f.Add(200, []byte(`{"code":"50121","msg":"You can't access our services through the IP address (1.2.3.4)","data":[]}`))
 	f.Add(429, []byte(`{"code":"50011","msg":"Rate limit reached.","data":[]}`))
 	f.Add(200, []byte(`{"code":"50011","msg":"Rate limit reached.","data":[]}`))
 	f.Add(503, []byte(`{"code":"50001","msg":"Service temporarily unavailable","data":[]}`))
@@ -214,6 +296,13 @@ func FuzzOKXParseAccountConfig(f *testing.F) {
 		}
 		if (p.IPRestriction == IPRestricted) != (len(p.AllowedIPs) > 0) {
 			t.Fatalf("IPRestricted %v with %d IPs", (p.IPRestriction == IPRestricted), len(p.AllowedIPs))
+		}
+		for _, g := range p.Grants {
+			for _, c := range g.Canonical {
+				if !p.Has(c) {
+					t.Fatalf("grant %+v not in canonical %v", g, p.Canonical)
+				}
+			}
 		}
 	})
 }

@@ -122,12 +122,18 @@ func kucoinCallerIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// kucoinKeyData renders canonical permissions in KuCoin's comma list. Every
-// key has General; Transfer is KuCoin's withdrawal right and InnerTransfer
-// its internal one.
+// kucoinKeyData renders the key's permission list: Native verbatim when set,
+// else the canonical permissions in KuCoin's names. Every key has General;
+// Transfer is KuCoin's withdrawal right and InnerTransfer its Flex Transfer.
 func kucoinKeyData(k Key) map[string]any {
 	names := []string{"General"}
+	if len(k.Native) > 0 {
+		names = k.Native
+	}
 	for _, p := range sortedPerms(k.Permissions) {
+		if len(k.Native) > 0 {
+			break
+		}
 		switch p {
 		case exchange.PermTrade:
 			names = append(names, "Spot")

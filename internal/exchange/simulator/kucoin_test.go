@@ -180,3 +180,18 @@ func TestKuCoinSimTimestamp(t *testing.T) {
 		t.Errorf("got %s", w.Body.String())
 	}
 }
+
+// TestKuCoinSimNative: a key registered with native names is rendered
+// verbatim (no General added), so tests can show what one name implies.
+func TestKuCoinSimNative(t *testing.T) {
+	s := New(WithClock(func() time.Time { return kucoinTestNow }))
+	s.AddKey(Key{Exchange: exchange.KuCoin, APIKey: "kc-native", Secret: "kc-secret", Passphrase: "kc-pass",
+		Permissions: []string{"read", "withdraw"}, Native: []string{"General", "Unified", "LeadtradeFutures"}})
+	status, body := kucoinReq{key: "kc-native", secret: "kc-secret", passphrase: "kc-pass", version: "2", ts: kucoinTestNow}.serve(t, s)
+	var data struct {
+		Permission string `json:"permission"`
+	}
+	if status != 200 || json.Unmarshal(body["data"], &data) != nil || data.Permission != "General,Unified,LeadtradeFutures" {
+		t.Errorf("got %d %s", status, body["data"])
+	}
+}

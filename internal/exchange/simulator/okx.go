@@ -19,10 +19,13 @@ import (
 // OKX v5: GET /api/v5/account/config behind OK-ACCESS-* headers, and the
 // public GET /api/v5/public/time.
 //
-// Every authentication failure is HTTP 401 with {"code":"501xx","msg":..,
-// "data":[]}. Keys are live keys unless SetOKXDemo marks them as demo-trading
-// keys; a request's environment is demo when it carries
-// x-simulated-trading: 1, and a mismatch is 50101 as on OKX.
+// Error answers are {"code":"5xxxx","msg":..,"data":[]} with the HTTP status
+// OKX's error table gives each code
+// (https://www.okx.com/docs-v5/en/#error-code-rest-api-public): 401 for the
+// authentication failures, 400 for 50100 (frozen), 200 for 50119 (deleted).
+// Keys are live keys unless SetOKXDemo marks them as demo-trading keys; a
+// request's environment is demo when it carries x-simulated-trading: 1, and a
+// mismatch is 50101 as on OKX.
 const okxSimWindow = 30 * time.Second
 
 type okxSim struct {
@@ -105,7 +108,7 @@ func (o *okxSim) config(w http.ResponseWriter, r *http.Request) {
 	}
 	if o.s.expired(k) {
 		// OKX deletes keys that lapse rather than keeping them disabled.
-		okxFail(w, unauth, "50119", "API key doesn't exist")
+		okxFail(w, http.StatusOK, "50119", "API key doesn't exist")
 		return
 	}
 	if (r.Header.Get("x-simulated-trading") == "1") != o.isDemo(apiKey) {
@@ -129,7 +132,7 @@ func (o *okxSim) config(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if k.State == Inactive {
-		okxFail(w, unauth, "50100", "API frozen, please contact customer service.")
+		okxFail(w, http.StatusBadRequest, "50100", "API frozen, please contact customer service.")
 		return
 	}
 	if !callerAllowed(k, r) {
@@ -140,16 +143,7 @@ func (o *okxSim) config(w http.ResponseWriter, r *http.Request) {
 		okxFail(w, unauth, "50110", "Your IP "+host+" is not included in your API key's IP whitelist.")
 		return
 	}
-	var perms []string
-	for _, p := range []struct{ canon, native string }{
-		{exchange.PermRead, "read_only"},
-		{exchange.PermTrade, "trade"},
-		{exchange.PermWithdraw, "withdraw"},
-	} {
-		if k.Has(p.canon) {
-			perms = append(perms, p.native)
-		}
-	}
+	perms := okxPerms(k)
 	writeJSON(w, http.StatusOK, map[string]any{"code": "0", "msg": "", "data": []map[string]any{{
 		"uid":             "44705892343619584",
 		"mainUid":         "44705892343619584",
@@ -172,4 +166,28 @@ func (o *okxSim) config(w http.ResponseWriter, r *http.Request) {
 		"ip":              strings.Join(k.AllowedIPs, ","),
 		"perm":            strings.Join(perms, ","),
 	}}})
+}
+
+// okxPerms renders a key's `perm` list: Native verbatim when set, else the
+// canonical permissions in OKX's three values. OKX cannot grant margin,
+// futures, options, transfer or earn without the rest of "trade", so a key
+// registered with any of them is a trade key, as it would be on OKX.
+func okxPerms(k Key) []string {
+	if len(k.Native) > 0 {
+		return k.Native
+	}
+	var perms []string
+	if k.Has(exchange.PermRead) {
+		perms = append(perms, "read_only")
+	}
+	for _, p := range []string{exchange.PermTrade, exchange.PermMargin, exchange.PermFutures, exchange.PermOptions, exchange.PermTransfer, exchange.PermEarn} {
+		if k.Has(p) {
+			perms = append(perms, "trade")
+			break
+		}
+	}
+	if k.Has(exchange.PermWithdraw) {
+		perms = append(perms, "withdraw")
+	}
+	return perms
 }

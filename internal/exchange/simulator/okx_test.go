@@ -1,12 +1,14 @@
 package simulator
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,10 +125,11 @@ func TestOKXSimAllowlistRendered(t *testing.T) {
 
 func TestOKXSimRejects(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		mod  func(*Key)
-		req  okxTestReq
-		code string
+		name   string
+		mod    func(*Key)
+		req    okxTestReq
+		status int // 401 unless set: OKX's error table gives each code's status
+		code   string
 	}{
 		{name: "wrong secret", req: okxTestReq{secret: "00000000000000000000000000000000"}, code: "50113"},
 		{name: "signed with the prefixed path", req: okxTestReq{path: "/okx" + okxTestPath}, code: "50113"},
@@ -136,14 +139,18 @@ func TestOKXSimRejects(t *testing.T) {
 		{name: "timestamp in ms epoch", req: okxTestReq{tsText: "1772366400000"}, code: "50112"},
 		{name: "unknown key", req: okxTestReq{key: "ffffffff-0000-4000-8000-000000000000"}, code: "50111"},
 		{name: "revoked", mod: func(k *Key) { k.State = Revoked }, code: "50111"},
-		{name: "expired key", mod: func(k *Key) { k.ExpiresAt = okxTestNow.Add(-time.Hour) }, code: "50119"},
-		{name: "frozen", mod: func(k *Key) { k.State = Inactive }, code: "50100"},
+		{name: "expired key", mod: func(k *Key) { k.ExpiresAt = okxTestNow.Add(-time.Hour) }, status: http.StatusOK, code: "50119"},
+		{name: "frozen", mod: func(k *Key) { k.State = Inactive }, status: http.StatusBadRequest, code: "50100"},
 		{name: "ip outside allowlist", mod: func(k *Key) { k.AllowedIPs = []string{"203.0.113.7"} }, req: okxTestReq{remote: "198.51.100.1:4242"}, code: "50110"},
 		{name: "demo header on a live key", req: okxTestReq{demo: true}, code: "50101"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := okxTestSim(tc.mod)
-			okxExpect(t, okxTestDo(s, tc.req), http.StatusUnauthorized, tc.code)
+			status := tc.status
+			if status == 0 {
+				status = http.StatusUnauthorized
+			}
+			okxExpect(t, okxTestDo(s, tc.req), status, tc.code)
 		})
 	}
 }
@@ -185,5 +192,48 @@ func TestOKXSimTime(t *testing.T) {
 	b := okxExpect(t, w, 200, "0")
 	if len(b.Data) != 1 || b.Data[0]["ts"] != "1772365800000" {
 		t.Errorf("data %v", b.Data)
+	}
+}
+
+// TestOKXSimNativePerm: a key registered with native perm values is rendered
+// verbatim; canonical permissions that only OKX's "trade" can give render as
+// trade, as a real OKX key would.
+func TestOKXSimNativePerm(t *testing.T) {
+	for _, tc := range []struct {
+		mod  func(*Key)
+		perm string
+	}{
+		{func(k *Key) { k.Native = []string{"trade"}; k.Permissions = nil }, "trade"},
+		{func(k *Key) { k.Native = []string{"read_only", "withdraw", "copy_trading"} }, "read_only,withdraw,copy_trading"},
+		{func(k *Key) { k.Permissions = []string{"read", "futures"} }, "read_only,trade"},
+		{func(k *Key) { k.Permissions = []string{"read", "withdraw"} }, "read_only,withdraw"},
+	} {
+		s := okxTestSim(tc.mod)
+		b := okxExpect(t, okxTestDo(s, okxTestReq{}), 200, "0")
+		if b.Data[0]["perm"] != tc.perm {
+			t.Errorf("got perm %v, want %s", b.Data[0]["perm"], tc.perm)
+		}
+	}
+}
+
+// TestOKXSimTradeKeyImpliesFutures runs the real driver against the
+// simulator: a key whose only native permission is "trade" reports every
+// canonical permission a futures-forbidding policy must catch.
+func TestOKXSimTradeKeyImpliesFutures(t *testing.T) {
+	s := New(WithClock(func() time.Time { return okxTestNow }))
+	s.AddKey(Key{Exchange: exchange.OKX, APIKey: okxTestKey, Secret: okxTestSecret, Passphrase: okxTestPass, Native: []string{"read_only", "trade"}})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	p := exchange.NewProber(exchange.Options{Now: func() time.Time { return okxTestNow }})
+	got, err := p.Probe(context.Background(), exchange.Request{Exchange: exchange.OKX, Endpoint: BaseURL(srv.URL, exchange.OKX),
+		Credentials: exchange.Credentials{APIKey: okxTestKey, APISecret: okxTestSecret, Passphrase: okxTestPass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Has(exchange.PermFutures) || !got.Has(exchange.PermOptions) || !got.Has(exchange.PermMargin) || got.Has(exchange.PermWithdraw) {
+		t.Errorf("canonical %v", got.Canonical)
+	}
+	if strings.Join(got.Native, ",") != "read_only,trade" || len(got.Grants) != 2 || got.Grants[1].Native != "trade" {
+		t.Errorf("native %v grants %+v", got.Native, got.Grants)
 	}
 }
