@@ -245,6 +245,8 @@ func ccxtCases(t *testing.T) []ccxtCase {
 	// (64 bytes), the default kind since February 2025.
 	cbEdKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x17}, ed25519.SeedSize))
 	cbEd := exchange.Credentials{APIKey: "2d1c5e8a-9b0f-4f7e-8c6d-3a2b1c0d9e8f", APISecret: base64.StdEncoding.EncodeToString(cbEdKey)}
+	// The seed alone (32 bytes) is accepted by coinbase-advanced-py too.
+	cbSeed := exchange.Credentials{APIKey: cbEd.APIKey, APISecret: base64.StdEncoding.EncodeToString(cbEdKey.Seed())}
 
 	bitstampDummy := "foo=bar"
 	return []ccxtCase{
@@ -320,26 +322,13 @@ func ccxtCases(t *testing.T) []ccxtCase {
 			name: "coinbase/ed25519", ex: exchange.Coinbase, creds: cbEd,
 			ccxtID: "coinbase", call: "v3PrivateGetBrokerageKeyPermissions",
 			ccxtOnly: coinbaseContentType,
-			jwt: &ccxtJWT{alg: "EdDSA", pub: cbEdKey.Public(), docClaims: func(t *testing.T, c map[string]any) map[string]any {
-				// ccxt 4.5 supports Ed25519 CDP keys (a base64 secret of 88
-				// characters) with the CDP platform SDK's claims
-				// (coinbase/cdp-sdk generateJwt): aud ["cdp_service"], iat,
-				// and a "uris" list. coinbase-advanced-py signs the same
-				// claims for Ed25519 as for EC keys: one "uri" string, no aud,
-				// no iat. The driver follows the Advanced Trade SDK.
-				expectClaim(t, c, "aud", []any{"cdp_service"})
-				delete(c, "aud")
-				expectClaim(t, c, "iat", c["nbf"])
-				delete(c, "iat")
-				uris, ok := c["uris"].([]any)
-				if !ok || len(uris) != 1 {
-					t.Errorf("ccxt claim uris = %#v, want a list of one URI (the stated difference changed)", c["uris"])
-					return c
-				}
-				delete(c, "uris")
-				c["uri"] = uris[0]
-				return c
-			}},
+			jwt:      &ccxtJWT{alg: "EdDSA", pub: cbEdKey.Public(), docClaims: coinbaseEdDSADocClaims},
+		},
+		{
+			name: "coinbase/ed25519-seed", ex: exchange.Coinbase, creds: cbSeed,
+			ccxtID: "coinbase", call: "v3PrivateGetBrokerageKeyPermissions",
+			ccxtOnly: coinbaseContentType,
+			jwt:      &ccxtJWT{alg: "EdDSA", pub: cbEdKey.Public(), docClaims: coinbaseEdDSADocClaims},
 		},
 		{
 			name: "okx", ex: exchange.OKX, creds: pass,
@@ -367,6 +356,30 @@ func ccxtCases(t *testing.T) []ccxtCase {
 			},
 		},
 	}
+}
+
+// coinbaseEdDSADocClaims states how ccxt's Ed25519 claims differ from the
+// documented ones.
+func coinbaseEdDSADocClaims(t *testing.T, c map[string]any) map[string]any {
+	// ccxt 4.5 supports Ed25519 CDP keys (it takes a secret of 88
+	// characters, or one ending in "=", as base64 of the seed first)
+	// with the CDP platform SDK's claims
+	// (coinbase/cdp-sdk generateJwt): aud ["cdp_service"], iat,
+	// and a "uris" list. coinbase-advanced-py signs the same
+	// claims for Ed25519 as for EC keys: one "uri" string, no aud,
+	// no iat. The driver follows the Advanced Trade SDK.
+	expectClaim(t, c, "aud", []any{"cdp_service"})
+	delete(c, "aud")
+	expectClaim(t, c, "iat", c["nbf"])
+	delete(c, "iat")
+	uris, ok := c["uris"].([]any)
+	if !ok || len(uris) != 1 {
+		t.Errorf("ccxt claim uris = %#v, want a list of one URI (the stated difference changed)", c["uris"])
+		return c
+	}
+	delete(c, "uris")
+	c["uri"] = uris[0]
+	return c
 }
 
 var coinbaseContentType = map[string]ccxtOnlyHeader{
