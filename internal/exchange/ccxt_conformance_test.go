@@ -15,7 +15,8 @@ package exchange_test
 //
 // One node process signs every case (testdata/ccxt/sign.js). ccxt signs
 // through its own implicit method for each probe endpoint (all eight exist
-// in ccxt); only the Bitstamp body-less variant calls sign() directly.
+// in ccxt); only the Bitstamp body-less variant and the check of the oracle
+// against Kraken's published vector call ccxt's sign() directly.
 
 import (
 	"bytes"
