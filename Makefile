@@ -11,6 +11,8 @@ GOTESTFLAGS ?= -count=1 -timeout 30m
 FUZZTIME ?= 3s
 # N for `make bench` (1000; 10000 behind BENCH_N=10000).
 BENCH_N ?= 1000
+# The ccxt conformance test's Node side; package-lock.json pins ccxt.
+CCXT_DIR := internal/exchange/testdata/ccxt
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -42,8 +44,18 @@ fmt: ## go fmt
 vet: ## go vet
 	go vet ./...
 
+.PHONY: ccxt-deps
+ccxt-deps: $(CCXT_DIR)/node_modules/.package-lock.json ## Install the pinned ccxt for the conformance test (npm ci; needs Node.js 20+).
+
+# npm ci writes node_modules/.package-lock.json last, so it marks a complete
+# install of the current lockfile. Install scripts are not run: the signing
+# code needs none (ccxt's only prints a banner, bufferutil is an optional
+# native speed-up for websockets).
+$(CCXT_DIR)/node_modules/.package-lock.json: $(CCXT_DIR)/package.json $(CCXT_DIR)/package-lock.json
+	cd $(CCXT_DIR) && npm ci --no-audit --no-fund --ignore-scripts
+
 .PHONY: test
-test: manifests generate vet ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration).
+test: manifests generate vet ccxt-deps ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration).
 	@[ -z "$$CI" ] || git diff --quiet -- config/crd config/rbac api 2>/dev/null || { echo "generated files are out of date: run 'make manifests generate' and commit"; git --no-pager diff --stat -- config/crd api; exit 1; }
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
 		go test $(GOTESTFLAGS) ./...
