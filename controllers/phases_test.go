@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
@@ -266,4 +265,3 @@ func condStatus(st keyopsv1.ExchangeAPIKeyStatus, typ string) string {
 	}
 	return ""
 }
-
