@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func coinbaseTestKey(t testing.TB) (*ecdsa.PrivateKey, string) {
@@ -111,6 +113,45 @@ func TestCoinbaseJWT(t *testing.T) {
 				t.Errorf("claims %v, want exactly %v", c, want)
 			}
 		})
+	}
+}
+
+// RFC 8037 Appendix A publishes an Ed25519 JWS: the key (A.1: d, x), the
+// signing input of {"alg":"EdDSA"} over "Example of Ed25519 signing" and its
+// signature (A.4). Coinbase publishes no vector; this one checks the secret
+// parsing (seed followed by public key, as CDP shows it) and the EdDSA
+// signer the JWT goes through.
+const (
+	coinbaseRFC8037D     = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
+	coinbaseRFC8037X     = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+	coinbaseRFC8037Input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
+	coinbaseRFC8037Sig   = "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+)
+
+func TestCoinbaseEd25519KnownAnswer(t *testing.T) {
+	d, _ := base64.RawURLEncoding.DecodeString(coinbaseRFC8037D)
+	x, _ := base64.RawURLEncoding.DecodeString(coinbaseRFC8037X)
+	for name, secret := range map[string]string{
+		"64 bytes": base64.StdEncoding.EncodeToString(append(append([]byte{}, d...), x...)),
+		"seed":     base64.StdEncoding.EncodeToString(d),
+	} {
+		key, err := coinbaseParseKey(secret)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		sig, err := jwt.SigningMethodEdDSA.Sign(coinbaseRFC8037Input, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := base64.RawURLEncoding.EncodeToString(sig); got != coinbaseRFC8037Sig {
+			t.Errorf("%s: signature %s, want RFC 8037 A.4's %s", name, got, coinbaseRFC8037Sig)
+		}
+		// The probe's own token verifies with the published public key.
+		tok, err := coinbaseJWT(key, "k", "GET api.coinbase.com"+coinbasePermissionsPath, time.Unix(1700000000, 0), "00")
+		if err != nil {
+			t.Fatal(err)
+		}
+		coinbaseTestVerify(t, tok, ed25519.PublicKey(x))
 	}
 }
 
@@ -527,6 +568,7 @@ func FuzzCoinbaseParseKeyPermissions(f *testing.F) {
 	f.Add(503, []byte(`<html><body><h1>System maintenance</h1></body></html>`))
 	f.Add(200, []byte(`{"can_view":true,"can_tr`))
 	f.Add(200, []byte(`{"can_view":1}`))
+	f.Add(200, []byte(`{"can_view":false,"can_trade":true,"can_transfer":true,"portfolio_uuid":"p","portfolio_type":"INTX"}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		p, err := parseCoinbaseKeyPermissions(status, body)
 		if (p == nil) == (err == nil) {
@@ -536,6 +578,47 @@ func FuzzCoinbaseParseKeyPermissions(f *testing.F) {
 			if _, ok := err.(*Error); !ok {
 				t.Fatalf("error is %T", err)
 			}
+		}
+	})
+}
+
+// FuzzCoinbaseParseKey: any secret yields either a usable Ed25519 or P-256
+// key or an error that does not quote it.
+func FuzzCoinbaseParseKey(f *testing.F) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	edDer, _ := x509.MarshalPKCS8PrivateKey(ed)
+	_, sec1 := coinbaseTestKey(f)
+	for _, s := range []string{
+		base64.StdEncoding.EncodeToString(ed),
+		base64.StdEncoding.EncodeToString(ed.Seed()),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: edDer})),
+		sec1,
+		strings.ReplaceAll(sec1, "\n", `\n`),
+		"-----BEGIN EC PRIVATE KEY-----",
+		"a1b2c3d4e5f60718293a4b5c6d7e8f90",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, secret string) {
+		key, err := coinbaseParseKey(secret)
+		if (key == nil) == (err == nil) {
+			t.Fatalf("want exactly one of key and error, got %v, %v", key, err)
+		}
+		if err != nil {
+			if len(secret) >= 16 && strings.Contains(err.Error(), secret) {
+				t.Fatalf("error quotes the secret: %v", err)
+			}
+			return
+		}
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+		case *ecdsa.PrivateKey:
+			if k.Curve != elliptic.P256() {
+				t.Fatalf("accepted a key on %s", k.Curve.Params().Name)
+			}
+		default:
+			t.Fatalf("accepted a %T", key)
 		}
 	})
 }

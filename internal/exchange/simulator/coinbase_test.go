@@ -328,3 +328,24 @@ func TestCoinbaseSimNativePermissions(t *testing.T) {
 		t.Errorf("status %d, got %v", w.Code, got)
 	}
 }
+
+// The simulator's own EdDSA check accepts RFC 8037 A.4's published JWS for
+// the A.1 key, registered as CDP shows it (seed followed by public key),
+// and refuses it with one bit changed.
+func TestCoinbaseSimEd25519KnownAnswer(t *testing.T) {
+	d, _ := base64.RawURLEncoding.DecodeString("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+	x, _ := base64.RawURLEncoding.DecodeString("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+	sig, _ := base64.RawURLEncoding.DecodeString("hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg")
+	key, err := coinbaseSimPublicKey(base64.StdEncoding.EncodeToString(append(append([]byte{}, d...), x...)))
+	if err != nil || key.alg() != "EdDSA" {
+		t.Fatalf("key %+v, %v", key, err)
+	}
+	tok := &coinbaseSimToken{signingInput: "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc", sig: sig}
+	if !tok.verify(key) {
+		t.Fatal("RFC 8037 A.4 signature refused")
+	}
+	tok.signingInput += "x"
+	if tok.verify(key) {
+		t.Fatal("changed input accepted")
+	}
+}
