@@ -9,9 +9,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Bitstamp has no endpoint that reports a key's permissions. The probe is
@@ -19,16 +18,39 @@ import (
 // success proves read, API0003 proves its absence, and every other canonical
 // permission is reported as unchecked rather than guessed.
 //
+// Least-privilege key for a bot: under Security > API access, tick only the
+// rights the bot uses (for a reader, "Account balance"), leave every
+// withdrawal right off, set the key's IP allowlist, and activate the key
+// through the e-mail link. What the probe cannot see: the other rights, the
+// allowlist (Bitstamp answers API0002 to a caller outside it, but reports it
+// nowhere, so IPRestriction is Unknown) and whether the key expires.
+//
 // Bitstamp publishes no server-time endpoint either. For the clock-skew
 // resync the client reads the Date header of a public GET (the BTC/USD
 // ticker): one-second resolution is ample for a 150-second window.
+//
+// Error codes are from Bitstamp's API documentation, "Possible
+// authentication errors" and "Response codes" (www.bitstamp.net/api/, the
+// bitstamp.json OpenAPI spec).
 
 const (
 	bitstampBalancesPath = "/api/v2/account_balances/"
 	bitstampTimePath     = "/api/v2/ticker/btcusd/"
 	bitstampAuthPrefix   = "BITSTAMP "
 	bitstampAuthVersion  = "v2"
+	// bitstampRateLimitWait applies when a rate-limit answer names no wait.
+	bitstampRateLimitWait = time.Minute
 )
+
+// bitstampBalanceRight is the key right the probe proves. Bitstamp never
+// names it in an answer; a successful balance call is the proof.
+const bitstampBalanceRight = "Account balance"
+
+// bitstampPermissions is the one thing a balance call can establish.
+var bitstampPermissions = permissionTable{
+	{Native: bitstampBalanceRight, Grants: []string{PermRead},
+		Source: "www.bitstamp.net/api/ POST /api/v2/account_balances/ needs the key's balance right; API0003 \"No permission found\" otherwise"},
+}
 
 type bitstampDriver struct{}
 
@@ -52,8 +74,11 @@ func bitstampSign(secret, message string) string {
 
 func (bitstampDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 	// UUID nonces are single use, so every attempt (the retry after a
-	// resync included) needs a fresh one; uuid.NewString is lowercase v4.
-	nonce := uuid.NewString()
+	// resync included) needs a fresh one.
+	nonce, err := bitstampNonce(c)
+	if err != nil {
+		return nil, newError(Bitstamp, UnexpectedResponse, 0, "", "cannot read randomness for the nonce")
+	}
 	ts := strconv.FormatInt(c.Now().UnixMilli(), 10)
 	msg := bitstampMessage(c.creds.APIKey, http.MethodPost, c.Host(), bitstampBalancesPath, "", "", nonce, ts, "")
 	h := http.Header{}
@@ -68,11 +93,34 @@ func (bitstampDriver) probe(ctx context.Context, c *call) (*Permissions, error) 
 	}
 	p, err := parseBitstampBalances(resp.Status, resp.Body)
 	if e, ok := AsError(err); ok && e.Kind == RateLimited {
-		// 400.002 arrives as a 400, not a 429: pause the base URL the same
-		// way the transport does for 429.
-		return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, retryAfter(resp.Header, c.p.opts.Now()))
+		// 400.002 and 400.067 arrive as a 400, not a 429; the prober
+		// pauses what the Scope says for RetryAfter.
+		e.RetryAfter = retryAfter(resp.Header, c.p.opts.Now())
+		if e.RetryAfter <= 0 {
+			e.RetryAfter = bitstampRateLimitWait
+		}
 	}
 	return p, err
+}
+
+// bitstampNonce is the documented X-Auth-Nonce, a UUID v4 (the docs' own
+// examples use uuid.uuid4() and UUID.randomUUID()), lowercase as
+// RFC 9562 prints it, from the prober's source of randomness.
+func bitstampNonce(c *call) (string, error) {
+	var b [16]byte
+	if err := c.random(b[:]); err != nil {
+		return "", err
+	}
+	return bitstampUUIDv4(b), nil
+}
+
+// bitstampUUIDv4 sets the version (4) and variant (10) bits of 16 random
+// bytes and formats them 8-4-4-4-12 in lowercase hex.
+func bitstampUUIDv4(b [16]byte) string {
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 func (bitstampDriver) serverTime(ctx context.Context, c *call) (time.Time, error) {
@@ -116,10 +164,15 @@ func parseBitstampBalances(status int, body []byte) (*Permissions, error) {
 				return nil, unexpected(Bitstamp, status, "account_balances: balance without a currency", body)
 			}
 		}
+		canonical, grants := bitstampPermissions.grant([]string{bitstampBalanceRight})
 		return &Permissions{
-			Canonical: []string{PermRead},
-			Native:    []string{},
-			Unchecked: append([]string{}, bitstampUnchecked...),
+			Canonical: canonical,
+			// Bitstamp reports no permission names; the grant says which
+			// right the successful call proved.
+			Native:        []string{},
+			Grants:        grants,
+			Unchecked:     append([]string{}, bitstampUnchecked...),
+			IPRestriction: IPUnknown,
 		}, nil
 	}
 	return nil, bitstampError(status, body)
@@ -153,37 +206,55 @@ func bitstampError(status int, body []byte) *Error {
 	} else if msg == "" && len(e.Reason) > 0 {
 		msg = string(e.Reason)
 	}
-	kind := UnexpectedResponse
+	kind, scope := UnexpectedResponse, ScopeEndpoint
 	switch code {
-	case "API0001", "API0011":
-		// Key not found; wrong key format.
+	case "API0001", "API0008", "API0011":
+		// "API key not found"; "Authentication failed: Can't find customer
+		// with selected API key"; "Wrong API key format".
 		kind = InvalidKey
 	case "API0002":
+		// "IP address not allowed: This IP address has no permission to
+		// use this API key."
 		kind = IPNotAllowed
 	case "API0003":
-		// No permission found: the key lacks "Account balance", i.e. read.
+		// "No permission found": the key lacks "Account balance", i.e. read.
 		kind = PermissionDenied
-	case "API0004", "API0017", "API0018":
-		// Invalid nonce; X-Auth-Timestamp out of bounds or invalid. Our
-		// nonces are fresh random UUIDs, so a nonce complaint is treated as
-		// a timing problem too: resync and retry once with a new nonce.
+	case "API0004", "API0017":
+		// "Invalid nonce" (a nonce reused within 300 seconds, or the
+		// older docs' 150); "X-Auth-Timestamp header is out of
+		// boundaries" (150 seconds). Our nonces are fresh random UUIDs, so
+		// a nonce complaint is treated as a timing problem too: resync and
+		// retry once with a new nonce.
 		kind = ClockSkew
 	case "API0005":
-		kind = InvalidSignature
-	case "API0008":
-		// "Authentication failed" is Bitstamp's catch-all once the key is
-		// known; unverified, we read it as the proof (signature) failing.
+		// "Invalid signature: Posted signature doesn't match with ours."
 		kind = InvalidSignature
 	case "API0006":
-		// Account frozen. Also the simulator's answer for a key not yet
-		// activated through the e-mail link, whose real error is unverified.
+		// "Your account is frozen". Also the simulator's answer for a key
+		// not yet activated through the e-mail link, whose real error is
+		// unverified.
+		kind = Inactive
+	case "API0009":
+		// "Please update your profile with your FATCA information, before
+		// using API": the key is right, the account is blocked until its
+		// owner acts.
 		kind = Inactive
 	case "400.002":
+		// "Request rejected due to exceeded rate limit."
 		kind = RateLimited
+	case "400.067":
+		// "Request rejected due to exceeded client rate limit": this
+		// customer's requests only, other keys on our IP may go on.
+		kind, scope = RateLimited, ScopeKey
 	default:
-		if status >= 500 {
+		// API0010, API0012-API0016, API0018-API0021 are malformed
+		// requests (a bug here, not a property of the key); 500.xxx are
+		// Bitstamp's own failures.
+		if status >= 500 || strings.HasPrefix(code, "500.") {
 			kind = Unavailable
 		}
 	}
-	return newError(Bitstamp, kind, status, code, msg)
+	err := newError(Bitstamp, kind, status, code, msg)
+	err.Scope = scope
+	return err
 }

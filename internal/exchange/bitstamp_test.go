@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -56,8 +57,15 @@ func TestBitstampSuccessIsReadOnlyWithTheRestUnchecked(t *testing.T) {
 	if got := strings.Join(p.Unchecked, ","); got != "trade,withdraw,transfer,margin,futures,options,earn" {
 		t.Errorf("unchecked %s", got)
 	}
-	if (p.IPRestriction == IPRestricted) || p.CreatedAt != nil || p.ExpiresAt != nil {
+	if p.CreatedAt != nil || p.ExpiresAt != nil || p.AllowedIPs != nil {
 		t.Errorf("Bitstamp reports none of these: %+v", p)
+	}
+	// Keys may have an allowlist (API0002), which Bitstamp never reports.
+	if p.IPRestriction != IPUnknown {
+		t.Errorf("IPRestriction %q, want Unknown", p.IPRestriction)
+	}
+	if len(p.Grants) != 1 || p.Grants[0].Native != bitstampBalanceRight || strings.Join(p.Grants[0].Canonical, ",") != "read" {
+		t.Errorf("grants %+v, want the balance right granting read", p.Grants)
 	}
 	if _, err := parseBitstampBalances(200, []byte(`[]`)); err != nil {
 		t.Errorf("empty balance list: %v", err)
@@ -81,15 +89,22 @@ func TestBitstampErrors(t *testing.T) {
 		{"API0004", 403, e("API0004", "Invalid nonce"), ClockSkew, "API0004"},
 		{"API0005", 403, e("API0005", "Invalid signature"), InvalidSignature, "API0005"},
 		{"API0006", 403, e("API0006", "Your account is frozen"), Inactive, "API0006"},
-		{"API0008", 403, e("API0008", "Authentication failed"), InvalidSignature, "API0008"},
+		// "Authentication failed: Can't find customer with selected API
+		// key" is an unknown key; API0005 is the signature error.
+		{"API0008", 403, e("API0008", "Authentication failed"), InvalidKey, "API0008"},
+		{"API0009", 403, e("API0009", "Please update your profile with your FATCA information, before using API."), Inactive, "API0009"},
 		{"API0010", 403, e("API0010", "Invalid version"), UnexpectedResponse, "API0010"},
 		{"API0011", 403, e("API0011", "Wrong API key format"), InvalidKey, "API0011"},
 		{"API0017", 403, e("API0017", "X-Auth-Timestamp header is out of boundaries"), ClockSkew, "API0017"},
-		{"API0018", 403, e("API0018", "X-Auth-Timestamp header is invalid"), ClockSkew, "API0018"},
+		// A malformed timestamp is our bug; a resync would not fix it.
+		{"API0018", 403, e("API0018", "X-Auth-Timestamp header is invalid"), UnexpectedResponse, "API0018"},
+		{"API0021", 403, e("API0021", "Please make sure url query string is not too long"), UnexpectedResponse, "API0021"},
 		{"API0020", 403, e("API0020", "Content-Type header should not be present"), UnexpectedResponse, "API0020"},
 		{"error in a 200", 200, e("API0005", "Invalid signature"), InvalidSignature, "API0005"},
 		{"400.002 rate limit", 400, `{"status":"error","reason":"Request rejected due to exceeded rate limit.","response_code":"400.002"}`, RateLimited, "400.002"},
 		{"400.002 with explanation", 400, `{"status":"error","response_code":"400.002","response_explanation":"Request rejected due to exceeded rate limit."}`, RateLimited, "400.002"},
+		{"400.067 client rate limit", 400, `{"status":"error","response_code":"400.067","response_explanation":"Request rejected due to exceeded client rate limit."}`, RateLimited, "400.067"},
+		{"500.002 in a 400", 400, `{"status":"error","response_code":"500.002","response_explanation":"One of Bitstamp internal services failed to process request."}`, Unavailable, "500.002"},
 		{"reason object", 400, `{"status":"error","reason":{"__all__":["Something"]},"code":"API9999"}`, UnexpectedResponse, "API9999"},
 		{"unknown code in 5xx", 500, e("API9999", "boom"), Unavailable, "API9999"},
 		{"502 text", 502, `upstream connect error`, Unavailable, ""},
@@ -108,6 +123,20 @@ func TestBitstampErrors(t *testing.T) {
 			p, err := parseBitstampBalances(tc.status, []byte(tc.body))
 			expectParseError(t, Bitstamp, tc.status, tc.body, p, err, tc.kind, tc.code)
 		})
+	}
+}
+
+// The general limit holds the egress IP back; the per-customer one only
+// this key.
+func TestBitstampRateLimitScope(t *testing.T) {
+	for _, tc := range []struct {
+		code  string
+		scope Scope
+	}{{"400.002", ScopeEndpoint}, {"400.067", ScopeKey}} {
+		_, err := parseBitstampBalances(400, []byte(`{"status":"error","response_code":"`+tc.code+`"}`))
+		if e, ok := AsError(err); !ok || e.Kind != RateLimited || e.Scope != tc.scope {
+			t.Errorf("%s: got %+v, want RateLimited scope %q", tc.code, err, tc.scope)
+		}
 	}
 }
 
@@ -192,6 +221,37 @@ func TestBitstampProbeRequest(t *testing.T) {
 	}
 }
 
+// The nonce comes from Options.Random as a lowercase UUID v4, so that a
+// test can fix it; every probe reads fresh bytes.
+func TestBitstampNonceFromOptionsRandom(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("X-Auth-Nonce"))
+		w.Write([]byte(`[]`))
+	}))
+	defer srv.Close()
+	random := bytes.NewReader(append(bytes.Repeat([]byte{0xff}, 16), bytes.Repeat([]byte{0x00}, 16)...))
+	p := NewProber(Options{Random: random})
+	req := Request{Exchange: Bitstamp, Endpoint: srv.URL, Credentials: Credentials{APIKey: "K", APISecret: "S"}}
+	for i := 0; i < 2; i++ {
+		if _, err := p.Probe(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"ffffffff-ffff-4fff-bfff-ffffffffffff", "00000000-0000-4000-8000-000000000000"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("nonces %q, want %q", got, want)
+	}
+	for _, n := range got {
+		if u, err := uuid.Parse(n); err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || u.String() != n {
+			t.Errorf("%q is not a lowercase RFC 9562 UUID v4", n)
+		}
+	}
+	if _, err := p.Probe(context.Background(), req); err == nil || len(got) != 2 {
+		t.Errorf("probe without randomness: %v, %d requests", err, len(got))
+	}
+}
+
 // A stale timestamp is fixed by the Date of a public GET, then one retry.
 func TestBitstampResyncFromDateHeader(t *testing.T) {
 	server := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -258,6 +318,32 @@ func TestBitstampRateLimitPausesBase(t *testing.T) {
 	}
 }
 
+// 400.067 limits one customer: other keys on the same base URL go on.
+func TestBitstampClientRateLimitPausesOnlyTheKey(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Header.Get("X-Auth") == "BITSTAMP LIMITED" {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"status":"error","response_code":"400.067","response_explanation":"Request rejected due to exceeded client rate limit."}`))
+			return
+		}
+		w.Write([]byte(`[]`))
+	}))
+	defer srv.Close()
+	p := NewProber(Options{})
+	_, err := p.Probe(context.Background(), Request{Exchange: Bitstamp, Endpoint: srv.URL, Credentials: Credentials{APIKey: "LIMITED", APISecret: "S"}})
+	if e, ok := AsError(err); !ok || e.Kind != RateLimited || e.Scope != ScopeKey || e.RetryAfter <= 0 {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := p.Probe(context.Background(), Request{Exchange: Bitstamp, Endpoint: srv.URL, Credentials: Credentials{APIKey: "OTHER", APISecret: "S"}}); err != nil {
+		t.Fatalf("another key was held back: %v", err)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("%d requests, want 2", hits.Load())
+	}
+}
+
 func bitstampCheckFuzzResult(t *testing.T, p *Permissions, err error) {
 	t.Helper()
 	if (p == nil) == (err == nil) {
@@ -291,6 +377,9 @@ func FuzzBitstampParseBalances(f *testing.F) {
 		{403, `{"status": "error", "reason": "X-Auth-Timestamp header is out of boundaries", "code": "API0017"}`},
 		{403, `{"status": "error", "reason": "X-Auth-Timestamp header is invalid", "code": "API0018"}`},
 		{400, `{"status":"error","reason":"Request rejected due to exceeded rate limit.","response_code":"400.002"}`},
+		{400, `{"status":"error","response_code":"400.067","response_explanation":"Request rejected due to exceeded client rate limit."}`},
+		{400, `{"status":"error","response_code":"500.002"}`},
+		{403, `{"status": "error", "reason": "Please update your profile with your FATCA information, before using API.", "code": "API0009"}`},
 		{400, `{"status":"error","reason":{"__all__":["x"]},"code":"API0020"}`},
 		{503, `<html><body><h1>System maintenance</h1></body></html>`},
 		{200, `<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>`},

@@ -704,6 +704,15 @@ func ccxtToken(t *testing.T, c ccxtCase, x ccxtRequest) *jwtParts {
 		t.Errorf("ccxt JWT alg = %v, want %s", p.header["alg"], c.jwt.alg)
 	}
 	p.claims = c.jwt.docClaims(t, p.claims)
+	// Stated difference: ccxt's nonce is randomBytes(16), 32 hex digits;
+	// coinbase-advanced-py's jwt_generator.py uses secrets.token_hex(),
+	// 32 bytes, 64 hex digits. The driver follows the SDK. Both are the
+	// hex of the same fixed random bytes, so the shorter one is a prefix.
+	fixed := hex.EncodeToString(ccxtRandom())
+	if p.header["nonce"] != fixed[:32] {
+		t.Errorf("ccxt JWT nonce = %v, want the hex of 16 random bytes %s", p.header["nonce"], fixed[:32])
+	}
+	p.header["nonce"] = fixed[:64]
 	return p
 }
 

@@ -3,9 +3,11 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,7 +24,24 @@ import (
 )
 
 // Coinbase Advanced Trade authenticates every request with a short-lived
-// ES256 JWT signed by the CDP key's EC P-256 private key.
+// JWT signed by the CDP API key's private key. CDP keys come in two kinds
+// (docs.cdp.coinbase.com/get-started/authentication/overview, "Choose your
+// key algorithm"): Ed25519, the default since February 2025, whose secret is
+// the base64 of 64 bytes (seed followed by public key), signed with alg
+// EdDSA; and the older ECDSA keys, an EC P-256 PEM, signed with ES256.
+// Advanced Trade accepts both. The claims and headers are the same for both
+// (coinbase/coinbase-advanced-py, coinbase/jwt_generator.py): sub = key
+// name, iss = "cdp", nbf = now, exp = nbf + 120, uri = "GET
+// api.coinbase.com/api/v3/brokerage/key_permissions"; header kid = key name,
+// nonce = random hex.
+//
+// Least-privilege key for a bot (docs.cdp.coinbase.com/api-reference/
+// authentication): in the CDP portal, create a Secret API key scoped to the
+// bot's portfolio with View and Trade only, and an IP allowlist. What the
+// probe sees: can_view, can_trade and can_transfer of GET
+// /api/v3/brokerage/key_permissions (see coinbasePermissions). What it cannot
+// see: the IP allowlist (so IPRestriction is Unknown), the key's expiry, and
+// which products the account is eligible for.
 //
 // Coinbase does not document its error bodies. The simulator answers with
 // the grpc-gateway shape {"error", "code", "message", "error_details"} and
@@ -39,6 +58,11 @@ const (
 	// coinbaseSkewTolerance is how far our clock may be from Coinbase's
 	// before an unexplained 401 is blamed on the clock.
 	coinbaseSkewTolerance = 5 * time.Second
+	// coinbaseNonceBytes: the official SDK's nonce is secrets.token_hex(),
+	// 32 random bytes in hex.
+	coinbaseNonceBytes = 32
+	// coinbaseRateLimitWait applies when a rate-limit answer names no wait.
+	coinbaseRateLimitWait = time.Minute
 )
 
 // Reasons in error_details. Guessed, not documented by Coinbase: the
@@ -56,14 +80,33 @@ const (
 	coinbaseReasonIPNotAllowed     = "IP_NOT_ALLOWED"
 )
 
+// coinbasePermissions maps key_permissions onto canonical permissions. The
+// scopes are documented per endpoint in "Advanced Trade Scope & Permissions"
+// (docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/rest-scopes) and in
+// general in "Coinbase App Authorization"
+// (docs.cdp.coinbase.com/coinbase-app/authentication-authorization/authorization).
+// The key's portfolio (portfolio_uuid, portfolio_type) changes none of this:
+// each key is scoped to one portfolio (advanced-trade-apis/guides/portfolios),
+// and on any portfolio type the same trade scope places orders on every
+// product the account may trade.
+var coinbasePermissions = permissionTable{
+	{Native: "can_view", Grants: []string{PermRead},
+		Source: "rest-scopes: view is what every read needs (GET /accounts, /orders/historical/*, /cfm/positions, /key_permissions); authorization: View reads balances and history"},
+	{Native: "can_trade", Grants: []string{PermTrade, PermFutures, PermOptions},
+		Source: "rest-scopes: trade places POST /orders and /orders/close_position on spot and US derivatives (futures, perpetual-style futures), and Global Derivatives private/buy and private/sell (options, futures, perpetuals)"},
+	{Native: "can_transfer", Grants: []string{PermWithdraw, PermTransfer},
+		Source: "authorization: Transfer \"send and receive funds, on and off platform\" (off platform = withdraw); rest-scopes: transfer moves funds between portfolios (POST /portfolios/move_funds, /intx/allocate) and futures sweeps (POST /cfm/sweeps/schedule)"},
+}
+
 type coinbaseDriver struct{}
 
 func init() { register(Coinbase, coinbaseDriver{}) }
 
 func (coinbaseDriver) defaultBase() string { return "https://api.coinbase.com" }
 
-// checkCredentials requires the secret to be a PEM EC P-256 private key.
-// Messages describe the shape only, never the value.
+// checkCredentials requires the secret to be one of the shapes CDP issues:
+// an Ed25519 key (base64, or PKCS #8 PEM) or an EC P-256 PEM key. Messages
+// describe the shape only, never the value.
 func (coinbaseDriver) checkCredentials(cr Credentials) error {
 	_, err := coinbaseParseKey(cr.APISecret)
 	return err
@@ -81,7 +124,13 @@ func (d coinbaseDriver) probe(ctx context.Context, c *call) (*Permissions, error
 	}
 	switch {
 	case e.Kind == RateLimited:
-		return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, retryAfter(resp.Header, c.Now()))
+		// A RESOURCE_EXHAUSTED that is not a 429 (the transport handles
+		// those): the prober pauses the base URL for RetryAfter.
+		e.RetryAfter = retryAfter(resp.Header, c.p.opts.Now())
+		if e.RetryAfter <= 0 {
+			e.RetryAfter = coinbaseRateLimitWait
+		}
+		e.Scope = ScopeEndpoint
 	case coinbaseUnexplained(e):
 		// Coinbase's usual 401 says nothing about the cause. The only cause
 		// a retry can fix is our clock, so check it against Coinbase's and
@@ -111,7 +160,11 @@ func coinbaseGet(ctx context.Context, c *call, path string) (*response, error) {
 	if err != nil {
 		return nil, newError(Coinbase, InvalidKey, 0, "", err.Error())
 	}
-	token, err := coinbaseJWT(key, c.creds.APIKey, http.MethodGet+" "+c.Host()+path, c.Now())
+	nonce := make([]byte, coinbaseNonceBytes)
+	if err := c.random(nonce); err != nil {
+		return nil, newError(Coinbase, UnexpectedResponse, 0, "", "cannot read randomness for the JWT nonce")
+	}
+	token, err := coinbaseJWT(key, c.creds.APIKey, http.MethodGet+" "+c.Host()+path, c.Now(), hex.EncodeToString(nonce))
 	if err != nil {
 		return nil, newError(Coinbase, UnexpectedResponse, 0, "", "cannot sign the request JWT")
 	}
@@ -120,15 +173,22 @@ func coinbaseGet(ctx context.Context, c *call, path string) (*response, error) {
 	return c.do(ctx, http.MethodGet, path, "", nil, h)
 }
 
-// coinbaseJWT builds the per-request token. uri binds it to one method,
-// host and path, so a leaked token cannot be replayed elsewhere.
-func coinbaseJWT(key *ecdsa.PrivateKey, keyName, uri string, now time.Time) (string, error) {
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
+// coinbaseJWT builds the per-request token: EdDSA for an Ed25519 key, ES256
+// for an EC key. uri binds it to one method, host and path, so a leaked
+// token cannot be replayed elsewhere; the nonce makes every token unique
+// even within one second.
+func coinbaseJWT(key crypto.Signer, keyName, uri string, now time.Time, nonce string) (string, error) {
+	var method jwt.SigningMethod
+	switch key.(type) {
+	case ed25519.PrivateKey:
+		method = jwt.SigningMethodEdDSA
+	case *ecdsa.PrivateKey:
+		method = jwt.SigningMethodES256
+	default:
+		return "", fmt.Errorf("unsupported key type %T", key)
 	}
 	nbf := now.Unix()
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+	tok := jwt.NewWithClaims(method, jwt.MapClaims{
 		"sub": keyName,
 		"iss": "cdp",
 		"nbf": nbf,
@@ -136,51 +196,87 @@ func coinbaseJWT(key *ecdsa.PrivateKey, keyName, uri string, now time.Time) (str
 		"uri": uri,
 	})
 	tok.Header["kid"] = keyName
-	// The nonce makes every token unique even within one second.
-	tok.Header["nonce"] = hex.EncodeToString(nonce)
+	tok.Header["nonce"] = nonce
 	return tok.SignedString(key)
 }
 
-// coinbaseParseKey decodes the CDP secret. Kubernetes users often paste the
-// PEM from the downloaded JSON key file with its escaped "\n" sequences
-// intact, so those are turned back into newlines: the PEM armour makes the
-// intent unambiguous, and the alternative is a Secret that can never work.
-func coinbaseParseKey(secret string) (*ecdsa.PrivateKey, error) {
+// coinbaseAcceptedShapes is what every malformed-secret message ends with.
+const coinbaseAcceptedShapes = "want a CDP key secret: Ed25519 as base64 of 64 bytes (seed and public key) or 32 bytes (seed), " +
+	"a PKCS #8 \"PRIVATE KEY\" PEM (Ed25519 or EC P-256), or an \"EC PRIVATE KEY\" PEM (P-256)"
+
+// coinbaseParseKey decodes the CDP secret into an ed25519.PrivateKey or an
+// *ecdsa.PrivateKey, as coinbase-advanced-py's _load_private_key does: PEM
+// when it has a "-----BEGIN" line, else base64 of an Ed25519 key.
+//
+// Kubernetes users often paste the PEM from the downloaded JSON key file with
+// its escaped "\n" sequences intact, so those are turned back into newlines:
+// the PEM armour makes the intent unambiguous, and the alternative is a
+// Secret that can never work. Whitespace inside base64 is dropped, as the SDK
+// does for .env files that wrap or end lines.
+func coinbaseParseKey(secret string) (crypto.Signer, error) {
 	s := strings.TrimSpace(secret)
+	if !strings.Contains(s, "-----BEGIN") {
+		return coinbaseParseEd25519Base64(s)
+	}
 	if strings.Contains(s, `\n`) {
 		s = strings.ReplaceAll(s, `\r\n`, "\n")
 		s = strings.ReplaceAll(s, `\n`, "\n")
 	}
 	block, _ := pem.Decode([]byte(s))
 	if block == nil {
-		if raw, err := base64.StdEncoding.DecodeString(s); err == nil && len(raw) == 64 {
-			return nil, fmt.Errorf("API secret looks like an Ed25519 key; Coinbase Advanced Trade needs an ECDSA (P-256) CDP key")
-		}
-		return nil, fmt.Errorf("API secret is not a PEM block; want the CDP key's \"-----BEGIN EC PRIVATE KEY-----\" private key")
+		return nil, fmt.Errorf("API secret starts like PEM but is not a complete PEM block; %s", coinbaseAcceptedShapes)
 	}
-	var key *ecdsa.PrivateKey
 	switch block.Type {
 	case "EC PRIVATE KEY":
 		k, err := x509.ParseECPrivateKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("API secret: EC PRIVATE KEY block does not parse as a SEC 1 EC key")
+			return nil, fmt.Errorf("API secret: EC PRIVATE KEY block does not parse as a SEC 1 EC key; %s", coinbaseAcceptedShapes)
 		}
-		key = k
+		return coinbaseCheckCurve(k)
 	case "PRIVATE KEY":
 		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("API secret: PRIVATE KEY block does not parse as a PKCS #8 key")
+			return nil, fmt.Errorf("API secret: PRIVATE KEY block does not parse as a PKCS #8 key; %s", coinbaseAcceptedShapes)
 		}
-		ek, ok := k.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("API secret: PKCS #8 key is %T, want an ECDSA P-256 key", k)
+		switch k := k.(type) {
+		case ed25519.PrivateKey:
+			return k, nil
+		case *ecdsa.PrivateKey:
+			return coinbaseCheckCurve(k)
+		default:
+			return nil, fmt.Errorf("API secret: PKCS #8 key is %T, not Ed25519 or ECDSA; %s", k, coinbaseAcceptedShapes)
 		}
-		key = ek
 	default:
-		return nil, fmt.Errorf("API secret: PEM block is %q, want \"EC PRIVATE KEY\" or \"PRIVATE KEY\"", sanitize(block.Type, 40))
+		return nil, fmt.Errorf("API secret: PEM block is %q, not \"EC PRIVATE KEY\" or \"PRIVATE KEY\"; %s", sanitize(block.Type, 40), coinbaseAcceptedShapes)
 	}
-	if key.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("API secret: EC key is on %s, want P-256", key.Curve.Params().Name)
+}
+
+func coinbaseCheckCurve(k *ecdsa.PrivateKey) (crypto.Signer, error) {
+	if k.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("API secret: EC key is on %s, not P-256; %s", k.Curve.Params().Name, coinbaseAcceptedShapes)
+	}
+	return k, nil
+}
+
+// coinbaseParseEd25519Base64 reads the secret the CDP portal shows for an
+// Ed25519 key: base64 of the 32-byte seed followed by the 32-byte public
+// key. coinbase-advanced-py also takes the seed alone. The SDK signs with
+// the seed and ignores the second half; here it must be the seed's public
+// key, so that a corrupted paste is reported now rather than as a
+// signature the exchange rejects.
+func coinbaseParseEd25519Base64(s string) (crypto.Signer, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		return nil, fmt.Errorf("API secret is neither PEM nor base64; %s", coinbaseAcceptedShapes)
+	}
+	switch len(raw) {
+	case ed25519.SeedSize, ed25519.PrivateKeySize:
+	default:
+		return nil, fmt.Errorf("API secret is base64 of %d bytes, not 32 or 64; %s", len(raw), coinbaseAcceptedShapes)
+	}
+	key := ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize])
+	if len(raw) == ed25519.PrivateKeySize && subtle.ConstantTimeCompare(raw[ed25519.SeedSize:], key[ed25519.SeedSize:]) != 1 {
+		return nil, fmt.Errorf("API secret: the last 32 of its 64 bytes are not the public key of the first 32 (a damaged copy?); %s", coinbaseAcceptedShapes)
 	}
 	return key, nil
 }
@@ -200,9 +296,11 @@ type coinbaseErrorBody struct {
 	ErrorDetails string          `json:"error_details"`
 }
 
-// parseCoinbaseKeyPermissions maps a key_permissions answer. can_transfer is
-// the right to send funds off Coinbase, hence withdraw. The portfolio the key
-// is scoped to has no place in the canonical model and is dropped.
+// parseCoinbaseKeyPermissions maps a key_permissions answer through
+// coinbasePermissions. The portfolio the key is scoped to has no place in the
+// canonical model and is dropped. CDP keys may carry an IP allowlist
+// (docs.cdp.coinbase.com/api-reference/authentication: "Set an IP allowlist
+// for the key"), which key_permissions does not report: IPUnknown.
 func parseCoinbaseKeyPermissions(status int, body []byte) (*Permissions, error) {
 	if status != http.StatusOK {
 		return nil, coinbaseParseError(status, body)
@@ -214,23 +312,21 @@ func parseCoinbaseKeyPermissions(status int, body []byte) (*Permissions, error) 
 	if kp.CanView == nil || kp.CanTrade == nil || kp.CanTransfer == nil {
 		return nil, fallback(Coinbase, status, "key_permissions lacks can_view, can_trade or can_transfer", body)
 	}
-	set := map[string]bool{}
 	native := []string{}
 	for _, f := range []struct {
 		on     bool
 		native string
-		canon  string
 	}{
-		{*kp.CanView, "can_view", PermRead},
-		{*kp.CanTrade, "can_trade", PermTrade},
-		{*kp.CanTransfer, "can_transfer", PermWithdraw},
+		{*kp.CanView, "can_view"},
+		{*kp.CanTrade, "can_trade"},
+		{*kp.CanTransfer, "can_transfer"},
 	} {
 		if f.on {
-			set[f.canon] = true
 			native = append(native, f.native)
 		}
 	}
-	return &Permissions{Canonical: canonicalSet(set), Native: sortedCopy(native)}, nil
+	canonical, grants := coinbasePermissions.grant(native)
+	return &Permissions{Canonical: canonical, Native: sortedCopy(native), Grants: grants, IPRestriction: IPUnknown}, nil
 }
 
 // coinbaseParseError maps a non-200 answer onto a Kind.

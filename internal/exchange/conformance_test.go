@@ -31,7 +31,7 @@ var profiles = map[exchange.Name]profile{
 	exchange.Bitstamp: {mixes: [][]string{{"read"}}, unchecked: true, timestamped: true},
 	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer"}}, noIPReport: true},
 	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}},
-	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}, timestamped: true, noIPReport: true},
+	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade", "futures", "options"}, {"read", "trade", "withdraw", "transfer", "futures", "options"}, {"read", "withdraw", "transfer"}}, timestamped: true, noIPReport: true},
 	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade", "transfer", "margin", "futures", "options", "earn"}, {"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}}, passphrase: true, timestamped: true},
 	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
 	exchange.KuCoin:   {mixes: [][]string{{"read"}, {"read", "trade", "transfer"}, {"read", "trade", "withdraw", "transfer"}, {"read", "transfer", "margin", "futures", "earn"}}, passphrase: true, timestamped: true},
@@ -280,5 +280,74 @@ func TestConformance(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestCoinbaseKeyKinds: every secret shape a CDP key comes in signs a token
+// the simulator verifies with its own code; material that is none of them
+// is refused before any request; a token signed with another Ed25519 key is
+// refused by the simulator.
+func TestCoinbaseKeyKinds(t *testing.T) {
+	h := newHarness(t, exchange.Options{})
+	n := exchange.Coinbase
+	for name, secret := range map[string]string{
+		"ed25519 base64 of 64 bytes (default)": exchangetest.Ed25519Base64(),
+		"ed25519 base64 of the 32-byte seed":   exchangetest.Ed25519SeedBase64(),
+		"ed25519 pkcs8 pem":                    exchangetest.Ed25519PKCS8PEM(),
+		"ec sec1 pem":                          newECPEM(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := exchange.Credentials{APIKey: exchangetest.CoinbaseKeyName(), APISecret: secret}
+			h.sim.AddKey(simulator.Key{Exchange: n, APIKey: c.APIKey, Secret: secret, Permissions: []string{"read"}})
+			if err := exchange.CheckCredentials(n, c); err != nil {
+				t.Fatalf("CheckCredentials: %v", err)
+			}
+			p, err := h.probe(n, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equal(p.Canonical, []string{"read"}) || p.IPRestriction != exchange.IPUnknown {
+				t.Errorf("got %+v", p)
+			}
+		})
+	}
+
+	t.Run("garbage is malformed", func(t *testing.T) {
+		c := exchange.Credentials{APIKey: exchangetest.CoinbaseKeyName(), APISecret: "not-a-key"}
+		if err := exchange.CheckCredentials(n, c); err == nil {
+			t.Fatal("CheckCredentials accepted garbage")
+		}
+		before := h.sim.TotalRequests()
+		_, err := h.probe(n, c)
+		expectKind(t, err, exchange.InvalidKey)
+		if h.sim.TotalRequests() != before {
+			t.Error("malformed material reached the exchange")
+		}
+	})
+
+	t.Run("wrong ed25519 key", func(t *testing.T) {
+		c := exchange.Credentials{APIKey: exchangetest.CoinbaseKeyName(), APISecret: exchangetest.Ed25519Base64()}
+		h.sim.AddKey(simulator.Key{Exchange: n, APIKey: c.APIKey, Secret: c.APISecret, Permissions: []string{"read"}})
+		c.APISecret = exchangetest.Ed25519Base64()
+		_, err := h.probe(n, c)
+		expectKind(t, err, exchange.InvalidSignature)
+	})
+}
+
+// TestCoinbaseNativeTrade: a key holding can_trade alone is reported with
+// everything trade places orders on.
+func TestCoinbaseNativeTrade(t *testing.T) {
+	h := newHarness(t, exchange.Options{})
+	c := newCredentials(t, exchange.Coinbase)
+	h.sim.AddKey(simulator.Key{Exchange: exchange.Coinbase, APIKey: c.APIKey, Secret: c.APISecret, Native: []string{"can_trade"}})
+	p, err := h.probe(exchange.Coinbase, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equal(p.Native, []string{"can_trade"}) || !equal(p.Canonical, []string{"trade", "futures", "options"}) {
+		t.Errorf("got native %v canonical %v", p.Native, p.Canonical)
+	}
+	if len(p.Grants) != 1 || p.Grants[0].Native != "can_trade" || !equal(p.Grants[0].Canonical, p.Canonical) {
+		t.Errorf("grants %+v", p.Grants)
 	}
 }

@@ -11,14 +11,13 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 
-	"github.com/google/uuid"
-
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 )
 
 // NewCredentials returns fresh random credentials shaped for ex: Kraken gets
-// a base64 secret, Coinbase a key name and an EC P-256 PEM, OKX and KuCoin a
-// passphrase.
+// a base64 secret, Coinbase a key name and an Ed25519 secret (the default
+// kind, see Ed25519Base64; ECPrivateKeyPEM makes the older EC kind), OKX and
+// KuCoin a passphrase.
 func NewCredentials(ex exchange.Name) exchange.Credentials {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
@@ -29,15 +28,16 @@ func NewCredentials(ex exchange.Name) exchange.Credentials {
 		_, _ = rand.Read(sec)
 		c.APISecret = base64.StdEncoding.EncodeToString(sec)
 	case exchange.Coinbase:
-		c.APIKey = "organizations/" + uuid.NewString() + "/apiKeys/" + uuid.NewString()
-		c.APISecret = ECPrivateKeyPEM()
+		c.APIKey = CoinbaseKeyName()
+		c.APISecret = Ed25519Base64()
 	case exchange.OKX, exchange.KuCoin:
 		c.Passphrase = "pp-" + hex.EncodeToString(raw[:4])
 	}
 	return c
 }
 
-// ECPrivateKeyPEM is a fresh P-256 key in SEC1 PEM, as Coinbase issues them.
+// ECPrivateKeyPEM is a fresh P-256 key in SEC1 PEM, as Coinbase issues its
+// older ECDSA keys.
 func ECPrivateKeyPEM() string {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +21,11 @@ import (
 )
 
 // Coinbase Advanced Trade: GET /api/v3/brokerage/key_permissions behind a
-// CDP JWT (ES256), and the public GET /api/v3/brokerage/time.
+// CDP JWT, and the public GET /api/v3/brokerage/time. A key registered with
+// an Ed25519 secret (base64 of 64 or 32 bytes, or PKCS #8 PEM) must sign
+// EdDSA; one registered with an EC P-256 PEM must sign ES256
+// (docs.cdp.coinbase.com/get-started/authentication/overview; the claims
+// and headers of coinbase/coinbase-advanced-py coinbase/jwt_generator.py).
 //
 // Coinbase does not document its authentication error bodies. The simulator
 // answers in the grpc-gateway shape the API uses for other errors and puts a
@@ -27,7 +33,7 @@ import (
 //
 //	401 KEY_NOT_FOUND        unknown or revoked key name
 //	401 INVALID_SIGNATURE    signature does not verify with the key's public key
-//	401 INVALID_TOKEN        malformed JWT, wrong alg/iss/sub/uri
+//	401 INVALID_TOKEN        malformed JWT, alg not the key's, wrong iss/sub/uri
 //	401 TOKEN_NOT_YET_VALID  nbf after the exchange's clock (plus leeway)
 //	401 TOKEN_EXPIRED        exp before the exchange's clock (minus leeway)
 //	401 TOKEN_REPLAYED       a JWT nonce seen before for this key
@@ -90,11 +96,11 @@ func (s *Simulator) coinbaseKeyPermissions(w http.ResponseWriter, r *http.Reques
 	pub, err := coinbaseSimPublicKey(k.Secret)
 	if err != nil {
 		// A registered key the simulator cannot use is the test's mistake.
-		http.Error(w, "simulator: registered Coinbase secret is not an EC P-256 PEM key", http.StatusInternalServerError)
+		http.Error(w, "simulator: registered Coinbase secret is not an Ed25519 or EC P-256 key", http.StatusInternalServerError)
 		return
 	}
-	if tok.header.Alg != "ES256" {
-		coinbaseFail(w, http.StatusUnauthorized, "INVALID_TOKEN", "unsupported signing algorithm")
+	if tok.header.Alg != pub.alg() {
+		coinbaseFail(w, http.StatusUnauthorized, "INVALID_TOKEN", "signing algorithm does not match the api key's")
 		return
 	}
 	if !tok.verify(pub) {
@@ -148,10 +154,14 @@ func (s *Simulator) coinbaseKeyPermissions(w http.ResponseWriter, r *http.Reques
 		coinbaseFail(w, http.StatusForbidden, "IP_NOT_ALLOWED", "request ip is not in the api key's allowlist")
 		return
 	}
+	view, trade, transfer := k.Has(exchange.PermRead), k.Has(exchange.PermTrade), k.Has(exchange.PermWithdraw) || k.Has(exchange.PermTransfer)
+	if k.Native != nil {
+		view, trade, transfer = slices.Contains(k.Native, "can_view"), slices.Contains(k.Native, "can_trade"), slices.Contains(k.Native, "can_transfer")
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"can_view":       k.Has(exchange.PermRead),
-		"can_trade":      k.Has(exchange.PermTrade),
-		"can_transfer":   k.Has(exchange.PermWithdraw),
+		"can_view":       view,
+		"can_trade":      trade,
+		"can_transfer":   transfer,
 		"portfolio_uuid": coinbaseSimPortfolio(k.APIKey),
 		"portfolio_type": "DEFAULT",
 	})
@@ -197,29 +207,62 @@ func coinbaseSimSplit(raw string) (*coinbaseSimToken, error) {
 	return t, nil
 }
 
-// verify checks an ES256 signature as RFC 7518 §3.4 defines it: the raw
-// 32-byte R and S concatenated (not ASN.1 DER) over SHA-256 of the signing
-// input.
-func (t *coinbaseSimToken) verify(pub *ecdsa.PublicKey) bool {
+// coinbaseSimKey is the public half of a registered secret.
+type coinbaseSimKey struct {
+	ed ed25519.PublicKey
+	ec *ecdsa.PublicKey
+}
+
+// alg is the JWS algorithm a token for this key must name.
+func (k coinbaseSimKey) alg() string {
+	if k.ed != nil {
+		return "EdDSA"
+	}
+	return "ES256"
+}
+
+// verify checks the token's signature over its signing input. EdDSA is
+// RFC 8037: a 64-byte Ed25519 signature of the signing input itself. ES256
+// is RFC 7518 §3.4: the raw 32-byte R and S concatenated (not ASN.1 DER)
+// over SHA-256 of the signing input.
+func (t *coinbaseSimToken) verify(k coinbaseSimKey) bool {
+	if k.ed != nil {
+		return len(t.sig) == ed25519.SignatureSize && ed25519.Verify(k.ed, []byte(t.signingInput), t.sig)
+	}
 	if len(t.sig) != 64 {
 		return false
 	}
 	r := new(big.Int).SetBytes(t.sig[:32])
 	sv := new(big.Int).SetBytes(t.sig[32:])
 	sum := sha256.Sum256([]byte(t.signingInput))
-	return ecdsa.Verify(pub, sum[:], r, sv)
+	return ecdsa.Verify(k.ec, sum[:], r, sv)
 }
 
-// coinbaseSimPublicKey derives the public key from the registered PEM
-// secret (SEC 1 or PKCS #8, with literal "\n" accepted as the client does).
-func coinbaseSimPublicKey(secret string) (*ecdsa.PublicKey, error) {
+// coinbaseSimPublicKey derives the public key from the registered secret:
+// PEM (SEC 1 or PKCS #8, with literal "\n" accepted as the client does) or
+// base64 of an Ed25519 key. Of the 64-byte form it takes the public key as
+// written in the second half, as Coinbase holds it, not derived from the
+// seed.
+func coinbaseSimPublicKey(secret string) (coinbaseSimKey, error) {
 	s := strings.ReplaceAll(strings.TrimSpace(secret), `\n`, "\n")
+	if !strings.Contains(s, "-----BEGIN") {
+		raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+		switch {
+		case err != nil:
+			return coinbaseSimKey{}, err
+		case len(raw) == 64:
+			return coinbaseSimKey{ed: ed25519.PublicKey(raw[32:])}, nil
+		case len(raw) == 32:
+			return coinbaseSimKey{ed: ed25519.NewKeyFromSeed(raw).Public().(ed25519.PublicKey)}, nil
+		}
+		return coinbaseSimKey{}, fmt.Errorf("base64 secret of %d bytes", len(raw))
+	}
 	rest := []byte(s)
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("no PEM private key")
+			return coinbaseSimKey{}, fmt.Errorf("no PEM private key")
 		}
 		var key any
 		var err error
@@ -232,13 +275,18 @@ func coinbaseSimPublicKey(secret string) (*ecdsa.PublicKey, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return coinbaseSimKey{}, err
 		}
-		ek, ok := key.(*ecdsa.PrivateKey)
-		if !ok || ek.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("not a P-256 key")
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+			return coinbaseSimKey{ed: k.Public().(ed25519.PublicKey)}, nil
+		case *ecdsa.PrivateKey:
+			if k.Curve != elliptic.P256() {
+				return coinbaseSimKey{}, fmt.Errorf("not a P-256 key")
+			}
+			return coinbaseSimKey{ec: &k.PublicKey}, nil
 		}
-		return &ek.PublicKey, nil
+		return coinbaseSimKey{}, fmt.Errorf("unsupported key type")
 	}
 }
 

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -247,5 +248,104 @@ func TestCoinbaseSimTime(t *testing.T) {
 	want := coinbaseTestNow.Add(-10 * time.Minute)
 	if b["epochMillis"] != "1772365800000" || b["epochSeconds"] != "1772365800" || b["iso"] != want.Format(time.RFC3339Nano) {
 		t.Errorf("got %v, want %v", b, want)
+	}
+}
+
+// coinbaseTestEdToken signs an EdDSA JWT by hand (RFC 8037), independently
+// of the client.
+func coinbaseTestEdToken(key ed25519.PrivateKey, header, claims map[string]any) string {
+	hb, _ := json.Marshal(header)
+	cb, _ := json.Marshal(claims)
+	input := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(cb)
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
+}
+
+func coinbaseTestEdClaims(now time.Time) (map[string]any, map[string]any) {
+	h, c := coinbaseTestClaims(now)
+	h["alg"] = "EdDSA"
+	return h, c
+}
+
+// Every Ed25519 secret shape CDP and coinbase-advanced-py use verifies.
+func TestCoinbaseSimAcceptsEd25519(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	for name, secret := range map[string]string{
+		"base64 of 64 bytes": base64.StdEncoding.EncodeToString(key),
+		"base64 of the seed": base64.StdEncoding.EncodeToString(key.Seed()),
+		"pkcs8 pem":          string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := coinbaseTestSim(t, secret, nil)
+			h, c := coinbaseTestEdClaims(coinbaseTestNow)
+			w := coinbaseTestDo(s, coinbaseTestEdToken(key, h, c), "")
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		})
+	}
+}
+
+func TestCoinbaseSimRejectsEd25519(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	ecKey, ecSecret := coinbaseTestPEM(t)
+	s := coinbaseTestSim(t, base64.StdEncoding.EncodeToString(key), nil)
+
+	// Signed with another Ed25519 key.
+	h, c := coinbaseTestEdClaims(coinbaseTestNow)
+	coinbaseExpectFail(t, coinbaseTestDo(s, coinbaseTestEdToken(other, h, c), ""), http.StatusUnauthorized, "INVALID_SIGNATURE")
+
+	// A valid signature, one byte changed.
+	h, c = coinbaseTestEdClaims(coinbaseTestNow)
+	tok := []byte(coinbaseTestEdToken(key, h, c))
+	sig, _ := base64.RawURLEncoding.DecodeString(string(tok[strings.LastIndex(string(tok), ".")+1:]))
+	sig[10] ^= 1
+	forged := string(tok[:strings.LastIndex(string(tok), ".")+1]) + base64.RawURLEncoding.EncodeToString(sig)
+	coinbaseExpectFail(t, coinbaseTestDo(s, forged, ""), http.StatusUnauthorized, "INVALID_SIGNATURE")
+
+	// An ES256 token for an Ed25519 key, and an EdDSA token for an EC key:
+	// the algorithm is the key's, not the token's choice.
+	h, c = coinbaseTestClaims(coinbaseTestNow)
+	coinbaseExpectFail(t, coinbaseTestDo(s, coinbaseTestToken(t, ecKey, h, c), ""), http.StatusUnauthorized, "INVALID_TOKEN")
+	sEC := coinbaseTestSim(t, ecSecret, nil)
+	h, c = coinbaseTestEdClaims(coinbaseTestNow)
+	coinbaseExpectFail(t, coinbaseTestDo(sEC, coinbaseTestEdToken(key, h, c), ""), http.StatusUnauthorized, "INVALID_TOKEN")
+}
+
+// Native names are rendered verbatim, so a test can register can_trade alone.
+func TestCoinbaseSimNativePermissions(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s := coinbaseTestSim(t, base64.StdEncoding.EncodeToString(key), func(k *Key) {
+		k.Permissions = []string{"read", "withdraw"}
+		k.Native = []string{"can_trade"}
+	})
+	h, c := coinbaseTestEdClaims(coinbaseTestNow)
+	w := coinbaseTestDo(s, coinbaseTestEdToken(key, h, c), "")
+	var got map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &got)
+	if w.Code != http.StatusOK || got["can_view"] != false || got["can_trade"] != true || got["can_transfer"] != false {
+		t.Errorf("status %d, got %v", w.Code, got)
+	}
+}
+
+// The simulator's own EdDSA check accepts RFC 8037 A.4's published JWS for
+// the A.1 key, registered as CDP shows it (seed followed by public key),
+// and refuses it with one bit changed.
+func TestCoinbaseSimEd25519KnownAnswer(t *testing.T) {
+	d, _ := base64.RawURLEncoding.DecodeString("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+	x, _ := base64.RawURLEncoding.DecodeString("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+	sig, _ := base64.RawURLEncoding.DecodeString("hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg")
+	key, err := coinbaseSimPublicKey(base64.StdEncoding.EncodeToString(append(append([]byte{}, d...), x...)))
+	if err != nil || key.alg() != "EdDSA" {
+		t.Fatalf("key %+v, %v", key, err)
+	}
+	tok := &coinbaseSimToken{signingInput: "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc", sig: sig}
+	if !tok.verify(key) {
+		t.Fatal("RFC 8037 A.4 signature refused")
+	}
+	tok.signingInput += "x"
+	if tok.verify(key) {
+		t.Fatal("changed input accepted")
 	}
 }
