@@ -28,8 +28,9 @@ type observation struct {
 	target targetObservation
 	// probe is the exchange's answer when a probe was due, else nil.
 	probe *probecache.Result
-	// insecureEndpoint: spec.endpoint is http:// and the manager forbids it.
-	insecureEndpoint bool
+	// endpointErr: the manager's endpoint policy refuses spec.endpoint;
+	// nothing is sent to it.
+	endpointErr error
 	// jitter in [-1, 1] spreads revalidations of keys created together.
 	jitter float64
 }
@@ -66,9 +67,9 @@ type decision struct {
 
 // probeDue says whether this reconcile must ask the exchange, and whether
 // the shared result cache must be bypassed (an explicit revalidate request).
-func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, insecure bool, now time.Time) (due, force bool) {
+func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointRefused bool, now time.Time) (due, force bool) {
 	st := &k.Status
-	if k.Spec.Suspend || insecure || !src.ok() || k.Spec.Validation.ModeOrDefault() == keyopsv1.ValidationDisabled {
+	if k.Spec.Suspend || endpointRefused || !src.ok() || k.Spec.Validation.ModeOrDefault() == keyopsv1.ValidationDisabled {
 		return false, false
 	}
 	if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" && v != st.RevalidateRequest {
@@ -125,9 +126,8 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 
 	// Validation: what the exchange says about the current key.
 	switch {
-	case obs.insecureEndpoint:
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonInsecureEndpoint,
-			fmt.Sprintf("endpoint %s is not https; the manager refuses plain-HTTP exchange endpoints unless started with --allow-insecure-endpoints", k.Spec.Endpoint))
+	case obs.endpointErr != nil:
+		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonEndpointNotAllowed, obs.endpointErr.Error())
 	case mode == keyopsv1.ValidationDisabled:
 		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationDisabled, "spec.validation.mode is Disabled: the key is not checked with the exchange")
 		st.NextValidationTime, st.FailingSince, st.TransientFailures = nil, nil, 0
@@ -151,7 +151,7 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 	// Policy.
 	compliant := false
 	switch {
-	case mode == keyopsv1.ValidationDisabled || obs.insecureEndpoint:
+	case mode == keyopsv1.ValidationDisabled || obs.endpointErr != nil:
 		set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, keyValid.Reason, "permissions are not checked: "+keyValid.Message)
 	case st.VerifiedFingerprint == fp && st.Permissions != nil && usable:
 		reason, msg := evaluatePolicy(k.Spec.Permissions, st.Permissions)
@@ -166,7 +166,7 @@ func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 	}
 
 	approved := mode != keyopsv1.ValidationEnforce || (usable && compliant && st.VerifiedFingerprint == fp)
-	if obs.insecureEndpoint && mode == keyopsv1.ValidationEnforce {
+	if obs.endpointErr != nil && mode == keyopsv1.ValidationEnforce {
 		approved = false
 	}
 
@@ -453,7 +453,7 @@ func blockingReason(conds []metav1.Condition) string {
 // to waiting for the exchange).
 func rejected(reason string) bool {
 	switch reason {
-	case keyopsv1.ReasonValidationPending, keyopsv1.ReasonPermissionsUnknown, keyopsv1.ReasonInsecureEndpoint,
+	case keyopsv1.ReasonValidationPending, keyopsv1.ReasonPermissionsUnknown, keyopsv1.ReasonInsecureEndpoint, keyopsv1.ReasonEndpointNotAllowed,
 		keyopsv1.ReasonExchangeUnavailable, keyopsv1.ReasonRateLimited, keyopsv1.ReasonUnexpectedResponse:
 		return false
 	}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -195,15 +196,20 @@ func TestDecideObserveAndDisabledSync(t *testing.T) {
 	}
 }
 
-func TestDecideInsecureEndpoint(t *testing.T) {
+func TestDecideEndpointNotAllowed(t *testing.T) {
 	k := testKey("")
-	k.Spec.Endpoint = "http://example.com"
-	d := step(k, observation{now: t0, source: src("AAAAkey-number-one-ZZZZ"), insecureEndpoint: true})
-	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "False/InsecureEndpoint" {
-		t.Fatalf("insecure endpoint: sync=%v ready=%s", d.syncTarget, condOf(d.status, keyopsv1.ConditionReady))
+	k.Spec.Endpoint = "https://api.binance.com.evil.example"
+	refused := errors.New(`endpoint host "api.binance.com.evil.example" is not an official binance API host; an administrator may allow it with --allowed-endpoints`)
+	d := step(k, observation{now: t0, source: src("AAAAkey-number-one-ZZZZ"), endpointErr: refused})
+	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "False/EndpointNotAllowed" ||
+		condOf(d.status, keyopsv1.ConditionKeyValid) != "Unknown/EndpointNotAllowed" {
+		t.Fatalf("refused endpoint: sync=%v %v", d.syncTarget, d.status.Conditions)
+	}
+	if c := meta.FindStatusCondition(d.status.Conditions, keyopsv1.ConditionKeyValid); c.Message != refused.Error() {
+		t.Fatalf("KeyValid message = %q, want the policy's error", c.Message)
 	}
 	if due, _ := probeDue(k, src("AAAAkey-number-one-ZZZZ"), true, t0); due {
-		t.Fatal("no probe to an insecure endpoint")
+		t.Fatal("no probe to a refused endpoint")
 	}
 }
 

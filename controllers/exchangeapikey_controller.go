@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
@@ -48,8 +48,8 @@ type Reconciler struct {
 	Now func() time.Time
 	// Jitter returns a value in [-1, 1]; tests make it deterministic.
 	Jitter func() float64
-	// AllowInsecureEndpoints permits http:// endpoints (simulators).
-	AllowInsecureEndpoints bool
+	// Endpoints says which exchange endpoints keys may be sent to.
+	Endpoints endpoint.Policy
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
 	// SetupWithManager); sources remembers the last source read per Secret
@@ -117,8 +117,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		obs.target = tgt
-		obs.insecureEndpoint = r.insecure(k.Spec.Endpoint)
-		if due, force := probeDue(&k, src, obs.insecureEndpoint, now); due {
+		obs.endpointErr = r.Endpoints.Check(string(k.Spec.Exchange), k.Spec.Endpoint)
+		if due, force := probeDue(&k, src, obs.endpointErr != nil, now); due {
 			res := r.Probes.Probe(ctx, exchange.Request{
 				Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
 				Credentials: src.creds, Demo: k.Spec.DemoTrading,
@@ -207,14 +207,6 @@ func hasEvent(evs []event, reasons ...string) bool {
 		}
 	}
 	return false
-}
-
-func (r *Reconciler) insecure(endpoint string) bool {
-	if endpoint == "" || r.AllowInsecureEndpoints {
-		return false
-	}
-	u, err := url.Parse(endpoint)
-	return err != nil || u.Scheme != "https"
 }
 
 // readSource reads the source Secret: from memory when the metadata cache

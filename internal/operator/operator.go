@@ -25,6 +25,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/controllers"
+	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/metrics"
 	"github.com/keyops-io/exchange-key-operator/internal/notify"
@@ -36,12 +37,15 @@ var Version = "dev"
 
 // Options are the manager's flags.
 type Options struct {
-	MetricsBindAddress      string
-	PprofBindAddress        string
-	HealthProbeBindAddress  string
-	LeaderElection          bool
-	LeaderElectionNS        string
-	AllowInsecureEndpoints  bool
+	MetricsBindAddress     string
+	PprofBindAddress       string
+	HealthProbeBindAddress string
+	LeaderElection         bool
+	LeaderElectionNS       string
+	AllowInsecureEndpoints bool
+	// AllowedEndpoints are exchange base URLs admitted besides each
+	// exchange's official hosts (--allowed-endpoints).
+	AllowedEndpoints        []string
 	MaxConcurrentReconciles int
 	KubeAPIQPS              float32
 	KubeAPIBurst            int
@@ -83,6 +87,10 @@ func Scheme() *runtime.Scheme {
 
 // New builds a manager running the ExchangeAPIKey controller.
 func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
+	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
+	if err := endpoints.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = rest.CopyConfig(cfg)
 	if o.KubeAPIQPS > 0 {
 		cfg.QPS = o.KubeAPIQPS
@@ -130,20 +138,20 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/" + Version)
+	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/"+Version, o.AllowInsecureEndpoints)
 	if o.Notifier != nil {
 		notifier = o.Notifier
 	}
 	r := &controllers.Reconciler{
-		Client:                 mgr.GetClient(),
-		APIReader:              mgr.GetAPIReader(),
-		Scheme:                 scheme,
-		Recorder:               mgr.GetEventRecorder("exchange-key-operator"),
-		Probes:                 probecache.New(prober, o.Now),
-		Notifier:               notifier,
-		Now:                    o.Now,
-		Jitter:                 o.Jitter,
-		AllowInsecureEndpoints: o.AllowInsecureEndpoints,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    scheme,
+		Recorder:  mgr.GetEventRecorder("exchange-key-operator"),
+		Probes:    probecache.New(prober, o.Now),
+		Notifier:  notifier,
+		Now:       o.Now,
+		Jitter:    o.Jitter,
+		Endpoints: endpoints,
 	}
 	conc := o.MaxConcurrentReconciles
 	if conc <= 0 {
