@@ -54,10 +54,15 @@ func main() {
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
-	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Also admit exchange endpoints and webhook URLs on loopback addresses, over http or https (local simulators). Never in production.")
-	flag.Func("allowed-endpoints", "Comma-separated exchange base URLs admitted besides each exchange's official hosts, e.g. https://proxy.example:8443/binance (repeatable).", func(v string) error {
+	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Admit exchange endpoints on loopback addresses (http or https) and plain-http webhook URLs to loopback: local simulators only, never in production.")
+	flag.Func("allowed-endpoints", "Comma-separated exchange base URLs admitted besides each exchange's official hosts, e.g. https://proxy.example:8443/binance (repeatable; https unless --allow-insecure-endpoints). Checked at startup.", func(v string) error {
 		for _, e := range strings.Split(v, ",") {
 			if e = strings.TrimSpace(e); e != "" {
+				// The scheme is checked against --allow-insecure-endpoints
+				// once all flags are read (operator.New).
+				if err := (endpoint.Policy{Allowed: []string{e}, AllowInsecure: true}).Validate(); err != nil {
+					return err
+				}
 				o.AllowedEndpoints = append(o.AllowedEndpoints, e)
 			}
 		}
