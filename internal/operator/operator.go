@@ -37,19 +37,19 @@ var Version = "dev"
 
 // Options are the manager's flags.
 type Options struct {
-	MetricsBindAddress     string
-	PprofBindAddress       string
-	HealthProbeBindAddress string
-	LeaderElection         bool
-	LeaderElectionNS       string
-	AllowInsecureEndpoints bool
-	// AllowedEndpoints are exchange base URLs admitted besides each
-	// exchange's official hosts (--allowed-endpoints).
-	AllowedEndpoints        []string
+	MetricsBindAddress      string
+	PprofBindAddress        string
+	HealthProbeBindAddress  string
+	LeaderElection          bool
+	LeaderElectionNS        string
+	AllowInsecureEndpoints  bool
 	MaxConcurrentReconciles int
 	KubeAPIQPS              float32
 	KubeAPIBurst            int
 	ExchangeRateLimits      map[exchange.Name]exchange.RateLimit
+	// AllowedEndpoints are exchange base URLs admitted besides each
+	// exchange's official hosts (--allowed-endpoints).
+	AllowedEndpoints []string
 	// Now and Jitter are for tests.
 	Now    func() time.Time
 	Jitter func() float64
