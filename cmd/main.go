@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
@@ -53,7 +54,20 @@ func main() {
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
-	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Allow http:// exchange endpoints (simulators, local testing). Never in production.")
+	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Admit exchange endpoints on loopback addresses (http or https) and plain-http webhook URLs to loopback: local simulators only, never in production.")
+	flag.Func("allowed-endpoints", "Comma-separated exchange base URLs admitted besides each exchange's official hosts, e.g. https://proxy.example:8443/binance (repeatable; https unless --allow-insecure-endpoints). Checked at startup.", func(v string) error {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				// The scheme is checked against --allow-insecure-endpoints
+				// once all flags are read (operator.New).
+				if err := (endpoint.Policy{Allowed: []string{e}, AllowInsecure: true}).Validate(); err != nil {
+					return err
+				}
+				o.AllowedEndpoints = append(o.AllowedEndpoints, e)
+			}
+		}
+		return nil
+	})
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "ExchangeAPIKeys reconciled in parallel.")
 	var qps float64 = float64(o.KubeAPIQPS)
 	flag.Float64Var(&qps, "kube-api-qps", qps, "Client-side rate limit of requests to the Kubernetes API server.")
@@ -66,6 +80,10 @@ func main() {
 	if *version {
 		fmt.Println(operator.Version)
 		return
+	}
+	if err := (endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}).Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
 	}
 	o.KubeAPIQPS = float32(qps)
 	o.ExchangeRateLimits = limits

@@ -16,11 +16,13 @@ const (
 )
 
 // DefaultRequired and DefaultForbidden apply when permissions are left out:
-// a bot needs to read, and no bot should be able to withdraw.
-var (
-	DefaultRequired  = []Permission{"read"}
-	DefaultForbidden = []Permission{"withdraw"}
-)
+// a bot needs to read, and no bot should be able to withdraw. They return a
+// new slice each time, so that no caller can change the defaults of the
+// whole process.
+func DefaultRequired() []Permission { return []Permission{"read"} }
+
+// DefaultForbidden: see DefaultRequired.
+func DefaultForbidden() []Permission { return []Permission{"withdraw"} }
 
 // TargetName is the target Secret's name.
 func (k *ExchangeAPIKey) TargetName() string {
@@ -96,7 +98,7 @@ func (r *RotationSpec) ReminderBeforeOrDefault() time.Duration {
 // RequiredOrDefault is the required permission set.
 func (p *PermissionPolicy) RequiredOrDefault() []Permission {
 	if p.Required == nil {
-		return DefaultRequired
+		return DefaultRequired()
 	}
 	return p.Required
 }
@@ -104,7 +106,7 @@ func (p *PermissionPolicy) RequiredOrDefault() []Permission {
 // ForbiddenOrDefault is the forbidden permission set.
 func (p *PermissionPolicy) ForbiddenOrDefault() []Permission {
 	if p.Forbidden == nil {
-		return DefaultForbidden
+		return DefaultForbidden()
 	}
 	return p.Forbidden
 }

@@ -229,8 +229,11 @@ type ExchangeAPIKeySpec struct {
 	Exchange Exchange `json:"exchange"`
 
 	// Endpoint overrides the exchange's base URL (testnet, demo, regional
-	// host, simulator). https only unless the manager runs with
-	// --allow-insecure-endpoints.
+	// host, simulator). The manager accepts the exchange's official hosts
+	// over https, the base URLs its administrator lists in
+	// --allowed-endpoints and, with --allow-insecure-endpoints, loopback
+	// addresses; any other endpoint gets KeyValid Unknown, reason
+	// EndpointNotAllowed, and no request.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="endpoint must be an absolute URL such as https://testnet.binance.vision"
 	// +optional

@@ -131,7 +131,7 @@ func (c *call) send(ctx context.Context, method, path, rawQuery string, body []b
 		return nil, &Error{Kind: Unavailable, Exchange: c.ex, HTTPStatus: hr.StatusCode, Message: "reading response: " + transportMessage(err)}
 	}
 	if int64(len(data)) > c.p.opts.MaxBodyBytes {
-		return nil, unexpected(c.ex, hr.StatusCode, fmt.Sprintf("response larger than %d bytes", c.p.opts.MaxBodyBytes), data[:120])
+		return nil, unexpected(c.ex, hr.StatusCode, fmt.Sprintf("response larger than %d bytes", c.p.opts.MaxBodyBytes), data[:min(len(data), 120)])
 	}
 	if hr.StatusCode == http.StatusTooManyRequests || hr.StatusCode == http.StatusTeapot {
 		wait := retryAfter(hr.Header, c.p.opts.Now())

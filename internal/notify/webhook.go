@@ -5,10 +5,18 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	neturl "net/url"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,22 +34,60 @@ type Message struct {
 
 // Webhook posts messages with a bounded number of quick retries; the caller
 // (the controller's rate-limited requeue) provides the slower backoff.
+//
+// The URL comes from a Secret that anyone who may create an ExchangeAPIKey
+// can name, so requests are confined (see NewWebhook): https only, no
+// redirect to another host, no link-local, metadata, multicast or
+// unspecified address, a bounded answer and a timeout.
 type Webhook struct {
 	Client   *http.Client
 	Attempts int
 	// Backoff is the wait before the second attempt, doubled each time.
 	Backoff   time.Duration
 	UserAgent string
+	// AllowInsecure (--allow-insecure-endpoints) also admits http:// URLs
+	// whose host is a loopback address or localhost.
+	AllowInsecure bool
 }
 
-// NewWebhook returns a Webhook with production defaults.
-func NewWebhook(userAgent string) *Webhook {
-	return &Webhook{
-		Client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
-		Attempts:  3,
-		Backoff:   time.Second,
-		UserAgent: userAgent,
+// Limits of one webhook request.
+const (
+	timeout      = 10 * time.Second
+	maxBodyBytes = 64 << 10
+	maxRedirects = 3
+)
+
+// errRefused marks requests the policy stopped; its text is safe to show
+// (it never holds the URL).
+var errRefused = errors.New("webhook refused")
+
+// NewWebhook returns a Webhook with production defaults. allowInsecure is
+// the manager's --allow-insecure-endpoints.
+func NewWebhook(userAgent string, allowInsecure bool) *Webhook {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
+	w := &Webhook{
+		Client: &http.Client{
+			Timeout: timeout,
+			Transport: &http.Transport{
+				// Behind a proxy, the proxy resolves names: the dial check
+				// then sees the proxy's address, and only IP-literal URLs
+				// are checked (in allowed).
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           dialer.DialContext,
+				TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+				TLSHandshakeTimeout:   5 * time.Second,
+				ResponseHeaderTimeout: timeout,
+				MaxIdleConns:          4,
+				IdleConnTimeout:       30 * time.Second,
+			},
+		},
+		Attempts:      3,
+		Backoff:       time.Second,
+		UserAgent:     userAgent,
+		AllowInsecure: allowInsecure,
 	}
+	w.Client.CheckRedirect = w.checkRedirect
+	return w
 }
 
 // Notify posts m to url. Errors never include the URL: webhook URLs are
@@ -65,8 +111,9 @@ func (w *Webhook) Notify(ctx context.Context, url string, m Message) error {
 			wait *= 2
 		}
 		last = w.post(ctx, url, body)
-		if last == nil {
-			return nil
+		if last == nil || errors.Is(last, errRefused) {
+			// A refusal is final: the URL will not change by waiting.
+			return last
 		}
 	}
 	return last
@@ -77,16 +124,115 @@ func (w *Webhook) post(ctx context.Context, url string, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("webhook URL is not a valid URL")
 	}
+	if err := w.allowed(req.URL); err != nil {
+		return err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", w.UserAgent)
 	resp, err := w.Client.Do(req)
 	if err != nil {
+		if r := refusal(err); r != nil {
+			return r
+		}
 		return fmt.Errorf("webhook unreachable")
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// Only the status matters; the rest of the answer is not read.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodyBytes))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("webhook answered HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// allowed is the check made before any connection: https, or with
+// AllowInsecure http to a loopback host; an IP-literal host outside the
+// refused ranges.
+func (w *Webhook) allowed(u *neturl.URL) error {
+	host := u.Hostname()
+	switch {
+	case host == "":
+		return fmt.Errorf("%w: the URL has no host", errRefused)
+	case u.Scheme == "https":
+	case u.Scheme == "http" && w.AllowInsecure && isLoopbackHost(host):
+	case u.Scheme == "http" && w.AllowInsecure:
+		return fmt.Errorf("%w: plain http is allowed to loopback addresses only", errRefused)
+	default:
+		return fmt.Errorf("%w: the URL must be https (plain http to loopback needs --allow-insecure-endpoints)", errRefused)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return refusedAddr(a)
+	}
+	return nil
+}
+
+// checkRedirect follows a redirect only to the same scheme and host[:port]
+// as the URL first asked for, a few times at most.
+func (w *Webhook) checkRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) > maxRedirects:
+		return fmt.Errorf("%w: more than %d redirects", errRefused, maxRedirects)
+	case req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host):
+		return fmt.Errorf("%w: redirect to another host", errRefused)
+	}
+	return w.allowed(req.URL)
+}
+
+// dialControl checks the address actually dialled, after name resolution,
+// so that a name pointing at a metadata service is refused too.
+func dialControl(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: unexpected address", errRefused)
+	}
+	return refusedAddr(ap.Addr())
+}
+
+// Cloud metadata services outside the link-local ranges.
+var metadata = []netip.Addr{
+	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud ECS metadata
+	netip.MustParseAddr("fd00:ec2::254"),   // AWS EC2 instance metadata over IPv6
+}
+
+// refusedAddr refuses the unspecified address (0.0.0.0, ::), link-local
+// unicast and multicast (169.254.0.0/16 holds the AWS, GCP, Azure and
+// OpenStack metadata services; fe80::/10), all multicast, the IPv4
+// broadcast address and the metadata addresses above.
+func refusedAddr(a netip.Addr) error {
+	a = a.Unmap()
+	var why string
+	switch {
+	case a.IsUnspecified():
+		why = "an unspecified address"
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		why = "a link-local address"
+	case a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		why = "a multicast or broadcast address"
+	case slices.Contains(metadata, a.WithZone("")):
+		why = "a cloud metadata address"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: the URL points at %s", errRefused, why)
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// refusal is the policy's own error inside err, without the url.Error and
+// net.OpError around it, whose text holds the URL or address.
+func refusal(err error) error {
+	var found error
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err != errRefused && errors.Is(err, errRefused) {
+			found = err
+		}
+	}
+	return found
 }

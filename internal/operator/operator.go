@@ -26,6 +26,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/controllers"
+	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/metrics"
 	"github.com/keyops-io/exchange-key-operator/internal/notify"
@@ -47,6 +48,9 @@ type Options struct {
 	KubeAPIQPS              float32
 	KubeAPIBurst            int
 	ExchangeRateLimits      map[exchange.Name]exchange.RateLimit
+	// AllowedEndpoints are exchange base URLs admitted besides each
+	// exchange's official hosts (--allowed-endpoints).
+	AllowedEndpoints []string
 	// Clock is the one clock of the manager (tests inject a fake one);
 	// Jitter is for tests.
 	Clock  clock.PassiveClock
@@ -85,6 +89,10 @@ func Scheme() *runtime.Scheme {
 
 // New builds a manager running the ExchangeAPIKey controller.
 func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
+	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
+	if err := endpoints.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = rest.CopyConfig(cfg)
 	if o.KubeAPIQPS > 0 {
 		cfg.QPS = o.KubeAPIQPS
@@ -136,7 +144,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/" + Version)
+	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/"+Version, o.AllowInsecureEndpoints)
 	if o.Notifier != nil {
 		notifier = o.Notifier
 	}
@@ -149,9 +157,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		Notifier:  notifier,
 		Clock:     clk,
 		Jitter:    o.Jitter,
-	}
-	if o.AllowInsecureEndpoints {
-		r.Endpoints = anyEndpoint{}
+		Endpoints: endpoints,
 	}
 	conc := o.MaxConcurrentReconciles
 	if conc <= 0 {
@@ -162,8 +168,3 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	return mgr, nil
 }
-
-// anyEndpoint admits every endpoint (--allow-insecure-endpoints).
-type anyEndpoint struct{}
-
-func (anyEndpoint) Check(string, string) error { return nil }
