@@ -34,7 +34,7 @@ func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult 
 			message: fmt.Sprintf("source Secret %s/%s not found", k.Namespace, ref.Name)}
 	}
 	keyKey, secretKey, passKey := ref.Keys()
-	needPass := k.Spec.Exchange == "okx" || k.Spec.Exchange == "kucoin"
+	needPass := exchange.CapabilitiesOf(exchange.Name(k.Spec.Exchange)).NeedsPassphrase
 	wanted := []string{keyKey, secretKey}
 	if needPass {
 		wanted = append(wanted, passKey)
