@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -261,6 +262,45 @@ func condStatus(st keyopsv1.ExchangeAPIKeyStatus, typ string) string {
 	for _, c := range st.Conditions {
 		if c.Type == typ {
 			return string(c.Status)
+		}
+	}
+	return ""
+}
+
+// The reasons the exchange-fidelity work added say what happened and what to
+// do, never quoting key material.
+func TestFidelityReasonMessages(t *testing.T) {
+	k := testKey("")
+	s := src("AAAAkey-number-one-ZZZZ")
+	ipErr := &probecache.Result{Err: &exchange.Error{Kind: exchange.KeyOrIPRejected, Exchange: "binance", Code: "-2015", IP: "203.0.113.7"}, At: t0}
+	d := decide(k, observation{now: t0, source: s, probe: ipErr})
+	msg := condMessage(d.status, keyopsv1.ConditionKeyValid)
+	for _, want := range []string{"unknown", "allowlist", "203.0.113.7", "AAAA...ZZZZ"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("KeyOrIPRejected message %q lacks %q", msg, want)
+		}
+	}
+	d = decide(testKey(""), observation{now: t0, source: s, probe: fail(exchange.NonceConflict)})
+	msg = condMessage(d.status, keyopsv1.ConditionKeyValid)
+	for _, want := range []string{"milliseconds", "microseconds", "separate keys", "retrying"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("NonceConflict message %q lacks %q", msg, want)
+		}
+	}
+	if d.syncTarget {
+		t.Error("NonceConflict is no verdict: nothing may reach the target")
+	}
+	for _, m := range []string{msg} {
+		if strings.Contains(m, "AAAAkey-number-one-ZZZZ") {
+			t.Errorf("message quotes the raw key: %q", m)
+		}
+	}
+}
+
+func condMessage(st keyopsv1.ExchangeAPIKeyStatus, typ string) string {
+	for _, c := range st.Conditions {
+		if c.Type == typ {
+			return c.Message
 		}
 	}
 	return ""
