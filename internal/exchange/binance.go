@@ -38,9 +38,11 @@ import (
 //
 // A least-privilege key for a bot: Ed25519, "Enable Reading" plus only the
 // trading scopes the bot needs, restricted to the cluster's egress IPs
-// (Binance only allows trading, withdrawals and transfers on IP-restricted
-// keys). The operator sees every scope, the allowlist flag (not the
-// addresses) and the creation time.
+// (withdrawals need an IP restriction, api-key-permission docs). The
+// operator sees every scope, the allowlist flag (not the addresses) and the
+// creation time. It does not read tradingAuthorityExpirationTime, which
+// older answers carry for the spot trading right of unrestricted keys (not
+// the key's own expiry).
 //
 // Binance answers an unknown or deleted key and a caller outside the
 // allowlist with one code, -2015 "Invalid API-key, IP, or permissions for
