@@ -29,8 +29,9 @@ func TestEnforceVerifiesAndSyncs(t *testing.T) {
 	got := waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
 	g.Expect(cond(got, keyopsv1.ConditionKeyValid)).To(Equal("True/Verified"))
 	g.Expect(cond(got, keyopsv1.ConditionPermissionsCompliant)).To(Equal("True/Compliant"))
-	g.Expect(got.Status.Permissions.Canonical).To(Equal([]string{"read", "trade"}))
-	g.Expect(got.Status.Permissions.Summary).To(Equal("read,trade"))
+	// Binance's enableSpotAndMarginTrading grants margin as well.
+	g.Expect(got.Status.Permissions.Canonical).To(Equal([]string{"read", "trade", "margin"}))
+	g.Expect(got.Status.Permissions.Summary).To(Equal("read,trade,margin"))
 	g.Expect(got.Status.Permissions.Native).NotTo(BeEmpty())
 	g.Expect(got.Status.LastValidationTime).NotTo(BeNil())
 	g.Expect(got.Status.KeyCreatedAt).NotTo(BeNil(), "binance reports createTime")

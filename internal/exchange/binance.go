@@ -2,12 +2,19 @@ package exchange
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -15,15 +22,34 @@ import (
 )
 
 // Binance probes GET /sapi/v1/account/apiRestrictions, which needs no
-// permission of its own and reports every scope of the key. The spot testnet
-// (testnet.binance.vision) serves no /sapi routes, so there the probe falls
-// back to GET /api/v3/account, which only reveals canTrade and canWithdraw.
+// permission of its own and reports every scope of the key, whether it is
+// bound to an IP allowlist (ipRestrict) and when it was created. The spot
+// testnet (testnet.binance.vision) serves no /sapi routes, so there the probe
+// falls back to GET /api/v3/account, which only reveals canTrade and
+// canWithdraw.
 //
-// Binance answers a deleted key, a wrong IP and a missing permission with the
-// same code, -2015. The probe endpoint needs no permission, so -2015 can only
-// mean "unknown key" or "IP not allowed"; Binance appends ", request ip: <ip>"
-// to the message when it rejects the caller's address (seen on the live
-// exchange for allowlisted keys), and that suffix is what tells them apart.
+// Key types: Binance issues HMAC, Ed25519 (recommended) and RSA keys
+// (binance-spot-api-docs faqs/api_key_types.md). The secret tells them apart:
+// an HMAC secret is a plain string, the others are PEM private keys whose
+// public half was uploaded to Binance. All three sign the same payload (the
+// query string as sent, then the body); HMAC gives lowercase hex, Ed25519
+// and RSASSA-PKCS1-v1_5/SHA-256 give base64, which is percent-encoded as the
+// signature parameter (rest-api.md, "SIGNED Endpoint Examples").
+//
+// A least-privilege key for a bot: Ed25519, "Enable Reading" plus only the
+// trading scopes the bot needs, restricted to the cluster's egress IPs
+// (withdrawals need an IP restriction, api-key-permission docs). The
+// operator sees every scope, the allowlist flag (not the addresses) and the
+// creation time. It does not read tradingAuthorityExpirationTime, which
+// older answers carry for the spot trading right of unrestricted keys (not
+// the key's own expiry).
+//
+// Binance answers an unknown or deleted key and a caller outside the
+// allowlist with one code, -2015 "Invalid API-key, IP, or permissions for
+// action" (errors.md). The ", request ip: <ip>" suffix some endpoint families
+// append also comes with unknown keys (binance/binance-api-postman#77,
+// ccxt/node-binance-api#531), so it does not say which: the answer is
+// KeyOrIPRejected, quoting the IP when Binance gives one.
 
 const (
 	binanceRestrictionsPath = "/sapi/v1/account/apiRestrictions"
@@ -32,6 +58,9 @@ const (
 	// binanceRecvWindow is Binance's default; the prober's clock-offset
 	// learning keeps us well inside it.
 	binanceRecvWindow = "5000"
+	// binanceDefaultWait is the pause after a rate-limit answer that named
+	// no Retry-After (a -1003 body, a WAF 403).
+	binanceDefaultWait = time.Minute
 )
 
 type binanceDriver struct{}
@@ -46,17 +75,74 @@ func binanceIsTestnet(base string) bool {
 	return strings.Contains(strings.ToLower(base), "testnet")
 }
 
-// checkCredentials rejects RSA and Ed25519 private keys: Binance accepts
-// them as an alternative to HMAC secrets, but this client signs with HMAC
-// only, and a PEM would otherwise surface as a confusing signature error.
+// binanceKeyType is the kind of key a Binance secret belongs to.
+type binanceKeyType string
+
+const (
+	binanceHMAC    binanceKeyType = "HMAC"
+	binanceEd25519 binanceKeyType = "Ed25519"
+	binanceRSA     binanceKeyType = "RSA"
+)
+
+// binanceSecret is a parsed secret: the HMAC key, or an Ed25519 or RSA
+// private key.
+type binanceSecret struct {
+	kind binanceKeyType
+	hmac []byte
+	ed   ed25519.PrivateKey
+	rsa  *rsa.PrivateKey
+}
+
+const binanceAcceptedSecrets = "an HMAC secret (a string without whitespace) or an unencrypted PEM private key: PKCS#8 Ed25519, PKCS#8 RSA or PKCS#1 RSA"
+
+// parseBinanceSecret tells the key type from the material. A secret holding
+// "-----BEGIN" must be exactly one PEM private key; anything else is an HMAC
+// secret, which never contains whitespace. Errors name shapes, never values.
+func parseBinanceSecret(secret string) (*binanceSecret, error) {
+	if !strings.Contains(secret, "-----BEGIN") {
+		if strings.ContainsAny(secret, " \t\r\n") {
+			return nil, fmt.Errorf("API secret contains whitespace (a trailing newline from a file?); Binance accepts %s", binanceAcceptedSecrets)
+		}
+		return &binanceSecret{kind: binanceHMAC, hmac: []byte(secret)}, nil
+	}
+	block, rest := pem.Decode([]byte(strings.TrimSpace(secret)))
+	if block == nil {
+		return nil, fmt.Errorf("API secret looks like PEM but does not decode; Binance accepts %s", binanceAcceptedSecrets)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, fmt.Errorf("API secret holds more than one PEM block; Binance accepts %s", binanceAcceptedSecrets)
+	}
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("API secret is a PKCS#8 PEM that does not parse; Binance accepts %s", binanceAcceptedSecrets)
+		}
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+			return &binanceSecret{kind: binanceEd25519, ed: k}, nil
+		case *rsa.PrivateKey:
+			return &binanceSecret{kind: binanceRSA, rsa: k}, nil
+		}
+		return nil, fmt.Errorf("API secret is a PKCS#8 key of another algorithm (EC?); Binance accepts %s", binanceAcceptedSecrets)
+	case "RSA PRIVATE KEY":
+		k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("API secret is a PKCS#1 PEM that does not parse; Binance accepts %s", binanceAcceptedSecrets)
+		}
+		return &binanceSecret{kind: binanceRSA, rsa: k}, nil
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, fmt.Errorf("API secret is an encrypted private key; store it unencrypted in the Secret. Binance accepts %s", binanceAcceptedSecrets)
+	case "PUBLIC KEY":
+		return nil, fmt.Errorf("API secret is a public key: Binance holds that half; the Secret needs the private key. Binance accepts %s", binanceAcceptedSecrets)
+	}
+	return nil, fmt.Errorf("API secret is a PEM block of type %q; Binance accepts %s", sanitize(block.Type, 40), binanceAcceptedSecrets)
+}
+
+// checkCredentials rejects secrets that are none of the three key types.
 func (binanceDriver) checkCredentials(c Credentials) error {
-	if strings.Contains(c.APISecret, "-----BEGIN") {
-		return fmt.Errorf("API secret is a PEM private key: Binance RSA and Ed25519 keys are not supported, use an HMAC key")
-	}
-	if strings.ContainsAny(c.APISecret, " \t\r\n") {
-		return fmt.Errorf("API secret contains whitespace (a trailing newline from a file?)")
-	}
-	return nil
+	_, err := parseBinanceSecret(c.APISecret)
+	return err
 }
 
 // binanceQuery percent-encodes each value and joins the pairs in the given
@@ -83,7 +169,41 @@ func binanceSign(secret, payload string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// rawSignature is the signature before it goes on the wire: hex for HMAC,
+// base64 for Ed25519 and RSASSA-PKCS1-v1_5 over SHA-256 (both
+// deterministic, so known answers hold).
+func (s *binanceSecret) rawSignature(payload string) (string, error) {
+	switch s.kind {
+	case binanceEd25519:
+		return base64.StdEncoding.EncodeToString(ed25519.Sign(s.ed, []byte(payload))), nil
+	case binanceRSA:
+		digest := sha256.Sum256([]byte(payload))
+		sig, err := rsa.SignPKCS1v15(nil, s.rsa, crypto.SHA256, digest[:])
+		if err != nil {
+			return "", err
+		}
+		return base64.StdEncoding.EncodeToString(sig), nil
+	}
+	return binanceSign(string(s.hmac), payload), nil
+}
+
+// signature is the value of the signature parameter as sent: the raw
+// signature percent-encoded (base64's +, / and = must not reach the query
+// as they are; hex is unchanged).
+func (s *binanceSecret) signature(payload string) (string, error) {
+	raw, err := s.rawSignature(payload)
+	if err != nil {
+		return "", err
+	}
+	return url.QueryEscape(raw), nil
+}
+
 func (d binanceDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
+	secret, err := parseBinanceSecret(c.creds.APISecret)
+	if err != nil {
+		// CheckCredentials ran first; this is only reachable if it did not.
+		return nil, &Error{Kind: InvalidKey, Exchange: Binance, Message: err.Error()}
+	}
 	testnet := binanceIsTestnet(c.base)
 	path := binanceRestrictionsPath
 	if testnet {
@@ -93,7 +213,11 @@ func (d binanceDriver) probe(ctx context.Context, c *call) (*Permissions, error)
 		{"timestamp", strconv.FormatInt(c.Now().UnixMilli(), 10)},
 		{"recvWindow", binanceRecvWindow},
 	})
-	q += "&signature=" + binanceSign(c.creds.APISecret, q)
+	sig, err := secret.signature(q)
+	if err != nil {
+		return nil, &Error{Kind: InvalidKey, Exchange: Binance, Message: "cannot sign with this " + string(secret.kind) + " private key"}
+	}
+	q += "&signature=" + sig
 	h := http.Header{}
 	h.Set("X-MBX-APIKEY", c.creds.APIKey)
 	resp, err := c.do(ctx, http.MethodGet, path, q, nil, h)
@@ -106,18 +230,16 @@ func (d binanceDriver) probe(ctx context.Context, c *call) (*Permissions, error)
 	} else {
 		p, err = parseBinanceAPIRestrictions(resp.Status, resp.Body)
 	}
-	return p, binancePause(c, resp, err)
-}
-
-// binancePause turns a rate-limit answer that did not come as 429/418 (a
-// -1003 body, a 403 from the WAF) into a pause of every request to this base
-// URL: Binance bans the egress IP, not the key, so other keys must wait too.
-func binancePause(c *call, resp *response, err error) error {
-	e, ok := AsError(err)
-	if !ok || e.Kind != RateLimited {
-		return err
+	if e, ok := AsError(err); ok && e.Kind == RateLimited && e.RetryAfter == 0 {
+		// A -1003 body or a WAF 403: Binance limits the egress IP
+		// (ScopeEndpoint, set by binanceError), and the prober pauses the
+		// whole base URL for this long.
+		e.RetryAfter = retryAfter(resp.Header, c.p.opts.Now())
+		if e.RetryAfter <= 0 {
+			e.RetryAfter = binanceDefaultWait
+		}
 	}
-	return c.rateLimited(e.HTTPStatus, e.Code, e.Message, retryAfter(resp.Header, c.p.opts.Now()))
+	return p, err
 }
 
 func (binanceDriver) serverTime(ctx context.Context, c *call) (time.Time, error) {
@@ -142,22 +264,35 @@ func parseBinanceServerTime(status int, body []byte) (time.Time, error) {
 	return time.UnixMilli(*r.ServerTime).UTC(), nil
 }
 
-// binanceFlags maps apiRestrictions flags onto canonical permissions. FIX
-// API flags are the same rights over another protocol; portfolio-margin
-// trading covers both margin and futures in the unified account, so it is
-// reported as both rather than hidden.
-var binanceFlags = map[string][]string{
-	"enableReading":                {PermRead},
-	"enableFixReadOnly":            {PermRead},
-	"enableSpotAndMarginTrading":   {PermTrade},
-	"enableFixApiTrade":            {PermTrade},
-	"enableWithdrawals":            {PermWithdraw},
-	"enableInternalTransfer":       {PermTransfer},
-	"permitsUniversalTransfer":     {PermTransfer},
-	"enableMargin":                 {PermMargin},
-	"enablePortfolioMarginTrading": {PermMargin, PermFutures},
-	"enableFutures":                {PermFutures},
-	"enableVanillaOptions":         {PermOptions},
+const (
+	binanceAPIKeyPermissionDoc = "developers.binance.com/docs/wallet/account/api-key-permission"
+	binanceAccountDoc          = "binance-spot-api-docs rest-api.md, Account information (USER_DATA)"
+)
+
+// binancePermissions is every native permission the probe can report, from
+// apiRestrictions (production) and /api/v3/account (testnet), and the
+// canonical permissions each implies.
+var binancePermissions = permissionTable{
+	{"enableReading", []string{PermRead}, binanceAPIKeyPermissionDoc},
+	{"enableSpotAndMarginTrading", []string{PermTrade, PermMargin},
+		binanceAPIKeyPermissionDoc + `: "Spot and margin trading", one flag for both markets`},
+	{"enableWithdrawals", []string{PermWithdraw}, binanceAPIKeyPermissionDoc + `: "allows you to withdraw via API"`},
+	{"enableInternalTransfer", []string{PermTransfer},
+		binanceAPIKeyPermissionDoc + `: "transfer funds between your master account and your sub account"`},
+	{"permitsUniversalTransfer", []string{PermTransfer},
+		binanceAPIKeyPermissionDoc + `: the universal transfer API between wallets`},
+	{"enableMargin", []string{PermMargin},
+		binanceAPIKeyPermissionDoc + "; the sub-account key form calls it canMarginLoanRepay (margin loan and repay)"},
+	{"enableFutures", []string{PermFutures}, binanceAPIKeyPermissionDoc + ": futures trading"},
+	{"enableVanillaOptions", []string{PermOptions}, binanceAPIKeyPermissionDoc + `: "Vanilla options trading"`},
+	{"enablePortfolioMarginTrading", []string{PermMargin, PermFutures},
+		binanceAPIKeyPermissionDoc + "; the portfolio margin API trades cross margin and USDⓈ-M/COIN-M futures (developers.binance.com/docs/derivatives/portfolio-margin)"},
+	{"enableFixApiTrade", []string{PermTrade},
+		binanceAPIKeyPermissionDoc + " (zh-CN: FIX API trading); spot order entry over FIX, binance-spot-api-docs fix-api.md"},
+	{"enableFixReadOnly", []string{PermRead}, binanceAPIKeyPermissionDoc + " (zh-CN: FIX API read)"},
+	{"canTrade", []string{PermTrade}, binanceAccountDoc + " (testnet: spot only)"},
+	{"canWithdraw", []string{PermWithdraw}, binanceAccountDoc},
+	{"canDeposit", nil, binanceAccountDoc + ": the account may deposit, no key right"},
 }
 
 // binanceUnchecked: Binance has no key scope for Earn products, so the key
@@ -165,6 +300,8 @@ var binanceFlags = map[string][]string{
 var binanceUnchecked = []string{PermEarn}
 
 // parseBinanceAPIRestrictions maps GET /sapi/v1/account/apiRestrictions.
+// Every enable*/permits* flag that is true is a native permission, known to
+// binancePermissions or not, so that a new scope is at least visible.
 func parseBinanceAPIRestrictions(status int, body []byte) (*Permissions, error) {
 	if status != http.StatusOK {
 		return nil, binanceError(status, body)
@@ -184,7 +321,6 @@ func parseBinanceAPIRestrictions(status int, body []byte) (*Permissions, error) 
 	if err := json.Unmarshal(body, &r); err != nil || r.IPRestrict == nil || r.EnableReading == nil {
 		return nil, unexpected(Binance, status, "apiRestrictions: want ipRestrict and enableReading", body)
 	}
-	granted := map[string]bool{}
 	native := []string{}
 	for name, raw := range fields {
 		if !strings.HasPrefix(name, "enable") && !strings.HasPrefix(name, "permits") {
@@ -194,17 +330,16 @@ func parseBinanceAPIRestrictions(status int, body []byte) (*Permissions, error) 
 		if err := json.Unmarshal(raw, &on); err != nil {
 			return nil, unexpected(Binance, status, "apiRestrictions: flag "+sanitize(name, 40)+" is not a boolean", body)
 		}
-		if !on {
-			continue
-		}
-		native = append(native, name)
-		for _, p := range binanceFlags[name] {
-			granted[p] = true
+		if on {
+			native = append(native, sanitize(name, 60))
 		}
 	}
+	native = sortedCopy(native)
+	canonical, grants := binancePermissions.grant(native)
 	p := &Permissions{
-		Canonical:     canonicalSet(granted),
-		Native:        sortedCopy(native),
+		Canonical:     canonical,
+		Native:        native,
+		Grants:        grants,
 		Unchecked:     append([]string{}, binanceUnchecked...),
 		IPRestriction: restrictedIf(*r.IPRestrict),
 	}
@@ -217,9 +352,10 @@ func parseBinanceAPIRestrictions(status int, body []byte) (*Permissions, error) 
 
 // parseBinanceAccount maps the testnet's GET /api/v3/account. A successful
 // signed call proves read access; canTrade and canWithdraw are the only key
-// rights it reports, so the others are unchecked. The account's own
-// permissions list (SPOT, MARGIN, ...) describes markets, not the key, and
-// is kept as native names only.
+// rights it reports, so the others are unchecked, and it says nothing about
+// an allowlist (IPUnknown). The account's own permissions list (SPOT,
+// MARGIN, ...) describes markets, not the key, and is kept as native names
+// that grant nothing.
 func parseBinanceAccount(status int, body []byte) (*Permissions, error) {
 	if status != http.StatusOK {
 		return nil, binanceError(status, body)
@@ -240,14 +376,11 @@ func parseBinanceAccount(status int, body []byte) (*Permissions, error) {
 	if r.CanTrade == nil || r.CanWithdraw == nil {
 		return nil, unexpected(Binance, status, "account: want canTrade and canWithdraw", body)
 	}
-	granted := map[string]bool{PermRead: true}
 	native := []string{}
 	if *r.CanTrade {
-		granted[PermTrade] = true
 		native = append(native, "canTrade")
 	}
 	if *r.CanWithdraw {
-		granted[PermWithdraw] = true
 		native = append(native, "canWithdraw")
 	}
 	if r.CanDeposit != nil && *r.CanDeposit {
@@ -256,14 +389,39 @@ func parseBinanceAccount(status int, body []byte) (*Permissions, error) {
 	for _, perm := range r.Permissions {
 		native = append(native, sanitize(perm, 40))
 	}
+	native = sortedCopy(native)
+	canonical, grants := binancePermissions.grant(native)
+	// The signed call itself proves read access.
+	canonical = canonicalSet(toSet(append(canonical, PermRead)))
 	return &Permissions{
-		Canonical: canonicalSet(granted),
-		Native:    sortedCopy(native),
-		Unchecked: []string{PermTransfer, PermMargin, PermFutures, PermOptions, PermEarn},
+		Canonical:     canonical,
+		Native:        native,
+		Grants:        grants,
+		Unchecked:     []string{PermTransfer, PermMargin, PermFutures, PermOptions, PermEarn},
+		IPRestriction: IPUnknown,
 	}, nil
 }
 
-// binanceError maps an error answer {"code": <negative int>, "msg": "..."}.
+// binanceRequestIP finds the address in "..., request ip: <ip>" and
+// returns it only if it parses as an IP.
+func binanceRequestIP(msg string) string {
+	i := strings.LastIndex(strings.ToLower(msg), "request ip:")
+	if i < 0 {
+		return ""
+	}
+	s := strings.TrimSpace(msg[i+len("request ip:"):])
+	if j := strings.IndexAny(s, " ,;"); j >= 0 {
+		s = s[:j]
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return ""
+	}
+	return addr.String()
+}
+
+// binanceError maps an error answer {"code": <negative int>, "msg": "..."}
+// (codes and names from binance-spot-api-docs errors.md).
 func binanceError(status int, body []byte) *Error {
 	var e struct {
 		Code *int   `json:"code"`
@@ -272,10 +430,11 @@ func binanceError(status int, body []byte) *Error {
 	if err := json.Unmarshal(body, &e); err != nil || e.Code == nil {
 		switch {
 		case status == http.StatusForbidden:
-			// Binance documents 403 as a WAF rule violation; in practice it
-			// is also how an IP ban continues after 418. Either way the
-			// egress IP must back off, which only RateLimited does.
-			return &Error{Kind: RateLimited, Exchange: Binance, HTTPStatus: status, Message: "HTTP 403: request blocked by Binance's web application firewall", Excerpt: sanitize(string(body), 120)}
+			// rest-api.md: "HTTP 403 return code is used when the WAF
+			// Limit (Web Application Firewall) has been violated"; it
+			// also continues an IP ban. Either way the egress IP must
+			// back off, so every key of this base URL waits.
+			return &Error{Kind: RateLimited, Scope: ScopeEndpoint, Exchange: Binance, HTTPStatus: status, Message: "HTTP 403: request blocked by Binance's web application firewall", Excerpt: sanitize(string(body), 120)}
 		case status >= 500:
 			return &Error{Kind: Unavailable, Exchange: Binance, HTTPStatus: status, Message: "server error", Excerpt: sanitize(string(body), 120)}
 		}
@@ -283,33 +442,49 @@ func binanceError(status int, body []byte) *Error {
 	}
 	code := strconv.Itoa(*e.Code)
 	kind := UnexpectedResponse
+	var ip string
 	switch *e.Code {
-	case -2014, -2008:
-		// -2014: API-key format invalid; -2008: Invalid Api-Key ID.
+	case -2014:
+		// BAD_API_KEY_FMT "API-key format invalid.": no key can look like
+		// this, so it is definitely not a key Binance knows.
+		kind = InvalidKey
+	case -2008:
+		// "Invalid Api-Key ID." (derivatives and sapi families; not in the
+		// spot list).
 		kind = InvalidKey
 	case -2015:
-		if strings.Contains(strings.ToLower(e.Msg), "request ip") {
-			kind = IPNotAllowed
-		} else {
-			kind = InvalidKey
-		}
+		// REJECTED_MBX_KEY "Invalid API-key, IP, or permissions for
+		// action.": the probe needs no permission, so an unknown key or a
+		// caller outside the allowlist, and Binance does not say which.
+		kind = KeyOrIPRejected
+		ip = binanceRequestIP(e.Msg)
 	case -1022:
-		kind = InvalidSignature
+		kind = InvalidSignature // INVALID_SIGNATURE
 	case -1021:
-		kind = ClockSkew
+		kind = ClockSkew // INVALID_TIMESTAMP: outside recvWindow or 1000 ms ahead
 	case -1002:
-		// Unverified: the key is known and correctly signed but may not act
-		// on an endpoint that needs no permission, which points at a key or
-		// account that is disabled rather than unknown.
+		// UNAUTHORIZED "You are not authorized to execute this request.":
+		// seen for keys lacking an endpoint's permission
+		// (binance/binance-connector-js#82), but apiRestrictions needs
+		// none, so here the key is known, correctly signed and still may
+		// not act: disabled rather than unknown (unverified).
 		kind = Inactive
 	case -1003:
+		// TOO_MANY_REQUESTS: request weight is counted per IP.
 		kind = RateLimited
 	case -1000, -1001, -1006, -1007, -1008, -1016:
+		// UNKNOWN, DISCONNECTED, UNEXPECTED_RESP, TIMEOUT, SERVER_BUSY,
+		// SERVICE_SHUTTING_DOWN.
 		kind = Unavailable
 	default:
 		if status >= 500 {
 			kind = Unavailable
 		}
 	}
-	return newError(Binance, kind, status, code, e.Msg)
+	err := newError(Binance, kind, status, code, e.Msg)
+	err.IP = ip
+	if kind == RateLimited {
+		err.Scope = ScopeEndpoint
+	}
+	return err
 }

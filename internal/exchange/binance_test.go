@@ -2,11 +2,22 @@ package exchange
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -75,6 +86,10 @@ func TestBinanceMapping(t *testing.T) {
 			[]string{"enableFixReadOnly", "enableFutures", "enableInternalTransfer", "enableMargin", "enableReading", "enableSpotAndMarginTrading", "enableVanillaOptions", "enableWithdrawals", "permitsUniversalTransfer"},
 			true, 1623840271000},
 		{"read only", binanceReadOnly, []string{"read"}, []string{"enableReading"}, false, 1698645219000},
+		{"spot and margin trading is trade and margin", `{"ipRestrict":true,"enableReading":true,"enableSpotAndMarginTrading":true}`,
+			[]string{"read", "trade", "margin"}, []string{"enableReading", "enableSpotAndMarginTrading"}, true, 0},
+		{"margin loan flag alone is margin", `{"ipRestrict":false,"enableReading":true,"enableMargin":true}`,
+			[]string{"read", "margin"}, []string{"enableMargin", "enableReading"}, false, 0},
 		{"universal transfer alone is transfer", `{"ipRestrict":false,"enableReading":true,"permitsUniversalTransfer":true}`,
 			[]string{"read", "transfer"}, []string{"enableReading", "permitsUniversalTransfer"}, false, 0},
 		{"internal transfer alone is transfer", `{"ipRestrict":false,"enableReading":true,"enableInternalTransfer":true}`,
@@ -131,6 +146,14 @@ func TestBinanceTestnetAccountMapping(t *testing.T) {
 	if got := strings.Join(p.Unchecked, ","); got != "transfer,margin,futures,options,earn" {
 		t.Errorf("unchecked %s", got)
 	}
+	// /api/v3/account says nothing about an allowlist, which Binance keys
+	// may have: unknown, not absent.
+	if p.IPRestriction != IPUnknown {
+		t.Errorf("IPRestriction %q, want Unknown", p.IPRestriction)
+	}
+	if len(p.Grants) != 1 || p.Grants[0].Native != "canTrade" || strings.Join(p.Grants[0].Canonical, ",") != "trade" {
+		t.Errorf("grants %+v", p.Grants)
+	}
 }
 
 func TestBinanceErrors(t *testing.T) {
@@ -143,8 +166,8 @@ func TestBinanceErrors(t *testing.T) {
 	}{
 		{"-2014 bad key format", 401, `{"code":-2014,"msg":"API-key format invalid."}`, InvalidKey, "-2014"},
 		{"-2008 bad key id", 401, `{"code":-2008,"msg":"Invalid Api-Key ID."}`, InvalidKey, "-2008"},
-		{"-2015 unknown or deleted key", 401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`, InvalidKey, "-2015"},
-		{"-2015 with request ip", 401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action, request ip: 203.0.113.9"}`, IPNotAllowed, "-2015"},
+		{"-2015 unknown key or ip", 401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`, KeyOrIPRejected, "-2015"},
+		{"-2015 with request ip", 401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action, request ip: 203.0.113.9"}`, KeyOrIPRejected, "-2015"},
 		{"-1022 signature", 400, `{"code":-1022,"msg":"Signature for this request is not valid."}`, InvalidSignature, "-1022"},
 		{"-1021 ahead", 400, `{"code":-1021,"msg":"Timestamp for this request was 1000ms ahead of the server's time."}`, ClockSkew, "-1021"},
 		{"-1021 behind", 400, `{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}`, ClockSkew, "-1021"},
@@ -165,7 +188,7 @@ func TestBinanceErrors(t *testing.T) {
 		{"flag not a bool", 200, `{"ipRestrict":false,"enableReading":"true"}`, UnexpectedResponse, ""},
 		{"extra flag not a bool", 200, `{"ipRestrict":false,"enableReading":true,"enableMargin":1}`, UnexpectedResponse, ""},
 		{"null", 200, `null`, UnexpectedResponse, ""},
-		{"error code in a 200", 200, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`, InvalidKey, "-2015"},
+		{"error code in a 200", 200, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`, KeyOrIPRejected, "-2015"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parseBinanceAPIRestrictions(tc.status, []byte(tc.body))
@@ -176,7 +199,7 @@ func TestBinanceErrors(t *testing.T) {
 
 func TestBinanceAccountErrors(t *testing.T) {
 	for body, kind := range map[string]Kind{
-		`{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`: InvalidKey,
+		`{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`: KeyOrIPRejected,
 		`{"canTrade":true}`:                      UnexpectedResponse,
 		`{"canTrade":"yes","canWithdraw":false}`: UnexpectedResponse,
 		`[]`:                                     UnexpectedResponse,
@@ -203,17 +226,333 @@ func TestBinanceServerTime(t *testing.T) {
 	}
 }
 
-func TestBinanceCheckCredentials(t *testing.T) {
-	c := Credentials{APIKey: "abc", APISecret: "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"}
-	err := CheckCredentials(Binance, c)
-	if err == nil || !strings.Contains(err.Error(), "PEM") || strings.Contains(err.Error(), "MC4C") {
-		t.Fatalf("want a PEM rejection that does not quote the key, got %v", err)
+// binanceDocEd25519PEM is the Ed25519 example key of binance-spot-api-docs
+// fix-api.md ("The Ed25519 private key used in the example computation").
+const binanceDocEd25519PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIIJEYWtGBrhACmb9Dvy+qa8WEf0lQOl1s4CLIAB9m89u\n-----END PRIVATE KEY-----\n"
+
+// binanceTestRSA8PEM and binanceTestRSA1PEM are one 2048-bit RSA key made
+// with `openssl genpkey` (PKCS#8) and `openssl rsa -traditional` (PKCS#1)
+// for these tests; Binance's docs publish RSA signatures but not the key.
+const binanceTestRSA8PEM = `-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQC1BH6X3pZSnHEa
+FtfAYRE4TUpJJaeQer2LresrdHUVU1Q13Z7zwwS79Ms77QbjcR66//Ue+w6e8Z/v
+2InpUNgdJO6aTmf9120ac1iC33ug01wuKuqGYFh9xXNZs7QIO9t2Bc2tgTCklnyA
+Ta5hU4e/8eP624kmKOka3rWZNbxegO5AvTtMVcQYLSwlSDKKwZAqjgMdL3UuZr4m
+EUw+5sd6dCeYcsp/XlSs1t/C/9ZL1sPRT4Q+0by+rPD9ObD4Y4arqnN4hv2aygAH
+VPHOuP1IFdqxFfBZeqlgCOvIXOyOrFe3U0zh+HZqtWwLG5uJEYJeS3FpDsdNsT3w
+cmwuEmkRAgMBAAECggEAK2xS1ukjK9mR6yWAJ4rRd+1YjN/+yJKdDhkQMTosTQuS
+h6Jsm0KUy+bO6wby0FQmQEse2Mn2aawCRyWtfZ3yXdlqcHMvEI5hQodZe/mS3VNe
+iUerv0T07WTUhTftz8zWGkONoZm8WrsrzhZ0Zq4EQkgLPbX0ukX1l0fGDeT9VTjW
+H8LYAGyddKStUDb6Dyqxo3jyA365xKoWcU9X5xkzd2/+QjGmxvHAevA1nGJUONeL
+AtZoVAr59IwcgW47kBYyx18v0uuAggCQdDr2pYBlpCvHGP52wmiAV9K/DplWp8uX
+WwbOAgiLwu4/NF4vEqwqSQLFKKyAjTB9gk49mytFjQKBgQDw3QeKPf+hgqLDQ8wf
+XGDFf/tC1CTKU3dt6ANeftaUqbgvkEOwKUbr7ZxxMo7REcgqg/Q5dW+oTsKfLmj0
+kMvGNa2xtnWXCE52nSY/swecMvSSXIc06Ey2G8o97DR6j7ygnjdhRfCWON2z/Fls
+G1FUd+Zpe0wwmZ1qTn5WN6rChQKBgQDAZKzRGh2mH6ktrdtH/axrnZ03uigRQMA+
+YoqgMi+TfD4uqznWn4GJCNG+RG4g2nWUTQtiprXOeVFsR8h1um2AeyqF59dAtmlO
+0j2Y6e7rzmg9CYZ+GoBQKvu6A6O2eH15eoo4sOSzxvj/HzPrcEEnrDQ3xF9bNCoP
+EDPDvU7gHQKBgEOPzECjuWPFcABTsRsO33omtwT82sEB/psOnHtSGsCihq6YydPN
+ED63bM13wAW29i2uy7+eSE6uoPrjmr8XKoGTpwAVTRCrXM76r7LodfcDeATh/W8C
+xhnC28zYx7OlQ+TN3HzlkGGi29VTsIWZeAu4giIOWsW7ISOjlt56SOS9AoGBAIRU
+er10XhJGUqH1pA7XP4HhriKHa0m6pMAEHV9kRW8HFOoaobSqj3lG1KUvAiScviTb
+/UnEauZycXutwAahzPGDRdNGjLqY/MPXPcDwnoIYvX/GDnisF7eMaQofuLooE/27
+OFkX6qZw5BDuUFLPKjF0c5IsAn6D2a30sfYfPqJNAoGBANfWNJh1DZAunlDPOIxh
+bnlOZxpJEZAUlcn+BmCqClDhzEF3embR2CvS9jcIwu2i7wMItvswQ1CMWjBb2xSj
+W0y2oc4kRLIDktzfvM6zCHxCCheFmGDnnhlUqKmDeb4OU+NRyPVVKckYsyiC9WLS
+ltZPqEgNdZ8GxiWRhmAAoTAF
+-----END PRIVATE KEY-----
+`
+
+const binanceTestRSA1PEM = `-----BEGIN RSA PRIVATE KEY-----
+MIIEpAIBAAKCAQEAtQR+l96WUpxxGhbXwGEROE1KSSWnkHq9i63rK3R1FVNUNd2e
+88MEu/TLO+0G43Eeuv/1HvsOnvGf79iJ6VDYHSTumk5n/ddtGnNYgt97oNNcLirq
+hmBYfcVzWbO0CDvbdgXNrYEwpJZ8gE2uYVOHv/Hj+tuJJijpGt61mTW8XoDuQL07
+TFXEGC0sJUgyisGQKo4DHS91Lma+JhFMPubHenQnmHLKf15UrNbfwv/WS9bD0U+E
+PtG8vqzw/Tmw+GOGq6pzeIb9msoAB1Txzrj9SBXasRXwWXqpYAjryFzsjqxXt1NM
+4fh2arVsCxubiRGCXktxaQ7HTbE98HJsLhJpEQIDAQABAoIBACtsUtbpIyvZkesl
+gCeK0XftWIzf/siSnQ4ZEDE6LE0LkoeibJtClMvmzusG8tBUJkBLHtjJ9mmsAkcl
+rX2d8l3ZanBzLxCOYUKHWXv5kt1TXolHq79E9O1k1IU37c/M1hpDjaGZvFq7K84W
+dGauBEJICz219LpF9ZdHxg3k/VU41h/C2ABsnXSkrVA2+g8qsaN48gN+ucSqFnFP
+V+cZM3dv/kIxpsbxwHrwNZxiVDjXiwLWaFQK+fSMHIFuO5AWMsdfL9LrgIIAkHQ6
+9qWAZaQrxxj+dsJogFfSvw6ZVqfLl1sGzgIIi8LuPzReLxKsKkkCxSisgI0wfYJO
+PZsrRY0CgYEA8N0Hij3/oYKiw0PMH1xgxX/7QtQkylN3begDXn7WlKm4L5BDsClG
+6+2ccTKO0RHIKoP0OXVvqE7Cny5o9JDLxjWtsbZ1lwhOdp0mP7MHnDL0klyHNOhM
+thvKPew0eo+8oJ43YUXwljjds/xZbBtRVHfmaXtMMJmdak5+VjeqwoUCgYEAwGSs
+0Rodph+pLa3bR/2sa52dN7ooEUDAPmKKoDIvk3w+Lqs51p+BiQjRvkRuINp1lE0L
+Yqa1znlRbEfIdbptgHsqhefXQLZpTtI9mOnu685oPQmGfhqAUCr7ugOjtnh9eXqK
+OLDks8b4/x8z63BBJ6w0N8RfWzQqDxAzw71O4B0CgYBDj8xAo7ljxXAAU7EbDt96
+JrcE/NrBAf6bDpx7UhrAooaumMnTzRA+t2zNd8AFtvYtrsu/nkhOrqD645q/FyqB
+k6cAFU0Qq1zO+q+y6HX3A3gE4f1vAsYZwtvM2MezpUPkzdx85ZBhotvVU7CFmXgL
+uIIiDlrFuyEjo5beekjkvQKBgQCEVHq9dF4SRlKh9aQO1z+B4a4ih2tJuqTABB1f
+ZEVvBxTqGqG0qo95RtSlLwIknL4k2/1JxGrmcnF7rcAGoczxg0XTRoy6mPzD1z3A
+8J6CGL1/xg54rBe3jGkKH7i6KBP9uzhZF+qmcOQQ7lBSzyoxdHOSLAJ+g9mt9LH2
+Hz6iTQKBgQDX1jSYdQ2QLp5QzziMYW55TmcaSRGQFJXJ/gZgqgpQ4cxBd3pm0dgr
+0vY3CMLtou8DCLb7MENQjFowW9sUo1tMtqHOJESyA5Lc37zOswh8QgoXhZhg554Z
+VKipg3m+DlPjUcj1VSnJGLMogvVi0pbWT6hIDXWfBsYlkYZgAKEwBQ==
+-----END RSA PRIVATE KEY-----
+`
+
+// The docs' REST example payload for RSA and Ed25519 keys (rest-api.md,
+// "SIGNED Endpoint Examples for POST /api/v3/order").
+const binanceDocAsymmetricPayload = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=0.2&timestamp=1668481559918&recvWindow=5000"
+
+// The docs' own Ed25519 vector: fix-api.md signs the Logon fields joined by
+// SOH with the key above and prints the base64 signature. Ed25519 is
+// deterministic, so this is a known answer for key parsing, signing and
+// encoding.
+func TestBinanceEd25519PublishedVector(t *testing.T) {
+	s, err := parseBinanceSecret(binanceDocEd25519PEM)
+	if err != nil || s.kind != binanceEd25519 {
+		t.Fatalf("kind %v, err %v", s, err)
 	}
-	if err := CheckCredentials(Binance, Credentials{APIKey: "abc", APISecret: "s3cret\n"}); err == nil {
-		t.Fatal("want a whitespace rejection")
-	}
-	if err := CheckCredentials(Binance, Credentials{APIKey: "abc", APISecret: "s3cret"}); err != nil {
+	payload := strings.Join([]string{"A", "EXAMPLE", "SPOT", "1", "20240627-11:17:25.223"}, "\x01")
+	got, err := s.rawSignature(payload)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := "4MHXelVVcpkdwuLbl6n73HQUXUf1dse2PCgT1DYqW9w8AVZ1RACFGM+5UdlGPrQHrgtS3CvsRURC1oj73j8gCA=="; got != want {
+		t.Fatalf("signature %s, want %s", got, want)
+	}
+}
+
+// Known answers for the REST payload, computed with OpenSSL independently of
+// this package (`openssl pkeyutl -sign -rawin` for Ed25519, `openssl dgst
+// -sha256 -sign` for RSA, then `openssl enc -base64 -A`), and the percent-
+// encoding the docs apply before the value goes into the query.
+func TestBinanceAsymmetricKnownAnswers(t *testing.T) {
+	const rsaSig = "aI011winH8ZoPRNw6NizmddMAooYh9/DYSXBrTOYEWltqZZGuSg4k1Xiez0QHGmdBndXXrSfhRMBJSCsh0xN+RLBuvZYO66E2/TwLbJA0OSraKiGWLd2eOQstYdP2ytlGMd1KZfC0TrTqNXoMScRtCilRbl1HUwJkc5EknfuQiSaGRsZ88CVbarTfYO33aChzekDhZTXdxXirA6skzxbv5h5MEoROSnjjt2k6UaZ2JpLErI4MhXAvMnNN5gZ8QhFjummwR0uRdeMCvodUIgzMlp08q3s2gShF0G869+i5ed1T8g8HVwHk+BgNxlnaYWsnyHxFTCSoHEQnOeGdQH8cA=="
+	for _, tc := range []struct {
+		name, pem string
+		kind      binanceKeyType
+		raw       string
+	}{
+		{"Ed25519 PKCS#8", binanceDocEd25519PEM, binanceEd25519, "inDT086KVIP8vgUfw5sV3VTkescWztiAGlf4x8FLKHM4NInsn0c1kYVLoGMO8cyjfR6vmTku2YQE0gtfVVlfCw=="},
+		{"RSA PKCS#8", binanceTestRSA8PEM, binanceRSA, rsaSig},
+		{"RSA PKCS#1", binanceTestRSA1PEM, binanceRSA, rsaSig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parseBinanceSecret(tc.pem)
+			if err != nil || s.kind != tc.kind {
+				t.Fatalf("kind %v, err %v", s, err)
+			}
+			raw, err := s.rawSignature(binanceDocAsymmetricPayload)
+			if err != nil || raw != tc.raw {
+				t.Fatalf("raw signature %s (%v), want %s", raw, err, tc.raw)
+			}
+			wire, err := s.signature(binanceDocAsymmetricPayload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(tc.raw)
+			if wire != want {
+				t.Fatalf("signature parameter %s, want %s", wire, want)
+			}
+		})
+	}
+	// An HMAC secret signs as before: lowercase hex, nothing to escape.
+	s, err := parseBinanceSecret("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j")
+	if err != nil || s.kind != binanceHMAC {
+		t.Fatalf("HMAC: %v %v", s, err)
+	}
+	wire, _ := s.signature("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559")
+	if wire != "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71" {
+		t.Fatalf("HMAC signature %s", wire)
+	}
+}
+
+func TestBinanceCheckCredentials(t *testing.T) {
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	ecPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER}))
+	edPub, _ := pem.Decode([]byte(binanceDocEd25519PEM))
+	edKey, _ := x509.ParsePKCS8PrivateKey(edPub.Bytes)
+	pubDER, _ := x509.MarshalPKIXPublicKey(edKey.(ed25519.PrivateKey).Public())
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+	for _, tc := range []struct {
+		name, secret string
+		ok           bool
+		says         string
+	}{
+		{"HMAC", "s3cret", true, ""},
+		{"Ed25519 PKCS#8", binanceDocEd25519PEM, true, ""},
+		{"Ed25519 without trailing newline", strings.TrimSpace(binanceDocEd25519PEM), true, ""},
+		{"Ed25519 with surrounding blank lines", "\n\n" + binanceDocEd25519PEM + "\n", true, ""},
+		{"RSA PKCS#8", binanceTestRSA8PEM, true, ""},
+		{"RSA PKCS#1", binanceTestRSA1PEM, true, ""},
+		{"HMAC with trailing newline", "s3cret\n", false, "whitespace"},
+		{"truncated Ed25519", "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n", false, "does not parse"},
+		{"EC key", ecPEM, false, "another algorithm"},
+		{"public key", pubPEM, false, "public key"},
+		{"encrypted", string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1, 2, 3}})), false, "encrypted"},
+		{"two blocks", binanceDocEd25519PEM + binanceDocEd25519PEM, false, "more than one"},
+		{"no PEM after BEGIN", "-----BEGIN PRIVATE KEY----- nothing", false, "does not decode"},
+		{"SEC1 EC", "-----BEGIN EC PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END EC PRIVATE KEY-----\n", false, "EC PRIVATE KEY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckCredentials(Binance, Credentials{APIKey: "abc", APISecret: tc.secret})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.says) || !strings.Contains(msg, "Ed25519") || !strings.Contains(msg, "HMAC") {
+				t.Errorf("message %q should say %q and name the accepted shapes", msg, tc.says)
+			}
+			for _, leak := range []string{"MC4C", "s3cret", "MIIE", "MIGH", "MCow"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("message quotes key material: %q", msg)
+				}
+			}
+		})
+	}
+}
+
+// Each key type is detected from the material and the probe's signature
+// verifies with the matching public key, percent-encoded as Binance wants.
+func TestBinanceProbeSignsWithEachKeyType(t *testing.T) {
+	fixed := time.UnixMilli(1700000000123)
+	for _, tc := range []struct {
+		name, secret string
+		verify       func(payload string, sig []byte) bool
+	}{
+		{"Ed25519", binanceDocEd25519PEM, func(payload string, sig []byte) bool {
+			b, _ := pem.Decode([]byte(binanceDocEd25519PEM))
+			k, _ := x509.ParsePKCS8PrivateKey(b.Bytes)
+			return ed25519.Verify(k.(ed25519.PrivateKey).Public().(ed25519.PublicKey), []byte(payload), sig)
+		}},
+		{"RSA", binanceTestRSA1PEM, func(payload string, sig []byte) bool {
+			b, _ := pem.Decode([]byte(binanceTestRSA1PEM))
+			k, _ := x509.ParsePKCS1PrivateKey(b.Bytes)
+			d := sha256.Sum256([]byte(payload))
+			return rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, d[:], sig) == nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			verified := false
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				signed, sig, ok := strings.Cut(r.URL.RawQuery, "&signature=")
+				if !ok || signed != "timestamp=1700000000123&recvWindow=5000" {
+					t.Errorf("query %q", r.URL.RawQuery)
+				}
+				if strings.ContainsAny(sig, "+/=") {
+					t.Errorf("signature not percent-encoded: %q", sig)
+				}
+				unescaped, err := url.QueryUnescape(sig)
+				raw, err2 := base64.StdEncoding.DecodeString(unescaped)
+				verified = err == nil && err2 == nil && tc.verify(signed, raw)
+				w.Write([]byte(binanceReadOnly))
+			}))
+			defer srv.Close()
+			p := NewProber(Options{Now: func() time.Time { return fixed }})
+			if _, err := p.Probe(context.Background(), Request{Exchange: Binance, Endpoint: srv.URL, Credentials: Credentials{APIKey: "K", APISecret: tc.secret}}); err != nil {
+				t.Fatal(err)
+			}
+			if !verified {
+				t.Fatal("signature does not verify with the public key")
+			}
+		})
+	}
+}
+
+// -2015 quotes the caller's IP on some endpoint families; it is kept only
+// when it parses as an IP, and the kind stays KeyOrIPRejected either way.
+func TestBinanceKeyOrIPRejectedQuotesIP(t *testing.T) {
+	for msg, want := range map[string]string{
+		"Invalid API-key, IP, or permissions for action.":                             "",
+		"Invalid API-key, IP, or permissions for action, request ip: 203.0.113.9":     "203.0.113.9",
+		"Invalid API-key, IP, or permissions for action, request ip: 2001:db8::1":     "2001:db8::1",
+		"Invalid API-key, IP, or permissions for action, Request IP: 198.51.100.4 ":   "198.51.100.4",
+		"Invalid API-key, IP, or permissions for action, request ip: 198.51.100.4, x": "198.51.100.4",
+		"Invalid API-key, IP, or permissions for action, request ip: <script>":        "",
+		"Invalid API-key, IP, or permissions for action, request ip: 999.1.1.1":       "",
+		"Invalid API-key, IP, or permissions for action, request ip:":                 "",
+	} {
+		body, _ := json.Marshal(map[string]any{"code": -2015, "msg": msg})
+		_, err := parseBinanceAPIRestrictions(401, body)
+		e, ok := AsError(err)
+		if !ok || e.Kind != KeyOrIPRejected || e.IP != want {
+			t.Errorf("%q: got %v (IP %q), want KeyOrIPRejected with IP %q", msg, err, e.IP, want)
+		}
+	}
+}
+
+// A rate limit in the body (-1003) or a WAF 403 is the egress IP's: the
+// error says ScopeEndpoint and the prober holds back every other key of the
+// base URL, without the driver pausing anything itself.
+func TestBinanceBodyRateLimitPausesEveryKey(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		header string
+		wait   time.Duration
+	}{
+		{"-1003 with Retry-After", 400, `{"code":-1003,"msg":"Way too much request weight used; IP banned until 1700000000000."}`, "40", 40 * time.Second},
+		{"-1003 without Retry-After", 400, `{"code":-1003,"msg":"Too many requests queued."}`, "", binanceDefaultWait},
+		{"403 WAF", 403, `<html>Forbidden</html>`, "", binanceDefaultWait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				if tc.header != "" {
+					w.Header().Set("Retry-After", tc.header)
+				}
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			p := NewProber(Options{})
+			_, err := p.Probe(context.Background(), Request{Exchange: Binance, Endpoint: srv.URL, Credentials: Credentials{APIKey: "K1", APISecret: "S"}})
+			e, ok := AsError(err)
+			if !ok || e.Kind != RateLimited || e.Scope != ScopeEndpoint || e.RetryAfter != tc.wait {
+				t.Fatalf("got %+v", err)
+			}
+			if _, err := p.Probe(context.Background(), Request{Exchange: Binance, Endpoint: srv.URL, Credentials: Credentials{APIKey: "K2", APISecret: "S"}}); KindOf(err) != RateLimited {
+				t.Fatalf("other key: %v", err)
+			}
+			if hits.Load() != 1 {
+				t.Errorf("exchange called %d times during the pause", hits.Load())
+			}
+		})
+	}
+}
+
+// Every enableSpotAndMarginTrading grant names margin too, and each native
+// that grants anything appears once in Grants.
+func TestBinanceGrants(t *testing.T) {
+	p, err := parseBinanceAPIRestrictions(200, []byte(binanceFullRestrictions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, g := range p.Grants {
+		got[g.Native] = strings.Join(g.Canonical, ",")
+	}
+	for native, want := range map[string]string{
+		"enableSpotAndMarginTrading": "trade,margin",
+		"enableReading":              "read",
+		"enableFixReadOnly":          "read",
+		"enableWithdrawals":          "withdraw",
+		"permitsUniversalTransfer":   "transfer",
+		"enableVanillaOptions":       "options",
+	} {
+		if got[native] != want {
+			t.Errorf("%s grants %q, want %q", native, got[native], want)
+		}
+	}
+	for _, r := range binancePermissions {
+		if r.Source == "" {
+			t.Errorf("row %s has no source", r.Native)
+		}
 	}
 }
 
@@ -335,6 +674,9 @@ func binanceFuzzSeeds(f *testing.F) {
 		{401, `{"code":-2014,"msg":"API-key format invalid."}`},
 		{401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}`},
 		{401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action, request ip: 1.2.3.4"}`},
+		{401, `{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action, request ip: 2001:db8::1"}`},
+		{401, `{"code":-2015,"msg":"request ip: request ip: ::ffff:1.2.3.4%eth0"}`},
+		{400, `{"code":-1003,"msg":"Way too much request weight used; IP banned until 1700000000000."}`},
 		{400, `{"code":-1022,"msg":"Signature for this request is not valid."}`},
 		{400, `{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}`},
 		{401, `{"code":-1002,"msg":"You are not authorized to execute this request."}`},
@@ -383,6 +725,22 @@ func FuzzBinanceParseAccount(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		p, err := parseBinanceAccount(status, body)
 		binanceCheckFuzzResult(t, p, err)
+	})
+}
+
+// The secret parser never panics and its errors never quote the material.
+func FuzzBinanceParseSecret(f *testing.F) {
+	for _, s := range []string{"s3cret", binanceDocEd25519PEM, binanceTestRSA1PEM, "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----", "a b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, secret string) {
+		s, err := parseBinanceSecret(secret)
+		if (s == nil) == (err == nil) {
+			t.Fatalf("want exactly one of secret and error, got %v and %v", s, err)
+		}
+		if err != nil && len(secret) >= 8 && strings.Contains(err.Error(), secret) {
+			t.Fatalf("error quotes the secret: %v", err)
+		}
 	})
 }
 

@@ -13,18 +13,25 @@ import (
 	"time"
 )
 
-// Bybit v5. The probe is GET /v5/user/query-api, which any key may call
-// whatever its permissions, and which reports the key's scopes, IP binding
-// and expiry in one answer.
+// Bybit v5. The probe is GET /v5/user/query-api, which "any permission can
+// access" (bybit-exchange/docs docs/v5/user/apikey-info.mdx), and which
+// reports the key's scopes, readOnly flag, bound IPs and expiry in one answer.
+//
+// A least-privilege key for a bot: "Read-Write" with only the categories the
+// bot trades (Spot, or Contract for perpetuals), bound to the cluster's
+// egress IPs: a key without bound IPs expires after 90 days
+// (create-subuid-apikey.mdx). The operator sees every category and value,
+// the IP list and the expiry. Bybit also issues RSA keys (rsaPublicKey);
+// this client signs HMAC only.
 const (
 	bybitKeyInfoPath = "/v5/user/query-api"
 	bybitTimePath    = "/v5/market/time"
 	// bybitRecvWindow is Bybit's default; the simulator and the exchange
 	// accept a request while serverTime-recvWindow <= timestamp < serverTime+1s.
 	bybitRecvWindow = "5000"
-	// bybitIPBanWait: Bybit answers HTTP 403 once the egress IP broke the
-	// 600-requests-per-5-seconds limit, and asks clients to stop for at
-	// least ten minutes (older docs say "usually 30 minutes").
+	// bybitIPBanWait: Bybit answers HTTP 403 "access too frequent" once the
+	// egress IP broke 600 requests per 5 seconds, and asks clients to stop
+	// for at least ten minutes (docs/v5/rate-limit/rate-limit.mdx).
 	bybitIPBanWait = 10 * time.Minute
 	// bybitUIDLimitWait is the default pause after retCode 10006, whose
 	// per-UID window is one second; the reset header refines it.
@@ -57,20 +64,13 @@ func (bybitDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 		return nil, err
 	}
 	perms, perr := parseBybitKeyInfo(resp.Status, resp.Body)
-	if perr != nil {
-		if e, ok := perr.(*Error); ok && e.Kind == RateLimited {
-			// Pause every key behind this egress IP, not just this probe.
-			wait := e.RetryAfter
-			if e.HTTPStatus != http.StatusForbidden {
-				if d := bybitLimitReset(resp.Header, c.Now()); d > 0 {
-					wait = d
-				}
-			}
-			return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, wait)
+	if e, ok := AsError(perr); ok && e.Kind == RateLimited && e.Scope == ScopeKey {
+		// The per-UID window ends at X-Bapi-Limit-Reset-Timestamp.
+		if d := bybitLimitReset(resp.Header, c.Now()); d > 0 {
+			e.RetryAfter = d
 		}
-		return nil, perr
 	}
-	return perms, nil
+	return perms, perr
 }
 
 // bybitLimitReset reads X-Bapi-Limit-Reset-Timestamp (ms), which Bybit sets
@@ -113,22 +113,25 @@ type bybitKeyInfo struct {
 	CreatedAt   string              `json:"createdAt"`
 }
 
-// bybitErrorKinds maps v5 retCodes (https://bybit-exchange.github.io/docs/v5/error).
+// bybitErrorKinds maps v5 retCodes (docs/v5/error.mdx, "UTA").
 var bybitErrorKinds = map[int64]Kind{
-	10000: Unavailable,      // server timeout
-	10002: ClockSkew,        // timestamp outside recv_window
-	10003: InvalidKey,       // unknown key, or a key of another environment
-	10004: InvalidSignature, // "Error sign"
-	10005: PermissionDenied, // the key lacks the permission
-	10006: RateLimited,      // per-UID limit ("Too many visits")
-	10007: Inactive,         // "User authentication failed": key known, user cannot log in (unverified)
-	10008: Inactive,         // "Common banned" (unverified)
-	10009: RateLimited,      // "IP has been banned"
-	10010: IPNotAllowed,     // "Unmatched IP"
-	10016: Unavailable,      // server error / restarting
-	10018: RateLimited,      // per-IP limit
-	33004: Inactive,         // "(Derivatives) Your api key has expired"
-	-2015: Inactive,         // "(Spot) Your api key has expired"
+	10000: Unavailable,      // "Server Timeout"
+	10002: ClockSkew,        // "The request time exceeds the time window range."
+	10003: InvalidKey,       // "API key is invalid. Check whether the key and domain are matched" (mainnet, testnet, demo)
+	10004: InvalidSignature, // "Error sign, please check your signature generation algorithm."
+	10005: PermissionDenied, // "Permission denied, please check your API key permissions."
+	10006: RateLimited,      // "Too many visits. Exceeded the API Rate Limit." (per UID)
+	10007: Inactive,         // "User authentication failed.": key known, user may not log in (unverified)
+	10008: Inactive,         // "Common banned, please check your account mode" (unverified)
+	// 10009 "Service Restricted: Access is currently unavailable for your
+	// region": the egress IP's region is refused, whatever the key. No
+	// verdict on the key; retried.
+	10009: Unavailable,
+	10010: IPNotAllowed, // "Unmatched IP, please check your API key's bound IP addresses."
+	10016: Unavailable,  // "Server error." (also "Service is restarting")
+	10018: RateLimited,  // "Exceeded the IP Rate Limit." (struck out in the docs; kept for old answers)
+	33004: Inactive,     // "(Derivatives) Your api key has expired"
+	-2015: Inactive,     // "(Spot) Your api key has expired"
 	// 10001 (parameter error) and 10017 (route not found) mean our request
 	// is wrong: left unmapped, they surface as UnexpectedResponse.
 }
@@ -139,9 +142,12 @@ func parseBybitKeyInfo(status int, body []byte) (*Permissions, error) {
 		return nil, fallback(Bybit, status, "server error", body)
 	}
 	if status == http.StatusForbidden {
-		// Bybit's IP rate ban (also what a US or mainland-China egress IP
-		// gets; the excerpt lets an operator tell them apart).
+		// error.mdx: "403 Forbidden request. Possible causes: 1. IP rate
+		// limit breached; ... 3. You are using U.S IP". Either way it is
+		// the egress IP: every key of this base URL waits (the excerpt
+		// lets an operator tell a ban from a blocked region).
 		e := newError(Bybit, RateLimited, status, "", "HTTP 403: egress IP banned or blocked by Bybit")
+		e.Scope = ScopeEndpoint
 		e.RetryAfter = bybitIPBanWait
 		e.Excerpt = sanitize(string(body), 120)
 		return nil, e
@@ -169,7 +175,7 @@ func parseBybitKeyInfo(status int, body []byte) (*Permissions, error) {
 	if !ok {
 		return nil, unexpected(Bybit, status, "readOnly is neither 0/1 nor a boolean", body)
 	}
-	return bybitPermissions(info, readOnly), nil
+	return bybitKeyPermissions(info, readOnly), nil
 }
 
 func bybitError(status int, code int64, msg string, body []byte) *Error {
@@ -181,11 +187,13 @@ func bybitError(status int, code int64, msg string, body []byte) *Error {
 		return e
 	}
 	e := newError(Bybit, kind, status, c, msg)
-	if kind == RateLimited {
-		e.RetryAfter = bybitUIDLimitWait
-		if code == 10009 {
-			e.RetryAfter = bybitIPBanWait
-		}
+	switch code {
+	case 10006:
+		// "The API rate limit is based on the rolling time window per
+		// second and UID" (rate-limit.mdx): other accounts' keys go on.
+		e.Scope, e.RetryAfter = ScopeKey, bybitUIDLimitWait
+	case 10018:
+		e.Scope, e.RetryAfter = ScopeEndpoint, bybitIPBanWait
 	}
 	return e
 }
@@ -203,66 +211,98 @@ func bybitFlag(raw json.RawMessage) (bool, bool) {
 	return false, false
 }
 
-// bybitScopes maps "Category:Value" to a canonical permission when the key
-// is read-write; "Category:*" covers every value of that category.
-//
-//   - Spot:SpotTrade -> trade. Exchange (convert, "ExchangeHistory") also
-//     swaps one asset for another, so it counts as trade. BlockTrade -> trade.
-//   - ContractTrade (Order, Position), Derivatives (DerivativesTrade) and
-//     CopyTrading -> futures.
-//   - Options:OptionsTrade (USDC options and perpetuals) -> options.
-//   - Wallet:AccountTransfer, SubMemberTransfer, SubMemberTransferList -> transfer;
-//     Wallet:Withdraw -> withdraw.
-//   - Earn -> earn.
-//
-// NFT, Affiliate, FiatP2P, FiatBybitPay and FiatConvertBroker have no
-// canonical counterpart; they stay in Native only.
-var bybitScopes = map[string]string{
-	"Spot:*":                       PermTrade,
-	"Exchange:*":                   PermTrade,
-	"BlockTrade:*":                 PermTrade,
-	"ContractTrade:*":              PermFutures,
-	"Derivatives:*":                PermFutures,
-	"CopyTrading:*":                PermFutures,
-	"Options:*":                    PermOptions,
-	"Wallet:AccountTransfer":       PermTransfer,
-	"Wallet:SubMemberTransfer":     PermTransfer,
-	"Wallet:SubMemberTransferList": PermTransfer,
-	"Wallet:Withdraw":              PermWithdraw,
-	"Earn:*":                       PermEarn,
+const (
+	bybitKeyInfoDoc = "bybit-exchange/docs docs/v5/user/apikey-info.mdx"
+	bybitUpdateDoc  = "bybit-exchange/docs docs/v5/user/modify-master-apikey.mdx"
+)
+
+// bybitPermissions maps query-api's "Category:Value" pairs of a read-write
+// key. "Category:*" rows cover values the docs do not list yet, so that a
+// new value in a trading category is not taken for nothing. Categories
+// outside the canonical model (P2P, Bybit Pay, card, posts, affiliate) grant
+// nothing; they stay visible in Native.
+var bybitPermissions = permissionTable{
+	{"readOnly", []string{PermRead}, bybitKeyInfoDoc + ": readOnly 1 = Read only; categories then say what the key may read"},
+	{"ContractTrade:Order", []string{PermFutures}, bybitKeyInfoDoc + ": Permission of contract trade"},
+	{"ContractTrade:Position", []string{PermFutures}, bybitKeyInfoDoc + ": Permission of contract trade"},
+	{"ContractTrade:*", []string{PermFutures}, bybitKeyInfoDoc},
+	{"Spot:SpotTrade", []string{PermTrade, PermMargin},
+		bybitKeyInfoDoc + "; spot orders with isLeverage=1 are margin trading (docs/v5/order/create-order.mdx)"},
+	{"Spot:*", []string{PermTrade, PermMargin}, bybitKeyInfoDoc},
+	{"Options:OptionsTrade", []string{PermOptions, PermFutures},
+		bybitKeyInfoDoc + `: "Permission of USDC Contract. It supports trade option and USDC perpetual"`},
+	{"Options:*", []string{PermOptions, PermFutures}, bybitKeyInfoDoc},
+	{"Derivatives:DerivativesTrade", []string{PermFutures, PermOptions},
+		"docs/v5/user/create-subuid-apikey.mdx: \"Permission of Unified account\", whose derivatives are futures and options"},
+	{"Derivatives:*", []string{PermFutures, PermOptions}, bybitKeyInfoDoc},
+	{"Wallet:AccountTransfer", []string{PermTransfer}, bybitKeyInfoDoc + ": Permission of wallet"},
+	{"Wallet:SubMemberTransfer", []string{PermTransfer}, bybitKeyInfoDoc + ": master account, transfers to sub accounts"},
+	{"Wallet:SubMemberTransferList", []string{PermTransfer}, bybitKeyInfoDoc + ": sub account"},
+	{"Wallet:Withdraw", []string{PermWithdraw}, bybitKeyInfoDoc + ": master account"},
+	{"Exchange:ExchangeHistory", []string{PermTrade}, bybitKeyInfoDoc + ": Permission of convert (swaps one coin for another)"},
+	{"Exchange:*", []string{PermTrade}, bybitKeyInfoDoc},
+	{"Earn:Earn", []string{PermEarn}, bybitKeyInfoDoc + ": Permission of earn product"},
+	{"Earn:*", []string{PermEarn}, bybitKeyInfoDoc},
+	{"BlockTrade:BlockTrade", []string{PermTrade, PermFutures, PermOptions},
+		bybitUpdateDoc + "; block trades (RFQ) cover spot, linear and option (docs/v5/rfq/trade/create-rfq.mdx)"},
+	{"BlockTrade:*", []string{PermTrade, PermFutures, PermOptions}, bybitKeyInfoDoc},
+	{"CopyTrading:*", []string{PermFutures}, bybitKeyInfoDoc + ": deprecated, always []; copy trading placed contract orders"},
+	{"FiatConvertBroker:FiatConvertBrokerOrder", []string{PermTrade}, bybitKeyInfoDoc + ": Permission of fiat convert"},
+	{"FiatP2P:FiatP2POrder", nil, bybitKeyInfoDoc + ": Permission of P2P; no canonical counterpart"},
+	{"FiatP2P:Advertising", nil, bybitKeyInfoDoc + ": Permission of P2P; no canonical counterpart"},
+	{"FiatBitPay:FaitPayOrder", nil, bybitKeyInfoDoc + ": Permission of Bybit Pay; no canonical counterpart"},
+	{"BitCard:BitCard", nil, bybitKeyInfoDoc + ": Bybit card permission; no canonical counterpart"},
+	{"ByXPost:ByXPost", nil, bybitKeyInfoDoc + ": Community post permission"},
+	{"Affiliate:Affiliate", nil, bybitUpdateDoc + ": affiliate data only"},
 }
 
-func bybitPermissions(info bybitKeyInfo, readOnly bool) *Permissions {
-	set := map[string]bool{PermRead: true}
-	native := []string{}
-	if readOnly {
-		// Categories on a read-only key say what it may read, so only the
-		// flag itself is evidence; keep it visible in Native.
-		native = append(native, "readOnly")
+// bybitGrant maps a read-write key's natives through bybitPermissions,
+// falling back to a category's "*" row for a value the table lacks.
+func bybitGrant(natives []string) ([]string, []Grant) {
+	table := append(permissionTable{}, bybitPermissions...)
+	for _, n := range natives {
+		if _, ok := table.lookup(n); ok {
+			continue
+		}
+		cat, _, _ := strings.Cut(n, ":")
+		if r, ok := bybitPermissions.lookup(cat + ":*"); ok {
+			table = append(table, permissionRow{Native: n, Grants: r.Grants, Source: r.Source})
+		}
 	}
+	return table.grant(natives)
+}
+
+func bybitKeyPermissions(info bybitKeyInfo, readOnly bool) *Permissions {
+	native := []string{}
 	for cat, vals := range info.Permissions {
 		for _, v := range vals {
 			if v == "" {
 				continue
 			}
-			native = append(native, cat+":"+v)
-			if readOnly {
-				continue
-			}
-			if p, ok := bybitScopes[cat+":"+v]; ok {
-				set[p] = true
-			} else if p, ok := bybitScopes[cat+":*"]; ok {
-				set[p] = true
-			}
+			native = append(native, sanitize(cat, 40)+":"+sanitize(v, 40))
 		}
 	}
-	p := &Permissions{Canonical: canonicalSet(set), Native: sortedCopy(native)}
+	var canonical []string
+	var grants []Grant
+	if readOnly {
+		// Categories on a read-only key say what it may read (the docs'
+		// own example lists SpotTrade on a readOnly 1 key), so only the
+		// flag grants anything; it stays visible in Native.
+		native = append(native, "readOnly")
+		canonical, grants = bybitPermissions.grant([]string{"readOnly"})
+	} else {
+		canonical, grants = bybitGrant(native)
+	}
+	// Any key that can call query-api can read.
+	canonical = canonicalSet(toSet(append(canonical, PermRead)))
+	p := &Permissions{Canonical: canonical, Native: sortedCopy(native), Grants: grants}
 	for _, entry := range info.IPs {
-		// The list is documented as strings; split defensively in case
-		// one element holds a comma-separated list.
+		// The list is documented as strings, "*" meaning no bound IP
+		// (create-subuid-apikey.mdx); split defensively in case one
+		// element holds a comma-separated list, as the create form does.
 		for _, ip := range strings.Split(entry, ",") {
 			if ip = strings.TrimSpace(ip); ip != "" && ip != "*" {
-				p.AllowedIPs = append(p.AllowedIPs, ip)
+				p.AllowedIPs = append(p.AllowedIPs, sanitize(ip, 64))
 			}
 		}
 	}

@@ -41,7 +41,7 @@ func TestBybitParseFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{PermRead, PermTrade, PermWithdraw, PermTransfer, PermFutures, PermOptions, PermEarn}
+	want := []string{PermRead, PermTrade, PermWithdraw, PermTransfer, PermMargin, PermFutures, PermOptions, PermEarn}
 	if strings.Join(p.Canonical, ",") != strings.Join(want, ",") {
 		t.Errorf("canonical %v, want %v", p.Canonical, want)
 	}
@@ -69,18 +69,23 @@ func TestBybitMapping(t *testing.T) {
 		{"nothing", "0", empty, []string{"read"}},
 		{"read only ignores categories", "1", `{"Spot":["SpotTrade"],"Wallet":["Withdraw"],"ContractTrade":["Order"]}`, []string{"read"}},
 		{"read only as boolean", "true", `{"Spot":["SpotTrade"]}`, []string{"read"}},
-		{"spot", "0", `{"Spot":["SpotTrade"]}`, []string{"read", "trade"}},
+		{"spot trades spot margin too", "0", `{"Spot":["SpotTrade"]}`, []string{"read", "trade", "margin"}},
 		{"convert counts as trade", "0", `{"Exchange":["ExchangeHistory"]}`, []string{"read", "trade"}},
 		{"contract", "0", `{"ContractTrade":["Order","Position"]}`, []string{"read", "futures"}},
-		{"derivatives", "0", `{"Derivatives":["DerivativesTrade"]}`, []string{"read", "futures"}},
-		{"options", "0", `{"Options":["OptionsTrade"]}`, []string{"read", "options"}},
+		{"unified derivatives", "0", `{"Derivatives":["DerivativesTrade"]}`, []string{"read", "futures", "options"}},
+		{"USDC contract is options and USDC perpetuals", "0", `{"Options":["OptionsTrade"]}`, []string{"read", "futures", "options"}},
+		{"unknown contract value still futures", "0", `{"ContractTrade":["SomethingNew"]}`, []string{"read", "futures"}},
+		{"block trade", "0", `{"BlockTrade":["BlockTrade"]}`, []string{"read", "trade", "futures", "options"}},
+		{"fiat convert", "0", `{"FiatConvertBroker":["FiatConvertBrokerOrder"]}`, []string{"read", "trade"}},
+		{"sub account transfer", "0", `{"Wallet":["SubMemberTransfer"]}`, []string{"read", "transfer"}},
+		{"pay, card and posts have no canonical counterpart", "0", `{"FiatBitPay":["FaitPayOrder"],"BitCard":["BitCard"],"ByXPost":["ByXPost"]}`, []string{"read"}},
 		{"account transfer", "0", `{"Wallet":["AccountTransfer"]}`, []string{"read", "transfer"}},
 		{"sub member transfer list", "0", `{"Wallet":["SubMemberTransferList"]}`, []string{"read", "transfer"}},
 		{"withdraw", "0", `{"Wallet":["Withdraw"]}`, []string{"read", "withdraw"}},
 		{"earn", "0", `{"Earn":["Earn"]}`, []string{"read", "earn"}},
 		{"fiat and nft stay native", "0", `{"FiatP2P":["FiatP2POrder"],"NFT":["NFTQueryProductList"],"Affiliate":["Affiliate"]}`, []string{"read"}},
 		{"unknown wallet value", "0", `{"Wallet":["SomethingNew"]}`, []string{"read"}},
-		{"absent readOnly is read-write", "null", `{"Spot":["SpotTrade"]}`, []string{"read", "trade"}},
+		{"absent readOnly is read-write", "null", `{"Spot":["SpotTrade"]}`, []string{"read", "trade", "margin"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parseBybitKeyInfo(200, []byte(bybitBody(tc.readOnly, tc.perms, `["*"]`)))
@@ -101,6 +106,39 @@ func TestBybitReadOnlyNative(t *testing.T) {
 	}
 	if strings.Join(p.Native, ",") != "Spot:SpotTrade,readOnly" {
 		t.Errorf("native %v", p.Native)
+	}
+	if len(p.Grants) != 1 || p.Grants[0].Native != "readOnly" || strings.Join(p.Grants[0].Canonical, ",") != "read" {
+		t.Errorf("grants %+v, want only readOnly -> read", p.Grants)
+	}
+}
+
+// Grants say which native implies what, including the wider ones.
+func TestBybitGrants(t *testing.T) {
+	p, err := parseBybitKeyInfo(200, []byte(bybitGoodBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, g := range p.Grants {
+		got[g.Native] = strings.Join(g.Canonical, ",")
+	}
+	for native, want := range map[string]string{
+		"Options:OptionsTrade":         "futures,options",
+		"Spot:SpotTrade":               "trade,margin",
+		"Derivatives:DerivativesTrade": "futures,options",
+		"ContractTrade:Order":          "futures",
+		"Wallet:Withdraw":              "withdraw",
+		"Exchange:ExchangeHistory":     "trade",
+		"Earn:Earn":                    "earn",
+	} {
+		if got[native] != want {
+			t.Errorf("%s grants %q, want %q", native, got[native], want)
+		}
+	}
+	for _, r := range bybitPermissions {
+		if r.Source == "" {
+			t.Errorf("row %s has no source", r.Native)
+		}
 	}
 }
 
@@ -152,7 +190,7 @@ func TestBybitErrors(t *testing.T) {
 		{200, `{"retCode":10006,"retMsg":"Too many visits!","result":{}}`, RateLimited, "10006"},
 		{200, `{"retCode":10007,"retMsg":"User authentication failed.","result":{}}`, Inactive, "10007"},
 		{200, `{"retCode":10008,"retMsg":"Common banned, please check your account mode","result":{}}`, Inactive, "10008"},
-		{200, `{"retCode":10009,"retMsg":"IP has been banned.","result":{}}`, RateLimited, "10009"},
+		{200, `{"retCode":10009,"retMsg":"Service Restricted: Access is currently unavailable for your region. Please contact our support team for further assistance","result":{}}`, Unavailable, "10009"},
 		{200, `{"retCode":10010,"retMsg":"Unmatched IP, please check your API key's bound IP addresses.","result":{}}`, IPNotAllowed, "10010"},
 		{200, `{"retCode":10016,"retMsg":"Server error.","result":{}}`, Unavailable, "10016"},
 		{200, `{"retCode":10018,"retMsg":"Exceeded the IP Rate Limit.","result":{}}`, RateLimited, "10018"},
@@ -264,34 +302,52 @@ func TestBybitProbeErrorsKeepSecrets(t *testing.T) {
 	}
 }
 
-// A rate limit in the body pauses the base URL until Bybit's reset time.
-func TestBybitProbeRateLimitBody(t *testing.T) {
+// 10006 counts the account's requests ("per second and UID",
+// rate-limit.mdx): the error says ScopeKey with the reset time, and another
+// key is not held back.
+func TestBybitProbeRateLimitIsPerKey(t *testing.T) {
 	now := time.UnixMilli(1658384314791)
 	var hits atomic.Int32
 	p, base := bkStubProber(t, now, func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
+		if r.Header.Get("X-BAPI-API-KEY") == "other" {
+			_, _ = w.Write([]byte(bybitGoodBody))
+			return
+		}
 		w.Header().Set("X-Bapi-Limit-Reset-Timestamp", strconv.FormatInt(now.Add(3*time.Second).UnixMilli(), 10))
 		_, _ = w.Write([]byte(`{"retCode":10006,"retMsg":"Too many visits!","result":{}}`))
 	})
-	req := Request{Exchange: Bybit, Endpoint: base, Credentials: Credentials{APIKey: "k", APISecret: "s"}}
-	_, err := p.Probe(context.Background(), req)
+	_, err := p.Probe(context.Background(), Request{Exchange: Bybit, Endpoint: base, Credentials: Credentials{APIKey: "k", APISecret: "s"}})
 	e, ok := AsError(err)
-	if !ok || e.Kind != RateLimited || e.RetryAfter != 3*time.Second || e.Code != "10006" {
-		t.Fatalf("got %v", err)
+	if !ok || e.Kind != RateLimited || e.Scope != ScopeKey || e.RetryAfter != 3*time.Second || e.Code != "10006" {
+		t.Fatalf("got %+v", err)
 	}
-	if _, err := p.Probe(context.Background(), req); KindOf(err) != RateLimited || hits.Load() != 1 {
-		t.Errorf("second probe: %v after %d requests", err, hits.Load())
+	if _, err := p.Probe(context.Background(), Request{Exchange: Bybit, Endpoint: base, Credentials: Credentials{APIKey: "other", APISecret: "s"}}); err != nil {
+		t.Fatalf("other key held back by a per-UID limit: %v", err)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("%d requests, want 2", hits.Load())
 	}
 }
 
+// HTTP 403 is the egress IP's ban: every key of the base URL waits ten
+// minutes, through the prober's escalation.
 func TestBybitProbeIPBan(t *testing.T) {
+	var hits atomic.Int32
 	p, base := bkStubProber(t, time.Now(), func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte("access too frequent"))
 	})
 	_, err := p.Probe(context.Background(), Request{Exchange: Bybit, Endpoint: base, Credentials: Credentials{APIKey: "k", APISecret: "s"}})
-	if e, ok := AsError(err); !ok || e.Kind != RateLimited || e.RetryAfter != bybitIPBanWait {
+	if e, ok := AsError(err); !ok || e.Kind != RateLimited || e.Scope != ScopeEndpoint || e.RetryAfter != bybitIPBanWait {
 		t.Fatalf("got %v", err)
+	}
+	if _, err := p.Probe(context.Background(), Request{Exchange: Bybit, Endpoint: base, Credentials: Credentials{APIKey: "other", APISecret: "s"}}); KindOf(err) != RateLimited {
+		t.Fatalf("other key: %v", err)
+	}
+	if hits.Load() != 1 {
+		t.Errorf("exchange called %d times during the ban", hits.Load())
 	}
 }
 
@@ -307,6 +363,8 @@ func FuzzBybitParseKeyInfo(f *testing.F) {
 		`{"retCode":10006,"retMsg":"Too many visits!","result":{}}`,
 		`{"retCode":10007,"retMsg":"User authentication failed.","result":{}}`,
 		`{"retCode":10010,"retMsg":"Unmatched IP","result":{}}`,
+		`{"retCode":10009,"retMsg":"Service Restricted","result":{}}`,
+		bybitBody("0", `{"Options":["OptionsTrade"],"Derivatives":["DerivativesTrade"],"BlockTrade":["BlockTrade"],"FiatBitPay":["FaitPayOrder"],"ContractTrade":["New"]}`, `["*"]`),
 		`{"retCode":33004,"retMsg":"Your api key has expired.","result":{}}`,
 		`<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>`,
 		`{"retCode":0,"retMsg":"OK","result":{"permissions":{"Spot":["Spo`,

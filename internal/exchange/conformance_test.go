@@ -24,16 +24,22 @@ type profile struct {
 	// noIPReport: the permissions answer says nothing about an IP allowlist
 	// (Coinbase, Bitfinex), so IPRestricted cannot be expected.
 	noIPReport bool
+	// keyOrIP: one answer for an unknown key and a caller outside the
+	// allowlist (Binance -2015), so both are KeyOrIPRejected.
+	keyOrIP bool
 }
 
+// Binance's enableSpotAndMarginTrading grants trade and margin together;
+// Bybit's Spot:SpotTrade also trades spot margin and Options:OptionsTrade
+// also USDC perpetuals: those mixes include what the native implies.
 var profiles = map[exchange.Name]profile{
-	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}}, timestamped: true},
+	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}, {"read", "margin"}}, timestamped: true, keyOrIP: true},
 	exchange.Bitstamp: {mixes: [][]string{{"read"}}, unchecked: true, timestamped: true},
 	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer"}}, noIPReport: true},
 	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}},
 	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade", "futures", "options"}, {"read", "trade", "withdraw", "transfer", "futures", "options"}, {"read", "withdraw", "transfer"}}, timestamped: true, noIPReport: true},
 	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade", "transfer", "margin", "futures", "options", "earn"}, {"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}}, passphrase: true, timestamped: true},
-	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
+	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "futures"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
 	exchange.KuCoin:   {mixes: [][]string{{"read"}, {"read", "trade", "transfer"}, {"read", "trade", "withdraw", "transfer"}, {"read", "transfer", "margin", "futures", "earn"}}, passphrase: true, timestamped: true},
 }
 
@@ -153,12 +159,22 @@ func TestConformance(t *testing.T) {
 				c := newCredentials(t, n)
 				h.sim.AddKey(simulator.Key{Exchange: n, APIKey: c.APIKey, Secret: c.APISecret, Passphrase: c.Passphrase, Permissions: []string{"read"}, AllowedIPs: []string{"203.0.113.7"}})
 				_, err := h.probe(n, c)
+				if prof.keyOrIP {
+					if e := expectKind(t, err, exchange.KeyOrIPRejected); e.IP != "127.0.0.1" {
+						t.Errorf("IP %q, want the caller's 127.0.0.1", e.IP)
+					}
+					return
+				}
 				expectKind(t, err, exchange.IPNotAllowed)
 			})
 
+			unknownKey := exchange.InvalidKey
+			if prof.keyOrIP {
+				unknownKey = exchange.KeyOrIPRejected
+			}
 			t.Run("unknown key", func(t *testing.T) {
 				_, err := h.probe(n, newCredentials(t, n))
-				expectKind(t, err, exchange.InvalidKey)
+				expectKind(t, err, unknownKey)
 			})
 
 			t.Run("revoked", func(t *testing.T) {
@@ -168,7 +184,7 @@ func TestConformance(t *testing.T) {
 				}
 				h.sim.SetState(n, c.APIKey, simulator.Revoked)
 				_, err := h.probe(n, c)
-				expectKind(t, err, exchange.InvalidKey)
+				expectKind(t, err, unknownKey)
 			})
 
 			t.Run("inactive", func(t *testing.T) {
@@ -349,5 +365,54 @@ func TestCoinbaseNativeTrade(t *testing.T) {
 	}
 	if len(p.Grants) != 1 || p.Grants[0].Native != "can_trade" || !equal(p.Grants[0].Canonical, p.Canonical) {
 		t.Errorf("grants %+v", p.Grants)
+	}
+}
+
+// Binance keys of all three types verify against the simulator, which holds
+// only the public key of an Ed25519 or RSA key; a secret of the wrong key is
+// an invalid signature.
+func TestConformanceBinanceKeyTypes(t *testing.T) {
+	h := newHarness(t, exchange.Options{})
+	ed, edPub := exchangetest.BinanceEd25519Credentials()
+	rsa8, rsa8Pub := exchangetest.BinanceRSACredentials(false)
+	rsa1, rsa1Pub := exchangetest.BinanceRSACredentials(true)
+	hmacCreds := exchangetest.NewCredentials(exchange.Binance)
+	for _, tc := range []struct {
+		name   string
+		creds  exchange.Credentials
+		stored string
+	}{
+		{"HMAC", hmacCreds, hmacCreds.APISecret},
+		{"Ed25519", ed, edPub},
+		{"RSA PKCS#8", rsa8, rsa8Pub},
+		{"RSA PKCS#1", rsa1, rsa1Pub},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.sim.AddKey(simulator.Key{Exchange: exchange.Binance, APIKey: tc.creds.APIKey, Secret: tc.stored, Permissions: []string{"read", "trade", "margin"}})
+			p, err := h.probe(exchange.Binance, tc.creds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equal(p.Canonical, []string{"read", "trade", "margin"}) {
+				t.Errorf("canonical %v", p.Canonical)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name       string
+		registered exchange.Credentials
+		secret     string
+	}{
+		{"Ed25519 key, another Ed25519 secret", ed, func() string { c, _ := exchangetest.BinanceEd25519Credentials(); return c.APISecret }()},
+		{"Ed25519 key, an RSA secret", ed, rsa8.APISecret},
+		{"RSA key, the other RSA secret", rsa8, rsa1.APISecret},
+		{"RSA key, an HMAC secret", rsa1, hmacCreds.APISecret},
+	} {
+		t.Run("wrong secret: "+tc.name, func(t *testing.T) {
+			c := tc.registered
+			c.APISecret = tc.secret
+			_, err := h.probe(exchange.Binance, c)
+			expectKind(t, err, exchange.InvalidSignature)
+		})
 	}
 }

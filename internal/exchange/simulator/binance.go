@@ -1,9 +1,16 @@
 package simulator
 
 import (
+	"crypto"
+	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +30,17 @@ import (
 //
 // Checks run in the order a gateway can make them: key format, key known,
 // caller IP, timestamp window, signature, then the key's state.
+//
+// Key types (binance-spot-api-docs faqs/api_key_types.md): a Key's Secret is
+// the HMAC secret, or the PEM public key Binance holds for an Ed25519 or RSA
+// key (a PEM private key is accepted too; only its public half is used).
+// Each is verified here from the docs, not with the client's signer.
+//
+// -2015 is one answer for an unknown key and a caller outside the
+// allowlist. The ", request ip: <ip>" suffix comes with the endpoint family,
+// not the cause: the simulator appends it on /sapi routes for both causes
+// and never on /api routes (binance/binance-api-postman#77,
+// ccxt/node-binance-api#531 show it for unknown keys).
 func init() { registerHandler(exchange.Binance, newBinance) }
 
 type binanceHandler struct{ s *Simulator }
@@ -62,13 +80,13 @@ func (h *binanceHandler) authenticate(w http.ResponseWriter, r *http.Request) (K
 		writeJSON(w, http.StatusUnauthorized, binanceErr{-2014, "API-key format invalid."})
 		return Key{}, false
 	}
-	k, ok := h.s.lookup(exchange.Binance, apiKey)
-	if !ok {
-		writeJSON(w, http.StatusUnauthorized, binanceErr{-2015, "Invalid API-key, IP, or permissions for action."})
-		return Key{}, false
+	rejected := binanceErr{-2015, "Invalid API-key, IP, or permissions for action."}
+	if strings.HasPrefix(r.URL.Path, "/sapi/") {
+		rejected.Msg = "Invalid API-key, IP, or permissions for action, request ip: " + binancePeerIP(r)
 	}
-	if !callerAllowed(k, r) {
-		writeJSON(w, http.StatusUnauthorized, binanceErr{-2015, "Invalid API-key, IP, or permissions for action, request ip: " + binancePeerIP(r)})
+	k, ok := h.s.lookup(exchange.Binance, apiKey)
+	if !ok || !callerAllowed(k, r) {
+		writeJSON(w, http.StatusUnauthorized, rejected)
 		return Key{}, false
 	}
 
@@ -123,16 +141,76 @@ func (h *binanceHandler) authenticate(w http.ResponseWriter, r *http.Request) (K
 	return k, true
 }
 
-// binanceSignatureOK compares hex signatures case-insensitively, in
-// constant time, as Binance documents signatures as not case sensitive.
+// binanceSignatureOK verifies sig, the signature parameter as sent, against
+// the key's registered material (rest-api.md, "SIGNED Endpoint Examples"):
+//   - HMAC: hex of HMAC-SHA256, not case-sensitive;
+//   - Ed25519: percent-encoded base64 of the Ed25519 signature;
+//   - RSA: percent-encoded base64 of RSASSA-PKCS1-v1_5 over SHA-256.
+//
+// Base64 signatures are case-sensitive.
 func binanceSignatureOK(secret, payload, sig string) bool {
-	got, err := hex.DecodeString(sig)
+	pub, isPEM, err := binancePublicKey(secret)
+	if !isPEM {
+		got, err := hex.DecodeString(sig)
+		if err != nil {
+			return false
+		}
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(payload))
+		return hmac.Equal(got, m.Sum(nil))
+	}
 	if err != nil {
 		return false
 	}
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(payload))
-	return hmac.Equal(got, m.Sum(nil))
+	unescaped, err := url.QueryUnescape(sig)
+	if err != nil {
+		return false
+	}
+	raw, err := base64.StdEncoding.DecodeString(unescaped)
+	if err != nil {
+		return false
+	}
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, []byte(payload), raw)
+	case *rsa.PublicKey:
+		digest := sha256.Sum256([]byte(payload))
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], raw) == nil
+	}
+	return false
+}
+
+// binancePublicKey reads a registered asymmetric key: a PKIX "PUBLIC KEY"
+// (what Binance stores), or a private key whose public half is taken.
+// isPEM is false for an HMAC secret.
+func binancePublicKey(secret string) (pub any, isPEM bool, err error) {
+	if !strings.Contains(secret, "-----BEGIN") {
+		return nil, false, nil
+	}
+	block, _ := pem.Decode([]byte(secret))
+	if block == nil {
+		return nil, true, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+		return pub, true, err
+	case "PRIVATE KEY":
+		priv, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, true, err
+		}
+		if s, ok := priv.(crypto.Signer); ok {
+			return s.Public(), true, nil
+		}
+	case "RSA PRIVATE KEY":
+		priv, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, true, err
+		}
+		return priv.Public(), true, nil
+	}
+	return nil, true, errors.New("unsupported PEM block")
 }
 
 func binanceKeyFormatOK(k string) bool {
@@ -155,24 +233,43 @@ func binancePeerIP(r *http.Request) string {
 	return host
 }
 
-// binanceRestrictions renders a key the way apiRestrictions does. Binance
-// has no Earn scope, so a canonical earn permission is not rendered.
+// binanceFlagNames are the flags of apiRestrictions
+// (developers.binance.com/docs/wallet/account/api-key-permission).
+var binanceFlagNames = []string{
+	"enableReading", "enableWithdrawals", "enableInternalTransfer", "enableMargin", "enableFutures",
+	"permitsUniversalTransfer", "enableVanillaOptions", "enableFixApiTrade", "enableFixReadOnly",
+	"enableSpotAndMarginTrading", "enablePortfolioMarginTrading",
+}
+
+// binanceRestrictions renders a key the way apiRestrictions does: its
+// Native flags verbatim when set, else its canonical permissions mapped to
+// flags. Binance has no Earn scope, so canonical earn is not rendered.
 func binanceRestrictions(k Key) map[string]any {
-	return map[string]any{
-		"ipRestrict":                   len(k.AllowedIPs) > 0,
-		"createTime":                   k.CreatedAt.UnixMilli(),
-		"enableReading":                k.Has(exchange.PermRead),
-		"enableWithdrawals":            k.Has(exchange.PermWithdraw),
-		"enableInternalTransfer":       k.Has(exchange.PermTransfer),
-		"enableMargin":                 k.Has(exchange.PermMargin),
-		"enableFutures":                k.Has(exchange.PermFutures),
-		"permitsUniversalTransfer":     k.Has(exchange.PermTransfer),
-		"enableVanillaOptions":         k.Has(exchange.PermOptions),
-		"enableFixApiTrade":            false,
-		"enableFixReadOnly":            false,
-		"enableSpotAndMarginTrading":   k.Has(exchange.PermTrade),
-		"enablePortfolioMarginTrading": false,
+	out := map[string]any{
+		"ipRestrict": len(k.AllowedIPs) > 0,
+		"createTime": k.CreatedAt.UnixMilli(),
 	}
+	if len(k.Native) > 0 {
+		for _, f := range binanceFlagNames {
+			out[f] = false
+		}
+		for _, f := range k.Native {
+			out[f] = true
+		}
+		return out
+	}
+	out["enableReading"] = k.Has(exchange.PermRead)
+	out["enableWithdrawals"] = k.Has(exchange.PermWithdraw)
+	out["enableInternalTransfer"] = k.Has(exchange.PermTransfer)
+	out["enableMargin"] = k.Has(exchange.PermMargin)
+	out["enableFutures"] = k.Has(exchange.PermFutures)
+	out["permitsUniversalTransfer"] = k.Has(exchange.PermTransfer)
+	out["enableVanillaOptions"] = k.Has(exchange.PermOptions)
+	out["enableFixApiTrade"] = false
+	out["enableFixReadOnly"] = false
+	out["enableSpotAndMarginTrading"] = k.Has(exchange.PermTrade)
+	out["enablePortfolioMarginTrading"] = false
+	return out
 }
 
 // binanceAccount renders the subset of GET /api/v3/account that describes

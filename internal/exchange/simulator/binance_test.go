@@ -1,12 +1,20 @@
 package simulator
 
 import (
+	"crypto"
+	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,20 +157,124 @@ func TestBinanceSimIPNotAllowed(t *testing.T) {
 func TestBinanceSimKeyErrors(t *testing.T) {
 	s := newBinanceTestSim(t)
 	q := binanceTestQuery("bin-secret", binanceTestNow)
+	// An unknown key gets the very answer a caller outside the allowlist
+	// gets, "request ip" suffix included on /sapi.
 	w, body := binanceServe(s, binanceRestrictionsTestPath, "binKeyNobody", q, "192.0.2.1:5555")
-	expectBinanceError(t, w, body, 401, -2015, "Invalid API-key, IP, or permissions for action.")
-	if strings.Contains(body["msg"].(string), "request ip") {
-		t.Errorf("unknown key must not look like an IP rejection: %v", body["msg"])
-	}
+	expectBinanceError(t, w, body, 401, -2015, "Invalid API-key, IP, or permissions for action, request ip: 192.0.2.1")
 	s.SetState(exchange.Binance, "binKeyOK", Revoked)
 	w, body = binanceServe(s, binanceRestrictionsTestPath, "binKeyOK", q, "192.0.2.1:5555")
-	expectBinanceError(t, w, body, 401, -2015, "Invalid API-key")
+	expectBinanceError(t, w, body, 401, -2015, "Invalid API-key, IP, or permissions for action, request ip: 192.0.2.1")
+	// On /api routes neither cause carries the suffix.
+	for _, key := range []string{"binKeyNobody", "binKeyIP"} {
+		w, body = binanceServe(s, "/api/v3/account", key, q, "192.0.2.1:5555")
+		expectBinanceError(t, w, body, 401, -2015, "Invalid API-key, IP, or permissions for action.")
+		if strings.Contains(body["msg"].(string), "request ip") {
+			t.Errorf("%s on /api: %v", key, body["msg"])
+		}
+	}
 	w, body = binanceServe(s, binanceRestrictionsTestPath, "bad key!", q, "192.0.2.1:5555")
 	expectBinanceError(t, w, body, 401, -2014, "API-key format invalid.")
 	w, body = binanceServe(s, binanceRestrictionsTestPath, "", q, "192.0.2.1:5555")
 	expectBinanceError(t, w, body, 401, -2014, "API-key format invalid.")
 	w, body = binanceServe(s, binanceRestrictionsTestPath, "binKeyOff", q, "192.0.2.1:5555")
 	expectBinanceError(t, w, body, 401, -1002, "not authorized")
+}
+
+// binanceTestAsymQuery signs the probe query the way rest-api.md shows for
+// RSA and Ed25519 keys: base64 of the signature, then percent-encoded.
+func binanceTestAsymQuery(t *testing.T, priv crypto.Signer, ts time.Time) string {
+	t.Helper()
+	q := "timestamp=" + strconv.FormatInt(ts.UnixMilli(), 10) + "&recvWindow=5000"
+	var sig []byte
+	var err error
+	switch k := priv.(type) {
+	case ed25519.PrivateKey:
+		sig = ed25519.Sign(k, []byte(q))
+	case *rsa.PrivateKey:
+		d := sha256.Sum256([]byte(q))
+		sig, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, d[:])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q + "&signature=" + url.QueryEscape(base64.StdEncoding.EncodeToString(sig))
+}
+
+func binanceTestPublicPEM(t *testing.T, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// Ed25519 and RSA keys are registered by their public key, as on Binance,
+// and each signature is checked with its own algorithm.
+func TestBinanceSimAsymmetricKeys(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	_, otherEd, _ := ed25519.GenerateKey(rand.Reader)
+	rsaPriv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newBinanceTestSim(t)
+	s.AddKey(Key{Exchange: exchange.Binance, APIKey: "binEd", Secret: binanceTestPublicPEM(t, edPriv.Public()), Permissions: []string{"read"}})
+	s.AddKey(Key{Exchange: exchange.Binance, APIKey: "binRSA", Secret: binanceTestPublicPEM(t, rsaPriv.Public()), Permissions: []string{"read"}})
+	for _, tc := range []struct {
+		name, key string
+		query     string
+		code      float64
+	}{
+		{"Ed25519", "binEd", binanceTestAsymQuery(t, edPriv, binanceTestNow), 0},
+		{"RSA", "binRSA", binanceTestAsymQuery(t, rsaPriv, binanceTestNow), 0},
+		{"Ed25519 signed by another key", "binEd", binanceTestAsymQuery(t, otherEd, binanceTestNow), -1022},
+		{"RSA key signed with Ed25519", "binRSA", binanceTestAsymQuery(t, edPriv, binanceTestNow), -1022},
+		{"Ed25519 key with an HMAC signature", "binEd", binanceTestQuery("bin-secret", binanceTestNow), -1022},
+		{"HMAC key with an Ed25519 signature", "binKeyOK", binanceTestAsymQuery(t, edPriv, binanceTestNow), -1022},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, body := binanceServe(s, binanceRestrictionsTestPath, tc.key, tc.query, "192.0.2.1:5555")
+			if tc.code == 0 {
+				if w.Code != 200 || body["enableReading"] != true {
+					t.Fatalf("status %d: %s", w.Code, w.Body.String())
+				}
+				return
+			}
+			expectBinanceError(t, w, body, 400, tc.code, "Signature for this request is not valid.")
+		})
+	}
+	// Base64 signatures are case-sensitive (rest-api.md, "Signature Case
+	// Sensitivity"), unlike hex HMAC ones.
+	q := binanceTestAsymQuery(t, rsaPriv, binanceTestNow)
+	i := strings.LastIndex(q, "=")
+	flipped := q[:i+1] + strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 32
+		case r >= 'A' && r <= 'Z':
+			return r + 32
+		}
+		return r
+	}, q[i+1:])
+	w, body := binanceServe(s, binanceRestrictionsTestPath, "binRSA", flipped, "192.0.2.1:5555")
+	expectBinanceError(t, w, body, 400, -1022, "Signature")
+}
+
+// Native flags are rendered verbatim: the key holds exactly these.
+func TestBinanceSimNativeFlags(t *testing.T) {
+	s := newBinanceTestSim(t)
+	s.AddKey(Key{Exchange: exchange.Binance, APIKey: "binNative", Secret: "bin-secret", Native: []string{"enableReading", "enablePortfolioMarginTrading"}})
+	w, body := binanceServe(s, binanceRestrictionsTestPath, "binNative", binanceTestQuery("bin-secret", binanceTestNow), "192.0.2.1:5555")
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body.String())
+	}
+	for _, f := range binanceFlagNames {
+		want := f == "enableReading" || f == "enablePortfolioMarginTrading"
+		if body[f] != want {
+			t.Errorf("%s = %v, want %v", f, body[f], want)
+		}
+	}
 }
 
 func TestBinanceSimServerTime(t *testing.T) {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 )
 
 // Bybit v5: GET /v5/user/query-api (signed) and GET /v5/market/time (public).
+// Error codes and messages from docs/v5/error.mdx.
 //
 // HTTP statuses of the error answers are a guess where Bybit's docs are
 // silent: 10003 comes with 401 (the docs tie 401 to "use the correct key"),
@@ -121,32 +123,55 @@ func bybitSignatureOK(secret, ts, apiKey, recvWindow, query, got string) bool {
 	return err == nil && hmac.Equal(sig, want.Sum(nil))
 }
 
-// bybitKeyResult renders a key's canonical permissions in query-api's
-// shape. A key with nothing beyond read is a read-only key with read access
-// to the spot, contract and wallet categories, as Bybit's form suggests.
+// bybitKeyResult renders a key in query-api's shape
+// (bybit-exchange/docs docs/v5/user/apikey-info.mdx). Native, when set, is
+// rendered verbatim: "Category:Value" pairs, and "readOnly" for a read-only
+// key. Otherwise the canonical permissions are mapped: a key with nothing
+// beyond read is a read-only key with read access to the spot, contract and
+// wallet categories, as Bybit's form suggests; trade is Spot:SpotTrade
+// (which also trades spot margin), futures ContractTrade, options
+// Options:OptionsTrade (USDC options and perpetuals). Bybit has no
+// category for margin alone, so canonical margin is not rendered.
+// bybitOnlyRead reports whether k has no canonical permission beyond read.
+func bybitOnlyRead(k Key) bool {
+	for _, p := range k.Permissions {
+		if p != exchange.PermRead {
+			return false
+		}
+	}
+	return true
+}
+
 func bybitKeyResult(k Key, now time.Time) map[string]any {
 	perms := map[string][]string{
 		"ContractTrade": {}, "Spot": {}, "Wallet": {}, "Options": {}, "Derivatives": {},
 		"CopyTrading": {}, "BlockTrade": {}, "Exchange": {}, "NFT": {}, "Affiliate": {}, "Earn": {},
 	}
 	readOnly := 1
-	for _, p := range k.Permissions {
-		if p != exchange.PermRead {
-			readOnly = 0
+	switch {
+	case len(k.Native) > 0:
+		readOnly = 0
+		for _, n := range k.Native {
+			if n == "readOnly" {
+				readOnly = 1
+				continue
+			}
+			if cat, val, ok := strings.Cut(n, ":"); ok {
+				perms[cat] = append(perms[cat], val)
+			}
 		}
-	}
-	if readOnly == 1 {
+	case bybitOnlyRead(k):
 		perms["ContractTrade"] = []string{"Order", "Position"}
 		perms["Spot"] = []string{"SpotTrade"}
 		perms["Wallet"] = []string{"AccountTransfer"}
-	} else {
+	default:
+		readOnly = 0
 		for _, p := range sortedPerms(k.Permissions) {
 			switch p {
 			case exchange.PermTrade:
 				perms["Spot"] = append(perms["Spot"], "SpotTrade")
 			case exchange.PermFutures:
 				perms["ContractTrade"] = append(perms["ContractTrade"], "Order", "Position")
-				perms["Derivatives"] = append(perms["Derivatives"], "DerivativesTrade")
 			case exchange.PermOptions:
 				perms["Options"] = append(perms["Options"], "OptionsTrade")
 			case exchange.PermTransfer:

@@ -174,3 +174,34 @@ func TestBybitSimServerTime(t *testing.T) {
 		t.Errorf("got %+v, want %v", rep.Result, want)
 	}
 }
+
+// Native names are rendered verbatim: "Category:Value" pairs and readOnly.
+func TestBybitSimNative(t *testing.T) {
+	s := newBybitTestSim(t)
+	s.AddKey(Key{Exchange: exchange.Bybit, APIKey: "bybit-native", Secret: "bybit-secret", Native: []string{"Options:OptionsTrade", "BlockTrade:BlockTrade"}})
+	s.AddKey(Key{Exchange: exchange.Bybit, APIKey: "bybit-native-ro", Secret: "bybit-secret", Native: []string{"readOnly", "Spot:SpotTrade"}})
+	for _, tc := range []struct {
+		key      string
+		readOnly int
+		cat, val string
+	}{
+		{"bybit-native", 0, "Options", "OptionsTrade"},
+		{"bybit-native", 0, "BlockTrade", "BlockTrade"},
+		{"bybit-native-ro", 1, "Spot", "SpotTrade"},
+	} {
+		_, rep := bybitTestRequest(t, s, tc.key, "bybit-secret", bybitTestNow, "192.0.2.1:1")
+		var res struct {
+			ReadOnly    int                 `json:"readOnly"`
+			Permissions map[string][]string `json:"permissions"`
+		}
+		if err := json.Unmarshal(rep.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.ReadOnly != tc.readOnly || len(res.Permissions[tc.cat]) != 1 || res.Permissions[tc.cat][0] != tc.val {
+			t.Errorf("%s: got readOnly %d, %v", tc.key, res.ReadOnly, res.Permissions)
+		}
+		if len(res.Permissions["ContractTrade"]) != 0 {
+			t.Errorf("%s: ContractTrade %v rendered, not in Native", tc.key, res.Permissions["ContractTrade"])
+		}
+	}
+}
