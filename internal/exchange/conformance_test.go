@@ -29,8 +29,8 @@ type profile struct {
 var profiles = map[exchange.Name]profile{
 	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}}, timestamped: true},
 	exchange.Bitstamp: {mixes: [][]string{{"read"}}, unchecked: true, timestamped: true},
-	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer"}}, noIPReport: true},
-	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}},
+	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade", "margin", "futures"}, {"read", "trade", "withdraw", "margin", "futures"}, {"read", "transfer"}, {"read", "margin", "earn"}}, noIPReport: true},
+	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "earn"}}},
 	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}, timestamped: true, noIPReport: true},
 	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}, passphrase: true, timestamped: true},
 	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
