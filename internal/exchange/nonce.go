@@ -76,6 +76,10 @@ type nonceEntry struct {
 	last uint64 // the last nonce sent, in unit
 	unit NonceUnit
 	used time.Time
+	// busy holds one token while a probe of the key runs: two probes of
+	// one key in flight could reach the exchange in the other order, and
+	// the refused one would look like another client's larger nonce.
+	busy chan struct{}
 }
 
 // nonceBook is the per-key nonce memory of one Prober.
@@ -83,9 +87,12 @@ type nonceBook struct {
 	mu        sync.Mutex
 	entries   map[nonceID]*nonceEntry
 	lastSweep time.Time
+	limit     int // maxNonceEntries; tests lower it
 }
 
-func newNonceBook() *nonceBook { return &nonceBook{entries: map[nonceID]*nonceEntry{}} }
+func newNonceBook() *nonceBook {
+	return &nonceBook{entries: map[nonceID]*nonceEntry{}, limit: maxNonceEntries}
+}
 
 // entry returns id's entry, creating it with seed (milliseconds when empty).
 // Caller holds mu.
@@ -96,7 +103,7 @@ func (b *nonceBook) entry(id nonceID, seed NonceUnit, now time.Time) *nonceEntry
 		if seed != NonceMicroseconds {
 			seed = NonceMilliseconds
 		}
-		e = &nonceEntry{unit: seed}
+		e = &nonceEntry{unit: seed, busy: make(chan struct{}, 1)}
 		b.entries[id] = e
 	}
 	e.used = now
@@ -109,25 +116,45 @@ func (b *nonceBook) sweep(now time.Time) {
 	if now.Sub(b.lastSweep) >= time.Hour || now.Before(b.lastSweep) {
 		b.lastSweep = now
 		for id, e := range b.entries {
-			if now.Sub(e.used) > nonceIdle {
+			if now.Sub(e.used) > nonceIdle && len(e.busy) == 0 {
 				delete(b.entries, id)
 			}
 		}
 	}
-	for len(b.entries) >= maxNonceEntries {
+	for len(b.entries) >= b.limit {
 		var oldest nonceID
 		var at time.Time
 		first := true
 		for id, e := range b.entries {
-			if first || e.used.Before(at) {
+			if len(e.busy) == 0 && (first || e.used.Before(at)) {
 				oldest, at, first = id, e.used, false
 			}
+		}
+		if first {
+			return // every key is being probed right now
 		}
 		delete(b.entries, oldest)
 	}
 }
 
-// unit returns the unit id's probes use, seeding it from status.
+// acquire waits until no other probe of id runs, seeding the key's unit
+// from status, and returns the release. Probes of one key are serial, as
+// Kraken asks of clients that share a key ("use a counter with a mutex",
+// exchange/guides/general/errors); probes of different keys run in parallel.
+func (b *nonceBook) acquire(ctx context.Context, id nonceID, seed NonceUnit, now time.Time) (func(), error) {
+	b.mu.Lock()
+	e := b.entry(id, seed, now)
+	b.mu.Unlock()
+	select {
+	case e.busy <- struct{}{}:
+		return func() { <-e.busy }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// unit returns the unit id's probes use, seeding it from status when the
+// key is new.
 func (b *nonceBook) unit(id nonceID, seed NonceUnit, now time.Time) NonceUnit {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -143,8 +143,12 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 	if counterNonce {
 		c.nonce = nonceIDOf(req.Exchange, req.Credentials.APIKey)
 		// Status seeds the unit after a restart; the memory, when it has
-		// the key, is fresher.
-		p.nonces.unit(c.nonce, req.NonceUnit, p.opts.Now())
+		// the key, is fresher. Probes of one key run one at a time.
+		release, err := p.nonces.acquire(ctx, c.nonce, req.NonceUnit, p.opts.Now())
+		if err != nil {
+			return nil, &Error{Kind: Unavailable, Exchange: req.Exchange, Message: "gave up waiting for another probe of this key: " + transportMessage(err)}
+		}
+		defer release()
 	}
 	perms, err := d.probe(ctx, c)
 	if KindOf(err) == ClockSkew {
