@@ -318,7 +318,8 @@ func FuzzKrakenParseKeyInfo(f *testing.F) {
 }
 
 // assertKrakenBitfinexParse is what every fuzz target asserts: exactly one of
-// permissions and *Error, and canonical names only.
+// permissions and *Error, canonical names only, grants that add up to the
+// canonical set, and a tri-state IP restriction that is always set.
 func assertKrakenBitfinexParse(t *testing.T, p *Permissions, err error) {
 	t.Helper()
 	if err != nil {
@@ -332,6 +333,16 @@ func assertKrakenBitfinexParse(t *testing.T, p *Permissions, err error) {
 	}
 	if p == nil {
 		t.Fatal("neither permissions nor error")
+	}
+	if p.IPRestriction == "" {
+		t.Fatal("IP restriction left unset")
+	}
+	var union []string
+	for _, g := range p.Grants {
+		union = append(union, g.Canonical...)
+	}
+	if got := canonicalSet(toSet(union)); !reflect.DeepEqual(got, p.Canonical) {
+		t.Fatalf("grants %+v add up to %v, canonical %v", p.Grants, got, p.Canonical)
 	}
 	for _, c := range p.Canonical {
 		known := false
