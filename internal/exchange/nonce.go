@@ -36,7 +36,10 @@ import (
 // max(now in ms, last+1) with last kept per exchange and key: strictly
 // increasing per key, and ahead of the clock by at most the requests made
 // for that key within the current millisecond (one counter shared by every
-// key ran ahead of the clock by the whole cluster's load).
+// key ran ahead of the clock by the whole cluster's load). Probes of one key
+// run one at a time (nonceBook.acquire): two in flight could arrive in the
+// other order, and the refused one would pass for another client's larger
+// nonce and wrongly switch the key to microseconds.
 //
 // Adaptation, in Prober.adaptNonce: on a refused nonce the probe waits a few
 // milliseconds and retries once in milliseconds (a bot may have used the
