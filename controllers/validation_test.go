@@ -65,10 +65,6 @@ func TestEachKeyValidReason(t *testing.T) {
 			register(exchange.Bybit, *c, "read")
 			sim.SetState(exchange.Bybit, c.APIKey, simulator.Inactive)
 		}, keyopsv1.ReasonInactive, "not active"},
-		{"nonce used up by another client", exchange.Bitfinex, func(c *exchange.Credentials) {
-			register(exchange.Bitfinex, *c, "read")
-			sim.AdvanceNonce(exchange.Bitfinex, c.APIKey, 1<<52)
-		}, keyopsv1.ReasonClockSkew, "nonce"},
 		{"ip not allowed", exchange.KuCoin, func(c *exchange.Credentials) {
 			sim.AddKey(simulator.Key{Exchange: exchange.KuCoin, APIKey: c.APIKey, Secret: c.APISecret, Passphrase: c.Passphrase, Permissions: []string{"read"}, AllowedIPs: []string{"203.0.113.9"}})
 		}, keyopsv1.ReasonIPNotAllowed, "add the egress IP"},
@@ -92,6 +88,24 @@ func TestEachKeyValidReason(t *testing.T) {
 			g.Expect(text).NotTo(ContainSubstring(c.APIKey))
 		})
 	}
+}
+
+// A key whose nonce floor is above every scale the probe may use gets no
+// verdict: KeyValid Unknown/NonceConflict, no target, no key material.
+func TestNonceConflictIsNoVerdict(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	c := creds(exchange.Bitfinex)
+	register(exchange.Bitfinex, c, "read")
+	sim.AdvanceNonce(exchange.Bitfinex, c.APIKey, 1<<53-1)
+	putSource(t, ns, "bot-source", c)
+	create(t, newKey(ns, "bot", exchange.Bitfinex, ""))
+	k := waitCond(t, ns, "bot", keyopsv1.ConditionKeyValid, "Unknown/"+keyopsv1.ReasonNonceConflict)
+	g.Expect(cond(k, keyopsv1.ConditionSecretSynced)).To(Equal("False/AwaitingValidation"))
+	g.Expect(meta.FindStatusCondition(k.Status.Conditions, keyopsv1.ConditionKeyValid).Message).To(ContainSubstring("microsecond"))
+	text := allEventText(t, ns) + fmt.Sprint(k.Status)
+	g.Expect(text).NotTo(ContainSubstring(c.APISecret))
+	g.Expect(text).NotTo(ContainSubstring(c.APIKey))
 }
 
 func TestPolicyViolations(t *testing.T) {

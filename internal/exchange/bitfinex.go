@@ -14,30 +14,35 @@ import (
 	"time"
 )
 
-// Bitfinex (v2) probe: POST /v2/auth/r/permissions, which answers one row
-// [scope, read, write] per API scope (account, history, orders, positions,
-// funding, settings, wallets, withdraw, ui_withdraw, bfxpay, and newer ones
-// such as eaas_*).
+// Bitfinex (v2) probe: POST /v2/auth/r/permissions ("Retrieve current api
+// key/token permissions", docs.bitfinex.com/reference/key-permissions),
+// which answers one row [scope, read, write] per API scope (account,
+// history, orders, positions, funding, settings, wallets, withdraw,
+// ui_withdraw, bfxpay, and newer ones such as eaas_*).
 //
 // Native names are "<scope>:read" and "<scope>:write" for every flag that is
-// set, so that status shows exactly what Bitfinex granted.
+// set, so that status shows exactly what Bitfinex granted; bitfinexPermissions
+// says what each implies.
 //
-// Native -> canonical mapping:
+// Least-privilege key for a trading bot (docs.bitfinex.com/docs/api-access:
+// Account Info, Account History, Orders, Margin Trading, Margin Funding,
+// Wallets, Withdraw, each read and/or write): read on account, history,
+// orders and wallets, write on orders only. Orders write also places margin
+// and derivative orders (there is no spot-only order permission), so a
+// policy that forbids margin or futures refuses any key that can trade.
 //
-//	any scope with read=1                      -> read
-//	orders write                               -> trade
-//	withdraw write, ui_withdraw write,
-//	any other "*_withdraw" write               -> withdraw
-//	wallets write (transfers between wallets)  -> transfer
-//	positions write (claim/increase positions) -> margin
-//	funding write (funding offers, lending)    -> earn
-//	account, settings, history, bfxpay writes  -> none (kept in Native)
+// What the operator sees: every scope flag. What it cannot see: the key's
+// IP allowlist (Bitfinex keys can be restricted to IPs, but the answer has
+// no such field), so IPRestriction is Unknown, never False; nor creation or
+// expiry.
 //
-// Bitfinex has no futures/options scope (derivatives are traded through
-// orders), so those canonical permissions are never reported. The endpoint
-// does not report the key's IP allowlist, so IPRestricted is always false.
+// Nonces: bfx-nonce must grow per key and stay at or under 2^53-1
+// (docs.bitfinex.com, authenticated endpoints). The probe sends millisecond
+// nonces per key, as ccxt does, and adapts to a key whose other client uses
+// microseconds (nonce.go).
 //
-// Errors come as HTTP 500 with ["error", code, "message"]:
+// Errors come as HTTP 500 with ["error", code, "message"] (ccxt's bitfinex.js
+// exceptions table maps the same codes):
 //
 //	10100 "apikey: digest invalid"     -> InvalidSignature
 //	10100 "apikey: invalid"            -> InvalidKey
@@ -45,23 +50,86 @@ import (
 //	                                      simulator says "apikey: ip not allowed")
 //	10100 "... inactive|disabled|expired ..." -> Inactive (unverified shape; the
 //	                                      simulator says "apikey: inactive")
-//	10114 "nonce: small"               -> ClockSkew (a nonce, not a timestamp:
-//	                                      usually another client used the key
-//	                                      with a larger nonce; no time resync)
-//	11010 "ratelimit: error", HTTP 429 -> RateLimited (per IP: pauses the base)
+//	10114 "nonce: small"               -> NonceConflict (another client of the key
+//	                                      used a larger nonce; the prober adapts)
+//	10001 "... permission ..."         -> PermissionDenied (ccxt: "api_key:
+//	                                      permission invalid (#10001)")
+//	11010 "ratelimit: error", HTTP 429 -> RateLimited, whole base URL, 60 s
+//	                                      (limits are per IP, "Ratelimit: 90
+//	                                      req/min" for this endpoint; an IP over
+//	                                      it "will be blocked for 10-60 seconds",
+//	                                      docs.bitfinex.com/v1 introduction)
 //	20060 maintenance                  -> Unavailable
 //	any other code with HTTP 5xx       -> Unavailable
 //	{"error":"ERR_RATE_LIMIT"} (v1 style, returned by the per-IP DDoS guard)
-//	                                   -> RateLimited
+//	                                   -> RateLimited, whole base URL
 type bitfinexDriver struct{}
 
 const (
 	bitfinexPermissionsPath = "/v2/auth/r/permissions"
-	// Bitfinex blocks an IP for 60 seconds once it exceeds an endpoint's limit.
+	// An IP over an endpoint's per-minute limit "will be blocked for 10-60
+	// seconds on that endpoint" (docs.bitfinex.com/v1, introduction): wait
+	// the longest.
 	bitfinexRateLimitWait = time.Minute
 )
 
 func init() { register(Bitfinex, bitfinexDriver{}) }
+
+// bitfinexKeys is Bitfinex's page that names the permission groups a key is
+// created with; the scopes are r/permissions' names for them.
+const bitfinexKeys = "docs.bitfinex.com/docs/api-access"
+
+// bitfinexPermissions maps r/permissions' flags. Every scope read is a read
+// (bitfinexTable adds unlisted ones); writes not listed grant nothing and
+// stay visible in Native.
+var bitfinexPermissions = permissionTable{
+	{"account:read", []string{PermRead}, bitfinexKeys + ": Account Info, read"},
+	{"history:read", []string{PermRead}, bitfinexKeys + ": Account History, read"},
+	{"orders:read", []string{PermRead}, bitfinexKeys + ": Orders, read"},
+	{"positions:read", []string{PermRead}, bitfinexKeys + ": Margin Trading, read"},
+	{"funding:read", []string{PermRead}, bitfinexKeys + ": Margin Funding, read"},
+	{"settings:read", []string{PermRead}, "docs.bitfinex.com/reference/key-permissions: settings scope, read"},
+	{"wallets:read", []string{PermRead}, bitfinexKeys + ": Wallets, read"},
+	{"withdraw:read", []string{PermRead}, bitfinexKeys + ": Withdraw, read"},
+	// One endpoint places exchange (spot), margin and derivative orders:
+	// "can be used to create margin, exchange, and derivative orders"
+	// (docs.bitfinex.com/reference/ws-auth-input-order-new); types LIMIT,
+	// MARKET, ... are margin orders and EXCHANGE LIMIT, EXCHANGE MARKET, ...
+	// spot ones (reference/rest-auth-submit-order). Derivatives are
+	// perpetual contracts (tBTCF0:USTF0), which this operator counts as
+	// futures.
+	{"orders:write", []string{PermTrade, PermMargin, PermFutures}, "docs.bitfinex.com/reference/ws-auth-input-order-new: new orders can be margin, exchange and derivative orders"},
+	{"positions:write", []string{PermMargin}, bitfinexKeys + ": Margin Trading, write (claim, increase, close positions)"},
+	// Margin Funding write submits and cancels funding offers: lending.
+	{"funding:write", []string{PermEarn}, bitfinexKeys + ": Margin Funding, write (funding offers)"},
+	{"wallets:write", []string{PermTransfer}, bitfinexKeys + ": Wallets, write (transfers between wallets, deposit addresses)"},
+	{"withdraw:write", []string{PermWithdraw}, bitfinexKeys + ": Withdraw, write"},
+	{"ui_withdraw:write", []string{PermWithdraw}, "docs.bitfinex.com/reference/key-permissions: ui_withdraw scope, write"},
+	{"account:write", nil, bitfinexKeys + ": Account Info, write (account settings, no funds)"},
+	{"history:write", nil, bitfinexKeys + ": Account History (read-only data)"},
+	{"settings:write", nil, "docs.bitfinex.com/reference/key-permissions: settings scope, write (user settings)"},
+	{"bfxpay:write", nil, "docs.bitfinex.com/reference/key-permissions: bfxpay scope (merchant invoices)"},
+}
+
+// bitfinexTable is bitfinexPermissions plus rows for scopes it does not list
+// yet: any read is a read, and any "*_withdraw" write withdraws (missing a
+// withdrawal scope is worse than over-reporting one).
+func bitfinexTable(natives []string) permissionTable {
+	t := bitfinexPermissions
+	for _, n := range natives {
+		if _, known := t.lookup(n); known {
+			continue
+		}
+		scope, flag, _ := strings.Cut(n, ":")
+		switch {
+		case flag == "read":
+			t = append(t[:len(t):len(t)], permissionRow{n, []string{PermRead}, "every scope read is a read"})
+		case flag == "write" && strings.HasSuffix(scope, "_withdraw"):
+			t = append(t[:len(t):len(t)], permissionRow{n, []string{PermWithdraw}, "newer withdrawal scopes (eaas_withdraw) move funds out"})
+		}
+	}
+	return t
+}
 
 func (bitfinexDriver) defaultBase() string { return "https://api.bitfinex.com" }
 
@@ -85,12 +153,9 @@ func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) 
 	if err != nil {
 		return nil, err
 	}
-	perms, err := parseBitfinexPermissions(resp.Status, resp.Body)
-	if e, ok := AsError(err); ok && e.Kind == RateLimited {
-		// Bitfinex limits per IP: every key behind this egress must wait.
-		return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, e.RetryAfter)
-	}
-	return perms, err
+	// Bitfinex limits per IP: a RateLimited answer keeps ScopeEndpoint, so
+	// the prober holds every key behind this egress back.
+	return parseBitfinexPermissions(resp.Status, resp.Body)
 }
 
 // parseBitfinexPermissions maps an auth/r/permissions answer. It is pure so
@@ -129,7 +194,6 @@ func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
 	if status < 200 || status > 299 {
 		return nil, fallback(Bitfinex, status, fmt.Sprintf("HTTP %d without a Bitfinex error", status), body)
 	}
-	set := map[string]bool{}
 	native := []string{}
 	seen := map[string]bool{}
 	for _, raw := range rows {
@@ -137,20 +201,17 @@ func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
 		if !ok {
 			return nil, unexpected(Bitfinex, status, "permission row is not [scope, read, write]", body)
 		}
-		if read && !seen[scope+":read"] {
-			seen[scope+":read"] = true
-			native = append(native, scope+":read")
-			set[PermRead] = true
-		}
-		if write && !seen[scope+":write"] {
-			seen[scope+":write"] = true
-			native = append(native, scope+":write")
-			if c := bitfinexWriteCanonical(scope); c != "" {
-				set[c] = true
+		for flag, set := range map[string]bool{"read": read, "write": write} {
+			if n := scope + ":" + flag; set && !seen[n] {
+				seen[n] = true
+				native = append(native, n)
 			}
 		}
 	}
-	return &Permissions{Canonical: canonicalSet(set), Native: sortedCopy(native)}, nil
+	native = sortedCopy(native)
+	canonical, grants := bitfinexTable(native).grant(native)
+	// Bitfinex keys can be bound to IPs, but this answer does not say.
+	return &Permissions{Canonical: canonical, Native: native, Grants: grants, IPRestriction: IPUnknown}, nil
 }
 
 // bitfinexRow decodes [scope, read, write, ...]; flags are 0/1 numbers as
@@ -187,24 +248,6 @@ func bitfinexFlag(raw json.RawMessage) (bool, bool) {
 	return false, false
 }
 
-func bitfinexWriteCanonical(scope string) string {
-	switch {
-	case scope == "orders":
-		return PermTrade
-	// Any withdrawal scope that can write moves funds out; missing one is
-	// worse than over-reporting, so newer "*_withdraw" scopes count too.
-	case scope == "withdraw", strings.HasSuffix(scope, "_withdraw"):
-		return PermWithdraw
-	case scope == "wallets":
-		return PermTransfer
-	case scope == "positions":
-		return PermMargin
-	case scope == "funding":
-		return PermEarn
-	}
-	return ""
-}
-
 var bitfinexIPWord = regexp.MustCompile(`(?i)\bip\b`)
 
 // bitfinexError maps ["error", code, "message"].
@@ -234,11 +277,16 @@ func bitfinexError(status int, rows []json.RawMessage, body []byte) *Error {
 			kind = InvalidKey
 		}
 	case "10114":
-		kind = ClockSkew
+		kind = NonceConflict
 		if msg == "" {
 			msg = "nonce rejected"
 		}
-		msg += " (another client may be using this key with larger nonces)"
+		msg += " (another client of this key may have sent a larger nonce)"
+	case "10001":
+		if !strings.Contains(lower, "permission") {
+			return fallback(Bitfinex, status, "Bitfinex error 10001: "+sanitize(msg, 80), body)
+		}
+		kind = PermissionDenied
 	case "11010":
 		kind, wait = RateLimited, bitfinexRateLimitWait
 	case "20060":

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // Known answer computed independently (openssl dgst -sha384 -hmac and
@@ -31,11 +32,16 @@ func TestBitfinexProbeRequest(t *testing.T) {
 		_, _ = w.Write([]byte(`[["account",1,0]]`))
 	}))
 	defer srv.Close()
-	p := NewProber(Options{})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 987654321, time.UTC)
+	p := NewProber(Options{Now: func() time.Time { return now }})
 	creds := Credentials{APIKey: "bfx-key", APISecret: "bfx-secret"}
 	// The base URL's own path is not part of what is signed.
-	if _, err := p.Probe(context.Background(), Request{Exchange: Bitfinex, Endpoint: srv.URL + "/prefix", Credentials: creds}); err != nil {
+	perms, err := p.Probe(context.Background(), Request{Exchange: Bitfinex, Endpoint: srv.URL + "/prefix", Credentials: creds})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if perms.NonceUnit != NonceMilliseconds {
+		t.Errorf("nonce unit %q", perms.NonceUnit)
 	}
 	if seen.Method != http.MethodPost || seen.URL.Path != "/prefix/v2/auth/r/permissions" {
 		t.Fatalf("request %s %s", seen.Method, seen.URL.Path)
@@ -43,10 +49,11 @@ func TestBitfinexProbeRequest(t *testing.T) {
 	if body != "{}" || seen.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("body %q content type %q", body, seen.Header.Get("Content-Type"))
 	}
+	// Milliseconds, as ccxt sends: a microsecond probe would lift the key's
+	// floor above every nonce of a ccxt bot sharing the key.
 	nonce := seen.Header.Get("bfx-nonce")
-	n, err := strconv.ParseUint(nonce, 10, 64)
-	if err != nil || n > 1<<53-1 || n < 1e15 {
-		t.Errorf("nonce %q: want microseconds under 2^53-1", nonce)
+	if want := strconv.FormatInt(now.UnixMilli(), 10); nonce != want {
+		t.Errorf("nonce %q, want %s (milliseconds)", nonce, want)
 	}
 	if seen.Header.Get("bfx-apikey") != "bfx-key" {
 		t.Errorf("bfx-apikey %q", seen.Header.Get("bfx-apikey"))
@@ -56,24 +63,38 @@ func TestBitfinexProbeRequest(t *testing.T) {
 	}
 }
 
-func TestBitfinexWriteMapping(t *testing.T) {
-	for scope, want := range map[string]string{
-		"orders":        PermTrade,
-		"withdraw":      PermWithdraw,
-		"ui_withdraw":   PermWithdraw,
-		"eaas_withdraw": PermWithdraw,
-		"wallets":       PermTransfer,
-		"positions":     PermMargin,
-		"funding":       PermEarn,
-		"account":       "",
-		"history":       "",
-		"settings":      "",
-		"bfxpay":        "",
-		"eaas_deposit":  "",
-	} {
-		if got := bitfinexWriteCanonical(scope); got != want {
-			t.Errorf("%s write: got %q, want %q", scope, got, want)
+// Every flag maps through the one table, each row citing its source; orders
+// write places margin and derivative orders too.
+func TestBitfinexPermissionTable(t *testing.T) {
+	for _, r := range bitfinexPermissions {
+		if r.Source == "" {
+			t.Errorf("%s has no source", r.Native)
 		}
+	}
+	for native, want := range map[string][]string{
+		"orders:write":        {PermTrade, PermMargin, PermFutures},
+		"positions:write":     {PermMargin},
+		"funding:write":       {PermEarn},
+		"wallets:write":       {PermTransfer},
+		"withdraw:write":      {PermWithdraw},
+		"ui_withdraw:write":   {PermWithdraw},
+		"eaas_withdraw:write": {PermWithdraw},
+		"account:write":       {},
+		"history:write":       {},
+		"settings:write":      {},
+		"bfxpay:write":        {},
+		"eaas_deposit:write":  {},
+		"orders:read":         {PermRead},
+		"eaas_agreement:read": {PermRead},
+	} {
+		got, _ := bitfinexTable([]string{native}).grant([]string{native})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %v, want %v", native, got, want)
+		}
+	}
+	_ = bitfinexTable([]string{"eaas_withdraw:write"})
+	if _, ok := bitfinexPermissions.lookup("eaas_withdraw:write"); ok {
+		t.Fatal("bitfinexTable modified bitfinexPermissions")
 	}
 }
 
@@ -98,9 +119,9 @@ func TestParseBitfinexPermissions(t *testing.T) {
 	}{
 		{"read only", bitfinexRows(allRead, nil), []string{"read"},
 			[]string{"account:read", "funding:read", "history:read", "orders:read", "positions:read", "settings:read", "wallets:read"}},
-		{"trade", bitfinexRows(map[string]int{"orders": 1}, map[string]int{"orders": 1}), []string{"read", "trade"},
+		{"trade", bitfinexRows(map[string]int{"orders": 1}, map[string]int{"orders": 1}), []string{"read", "trade", "margin", "futures"},
 			[]string{"orders:read", "orders:write"}},
-		{"withdraw", bitfinexRows(map[string]int{"wallets": 1}, map[string]int{"orders": 1, "withdraw": 1}), []string{"read", "trade", "withdraw"},
+		{"withdraw", bitfinexRows(map[string]int{"wallets": 1}, map[string]int{"orders": 1, "withdraw": 1}), []string{"read", "trade", "withdraw", "margin", "futures"},
 			[]string{"orders:write", "wallets:read", "withdraw:write"}},
 		{"ui_withdraw", bitfinexRows(map[string]int{"account": 1}, map[string]int{"ui_withdraw": 1}), []string{"read", "withdraw"},
 			[]string{"account:read", "ui_withdraw:write"}},
@@ -110,7 +131,7 @@ func TestParseBitfinexPermissions(t *testing.T) {
 		{"nothing", bitfinexRows(nil, nil), []string{}, []string{}},
 		{"booleans and newer scopes", `[["account",true,false],["eaas_withdraw",0,1],["eaas_agreement",0,0]]`, []string{"read", "withdraw"},
 			[]string{"account:read", "eaas_withdraw:write"}},
-		{"extra cells", `[["orders",1,1,null,"x"]]`, []string{"read", "trade"}, []string{"orders:read", "orders:write"}},
+		{"extra cells", `[["orders",1,1,null,"x"]]`, []string{"read", "trade", "margin", "futures"}, []string{"orders:read", "orders:write"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parseBitfinexPermissions(200, []byte(tc.body))
@@ -123,8 +144,16 @@ func TestParseBitfinexPermissions(t *testing.T) {
 			if !reflect.DeepEqual(p.Native, tc.native) {
 				t.Errorf("native %v, want %v", p.Native, tc.native)
 			}
-			if p.IPRestriction == IPRestricted {
-				t.Error("Bitfinex cannot report an allowlist")
+			// Bitfinex keys can be bound to IPs, but the answer does not say.
+			if p.IPRestriction != IPUnknown {
+				t.Errorf("IP restriction %q, want Unknown", p.IPRestriction)
+			}
+			var union []string
+			for _, g := range p.Grants {
+				union = append(union, g.Canonical...)
+			}
+			if !reflect.DeepEqual(canonicalSet(toSet(union)), p.Canonical) {
+				t.Errorf("grants %+v do not add up to %v", p.Grants, p.Canonical)
 			}
 		})
 	}
@@ -142,7 +171,10 @@ func TestParseBitfinexErrors(t *testing.T) {
 		{500, `["error",10100,"apikey: ip not allowed"]`, IPNotAllowed, "10100"},
 		{500, `["error",10100,"apikey: inactive"]`, Inactive, "10100"},
 		{500, `["error",10100,"apikey: expired"]`, Inactive, "10100"},
-		{500, `["error",10114,"nonce: small"]`, ClockSkew, "10114"},
+		{500, `["error",10114,"nonce: small"]`, NonceConflict, "10114"},
+		{500, `["error",10114,"nonce: invalid"]`, NonceConflict, "10114"},
+		{500, `["error",10001,"api_key: permission invalid"]`, PermissionDenied, "10001"},
+		{500, `["error",10001,"generic error"]`, Unavailable, ""},
 		{500, `["error",11010,"ratelimit: error"]`, RateLimited, "11010"},
 		{500, `["error",20060,"maintenance"]`, Unavailable, "20060"},
 		{500, `["error",10020,"symbol: invalid"]`, Unavailable, ""},
@@ -194,6 +226,7 @@ func FuzzBitfinexParsePermissions(f *testing.F) {
 	f.Add(200, []byte(`[]`))
 	for _, e := range []string{`["error",10100,"apikey: digest invalid"]`, `["error",10100,"apikey: invalid"]`, `["error",10100,"apikey: ip not allowed"]`,
 		`["error",10100,"apikey: inactive"]`, `["error",10114,"nonce: small"]`, `["error",11010,"ratelimit: error"]`, `["error",20060,"maintenance"]`,
+		`["error",10001,"api_key: permission invalid"]`, `["error",10114,"nonce: invalid"]`,
 		`["error",10020,"symbol: invalid"]`, `{"error":"ERR_RATE_LIMIT"}`} {
 		f.Add(500, []byte(e))
 	}

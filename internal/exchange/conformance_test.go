@@ -35,8 +35,8 @@ type profile struct {
 var profiles = map[exchange.Name]profile{
 	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}, {"read", "margin"}}, timestamped: true, keyOrIP: true},
 	exchange.Bitstamp: {mixes: [][]string{{"read"}}, unchecked: true, timestamped: true},
-	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}, {"read", "transfer"}}, noIPReport: true},
-	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade"}, {"read", "trade", "withdraw"}}},
+	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade", "margin", "futures"}, {"read", "trade", "withdraw", "margin", "futures"}, {"read", "transfer"}, {"read", "margin", "earn"}}, noIPReport: true},
+	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "earn"}}},
 	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade", "futures", "options"}, {"read", "trade", "withdraw", "transfer", "futures", "options"}, {"read", "withdraw", "transfer"}}, timestamped: true, noIPReport: true},
 	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade", "transfer", "margin", "futures", "options", "earn"}, {"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}}, passphrase: true, timestamped: true},
 	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "futures"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},

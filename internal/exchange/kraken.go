@@ -16,60 +16,120 @@ import (
 	"time"
 )
 
-// Kraken (spot) probe: POST /0/private/GetApiKeyInfo, which needs no key
-// permission at all, so every valid key can call it and the answer lists the
-// key's own permissions, IP allowlist, creation and expiry time.
+// Kraken (spot) probe: POST /0/private/GetApiKeyInfo ("API Key Permissions
+// Required: None", docs.kraken.com/api-reference/account-data/get-api-key-info),
+// so every valid key can call it, and the answer lists the key's own
+// permissions, IP allowlist (ipAllowlist), creation time and expiry
+// (validUntil, 0 = never).
 //
-// Native -> canonical mapping (permission strings as documented for
-// GetApiKeyInfo):
+// Least-privilege key for a trading bot (Settings -> API, docs.kraken.com
+// exchange/guides/rest/api-keys "Algorithmic spot trading"): Query Funds,
+// Query Open Orders & Trades, Create & Modify Orders, Cancel/Close Orders;
+// no Withdraw Funds. Restrict it to the bot's egress IPs: the operator sees
+// the allowlist and can require it.
 //
-//	query-funds, query-open-trades, query-closed-trades,
-//	query-ledger (any query-*), export-data   -> read
-//	modify-trades, close-trades               -> trade
-//	withdraw-funds                            -> withdraw
-//	earn-funds                                -> earn
-//	add-funds (deposit), create-ws-token,
-//	add-withdraw-address, update-withdraw-address -> none (kept in Native)
+// What the operator sees: every permission (krakenPermissions below), the
+// allowlist (IPRestriction True/False, never Unknown), creation and expiry.
+// What it cannot see: whether the key has API two-factor authentication
+// (an "otp" parameter on every request, exchange/guides/rest/authentication):
+// such a key cannot be probed without the second factor, which the operator
+// does not hold; the answer Kraken gives then is not documented.
 //
-// The address permissions are not mapped to withdraw: on their own they
-// cannot move funds, and reporting withdraw for them would make a policy
-// that forbids withdraw reject keys that cannot withdraw. They stay visible
-// in Native for policies that care.
+// Nonces: Kraken refuses a nonce not greater than the last one it accepted
+// for the key, and the key is shared with the bots that use it, so the probe
+// sends millisecond nonces, as Kraken recommends and ccxt does, per key
+// (nonce.go). "EAPI:Invalid nonce" becomes NonceConflict, which the prober
+// retries (once more in milliseconds, then in microseconds) before giving up.
 //
-// Kraken answers errors as HTTP 200 with {"error":["EAPI:Invalid key"]}.
+// Kraken answers errors as HTTP 200 with {"error":["EAPI:Invalid key"]}
+// (docs.kraken.com api/docs/guides/spot-errors and exchange/guides/general/errors):
 //
-//	EAPI:Invalid key                     -> InvalidKey (unknown, deleted, revoked)
+//	EAPI:Invalid key                     -> InvalidKey (missing, deleted, revoked)
 //	EAPI:Invalid signature               -> InvalidSignature
-//	EAPI:Invalid nonce                   -> ClockSkew (no server-time resync: the
-//	                                        nonce is a counter, not a timestamp)
+//	EAPI:Invalid nonce                   -> NonceConflict ("less than or equal to the
+//	                                        last accepted nonce for this API key";
+//	                                        the prober adapts, see nonce.go)
 //	EGeneral:Permission denied           -> IPNotAllowed (see below; unverified)
 //	EAPI:Key disabled, EAPI:Key expired  -> Inactive (unverified: Kraken documents
 //	                                        no error for a disabled/expired key;
 //	                                        these are the simulator's strings)
-//	EAPI:Rate limit exceeded             -> RateLimited (per-key counter: no
-//	                                        pause for the other keys)
-//	EGeneral:Temporary lockout           -> RateLimited (per key, 15 min guess)
-//	EService:Throttled...                -> RateLimited (pauses the base URL)
+//	EAPI:Rate limit exceeded             -> RateLimited, ScopeKey: "Each API key's
+//	                                        counter is separate" (exchange/guides/rest/ratelimits)
+//	EService:Throttled:<unix time>       -> RateLimited, whole base URL, until that
+//	                                        time: "too many concurrent requests. Try
+//	                                        again after [timestamp]" (same page)
+//	EGeneral:Temporary lockout           -> RateLimited, whole base URL, 15 min:
+//	                                        "Too many sequential EAPI:Invalid key
+//	                                        errors" (spot-errors); lockouts are "IP
+//	                                        based" and "typically last approximately
+//	                                        15 minutes" (support.kraken.com, article
+//	                                        360001491786 "API Error Codes")
 //	EService:Unavailable, EService:Busy,
 //	EService:Deadline elapsed,
-//	EGeneral:Internal error              -> Unavailable
+//	EGeneral:Internal error[:<code>]     -> Unavailable
 //
-// GetApiKeyInfo needs no permission, so "EGeneral:Permission denied" cannot
-// mean a missing key permission here; the likeliest remaining cause of a
-// permission refusal for a valid, correctly signed key is its IP allowlist,
-// so it is reported as IPNotAllowed. Kraken does not document which error an
-// allowlist refusal gives; this is a best guess and the simulator uses the
-// same string.
+// GetApiKeyInfo needs no permission, so "EGeneral:Permission denied" ("API
+// key doesn't have permission to make this request") cannot mean a missing
+// key permission here; the likeliest remaining cause for a valid, correctly
+// signed key is its IP allowlist, so it is reported as IPNotAllowed. Kraken
+// does not document which error an allowlist refusal gives; this is a best
+// guess and the simulator uses the same string.
 type krakenDriver struct{}
 
 const (
 	krakenKeyInfoPath = "/0/private/GetApiKeyInfo"
-	// krakenLockout is a guess: Kraken documents a temporary lockout after
-	// repeated failures but not its length.
+	// krakenLockout: temporary lockouts "typically last approximately 15
+	// minutes" (support.kraken.com, article 360001491786 "API Error Codes").
 	krakenLockout = 15 * time.Minute
 )
 
 func init() { register(Kraken, krakenDriver{}) }
+
+// krakenGuide is Kraken's page that says what each permission enables; the
+// native names are GetApiKeyInfo's strings (its example answer lists
+// query-funds, withdraw-funds, query-open-trades, modify-trades).
+const krakenGuide = "docs.kraken.com/exchange/guides/rest/api-keys"
+
+// krakenPermissions maps GetApiKeyInfo's permission strings. Natives that
+// cannot move funds or place orders grant nothing and stay visible in
+// Native for policies that name them.
+var krakenPermissions = permissionTable{
+	{"query-funds", []string{PermRead}, krakenGuide + ": Query Funds -> Balance, BalanceEx, TradeBalance"},
+	{"query-open-trades", []string{PermRead}, krakenGuide + ": Query Open Orders & Trades -> OpenOrders, QueryOrders, TradesHistory, QueryTrades, OpenPositions"},
+	{"query-closed-trades", []string{PermRead}, krakenGuide + ": Query Closed Orders & Trades -> ClosedOrders, QueryOrders, TradesHistory, QueryTrades"},
+	{"query-ledger", []string{PermRead}, krakenGuide + ": Query Ledger Entries -> Ledgers, QueryLedgers"},
+	{"export-data", []string{PermRead}, krakenGuide + ": Export Data -> AddExport, ExportStatus, RetrieveExport, RemoveExport"},
+	// AddOrder takes "leverage" and places margin orders with the same
+	// permission ("API Key Permissions Required: Orders and trades -
+	// Create & modify orders", docs.kraken.com/api-reference/trading/add-order).
+	// Kraken Futures has its own keys, so a spot key grants no futures.
+	{"modify-trades", []string{PermTrade, PermMargin}, krakenGuide + ": Create & Modify Orders -> AddOrder, EditOrder, AmendOrder, AddOrderBatch; AddOrder's leverage parameter opens margin positions"},
+	// Cancelling cannot open a position, but it changes what a bot has on
+	// the book: a policy that forbids trading refuses it.
+	{"close-trades", []string{PermTrade}, krakenGuide + ": Cancel/Close Orders -> CancelOrder, CancelAll, CancelAllOrdersAfter, CancelOrderBatch"},
+	{"withdraw-funds", []string{PermWithdraw}, krakenGuide + ": Withdraw Funds -> WithdrawMethods, WithdrawAddresses, WithdrawInfo, Withdraw, WithdrawStatus, WithdrawCancel"},
+	{"earn-funds", []string{PermEarn}, "docs.kraken.com/api-reference (Earn): Allocate/Deallocate need the Earn Funds permission"},
+	{"add-funds", nil, krakenGuide + ": Deposit Funds -> DepositMethods, DepositAddresses, DepositStatus (brings funds in only)"},
+	{"create-ws-token", nil, krakenGuide + ": Access WebSocket API -> GetWebSocketsToken (the token acts with the key's own permissions)"},
+	// Managing withdrawal addresses moves no funds by itself; reporting
+	// withdraw for it would make a no-withdraw policy reject keys that
+	// cannot withdraw.
+	{"add-withdraw-address", nil, krakenGuide + ": Withdraw Funds group, address book only"},
+	{"update-withdraw-address", nil, krakenGuide + ": Withdraw Funds group, address book only"},
+}
+
+// krakenTable is krakenPermissions plus a read row for any query-* string it
+// does not list yet: every documented query-* permission is a read, and a
+// new one will be too.
+func krakenTable(natives []string) permissionTable {
+	t := krakenPermissions
+	for _, n := range natives {
+		if _, known := t.lookup(n); !known && strings.HasPrefix(n, "query-") {
+			t = append(t[:len(t):len(t)], permissionRow{n, []string{PermRead}, "query-* permissions are reads (" + krakenGuide + ")"})
+		}
+	}
+	return t
+}
 
 func (krakenDriver) defaultBase() string { return "https://api.kraken.com" }
 
@@ -114,12 +174,28 @@ func (krakenDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 		return nil, err
 	}
 	perms, err := parseKrakenKeyInfo(resp.Status, resp.Body)
-	if e, ok := AsError(err); ok && e.Kind == RateLimited && strings.HasPrefix(e.Code, "EService:Throttled") {
-		// Throttling is the service shedding load, not one key's counter:
-		// every key on this base would get the same answer.
-		return nil, c.rateLimited(e.HTTPStatus, e.Code, e.Message, e.RetryAfter)
+	if e, ok := AsError(err); ok && e.Kind == RateLimited {
+		if until, ok := krakenThrottledUntil(e.Code); ok {
+			if wait := until.Sub(c.Now()); wait > time.Second && wait < krakenLockout {
+				e.RetryAfter = wait.Round(time.Second)
+			}
+		}
 	}
 	return perms, err
+}
+
+// krakenThrottledUntil reads the time in "EService:Throttled:<unix seconds>"
+// (Kraken writes it with or without spaces).
+func krakenThrottledUntil(code string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(strings.ReplaceAll(code, " ", ""), "EService:Throttled:")
+	if !ok {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || sec <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
 }
 
 // krakenEnvelope is every Kraken REST answer.
@@ -196,43 +272,21 @@ func parseKrakenKeyInfo(status int, body []byte) (*Permissions, error) {
 	if info.Permissions == nil {
 		return nil, unexpected(Kraken, status, "result has no permissions list", body)
 	}
-	native := *info.Permissions
-	set := map[string]bool{}
-	for _, p := range native {
-		if c := krakenCanonical(p); c != "" {
-			set[c] = true
-		}
-	}
+	native := sortedCopy(*info.Permissions)
+	canonical, grants := krakenTable(native).grant(native)
 	perms := &Permissions{
-		Canonical: canonicalSet(set),
-		Native:    sortedCopy(native),
+		Canonical: canonical,
+		Native:    native,
+		Grants:    grants,
 		CreatedAt: info.CreatedTime.t,
 		ExpiresAt: info.ValidUntil.t,
+		// An empty ipAllowlist is Kraken saying the key works from any IP.
+		IPRestriction: restrictedIf(len(info.IPAllowlist) > 0),
 	}
 	if len(info.IPAllowlist) > 0 {
-		perms.IPRestriction = IPRestricted
 		perms.AllowedIPs = sortedCopy(info.IPAllowlist)
 	}
 	return perms, nil
-}
-
-// krakenCanonical maps one native permission; "" means no canonical meaning.
-func krakenCanonical(p string) string {
-	switch p {
-	case "export-data":
-		return PermRead
-	case "modify-trades", "close-trades":
-		return PermTrade
-	case "withdraw-funds":
-		return PermWithdraw
-	case "earn-funds":
-		return PermEarn
-	}
-	// Every documented query-* permission is a read; a new one will be too.
-	if strings.HasPrefix(p, "query-") {
-		return PermRead
-	}
-	return ""
 }
 
 // krakenError maps one of Kraken's "E<Category>:<Message>" strings.
@@ -245,34 +299,39 @@ func krakenError(status int, msg string, body []byte) *Error {
 	if _, after, ok := strings.Cut(msg, ":"); ok && after != "" {
 		text = after
 	}
+	scope := ScopeEndpoint
 	switch {
 	case msg == "EAPI:Invalid key":
 		kind = InvalidKey
 	case msg == "EAPI:Invalid signature":
 		kind = InvalidSignature
 	case msg == "EAPI:Invalid nonce":
-		kind = ClockSkew
+		kind = NonceConflict
+		text += " (another client of this key may have sent a larger nonce)"
 	case msg == "EGeneral:Permission denied":
 		kind = IPNotAllowed
 		text += " (GetApiKeyInfo needs no key permission, so the likely cause is the key's IP allowlist)"
 	case msg == "EAPI:Key disabled", msg == "EAPI:Key expired":
 		kind = Inactive
 	case msg == "EAPI:Rate limit exceeded":
-		kind, wait = RateLimited, time.Minute
+		// Each key has its own call counter: the other keys go on.
+		kind, wait, scope = RateLimited, time.Minute, ScopeKey
 	case msg == "EGeneral:Temporary lockout":
+		// IP based: every key behind this egress is locked out.
 		kind, wait = RateLimited, krakenLockout
-	case strings.HasPrefix(msg, "EService:Throttled"):
+	case strings.HasPrefix(strings.ReplaceAll(msg, " ", ""), "EService:Throttled"):
+		// The service sheds concurrent load: every key would get it.
 		kind, wait = RateLimited, time.Minute
-	case msg == "EService:Unavailable", msg == "EService:Busy", msg == "EService:Deadline elapsed", msg == "EGeneral:Internal error":
+	case msg == "EService:Unavailable", msg == "EService:Busy", msg == "EService:Deadline elapsed",
+		msg == "EGeneral:Internal error", strings.HasPrefix(msg, "EGeneral:Internal error:"):
 		kind = Unavailable
 	default:
 		return fallback(Kraken, status, "unknown Kraken error "+sanitize(msg, 80), body)
 	}
 	e := newError(Kraken, kind, status, msg, text)
 	e.RetryAfter = wait
-	if kind == RateLimited && !strings.HasPrefix(msg, "EService:") {
-		// Kraken's rate counters and lockouts are per key.
-		e.Scope = ScopeKey
+	if kind == RateLimited {
+		e.Scope = scope
 	}
 	return e
 }

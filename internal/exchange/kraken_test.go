@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,27 +61,43 @@ func TestKrakenCheckCredentials(t *testing.T) {
 	}
 }
 
-func TestKrakenCanonicalMapping(t *testing.T) {
-	for native, want := range map[string]string{
-		"query-funds":             PermRead,
-		"query-open-trades":       PermRead,
-		"query-closed-trades":     PermRead,
-		"query-ledger":            PermRead,
-		"export-data":             PermRead,
-		"modify-trades":           PermTrade,
-		"close-trades":            PermTrade,
-		"withdraw-funds":          PermWithdraw,
-		"earn-funds":              PermEarn,
-		"add-funds":               "",
-		"create-ws-token":         "",
-		"add-withdraw-address":    "",
-		"update-withdraw-address": "",
-		"query-something-new":     PermRead,
-		"something-new":           "",
-	} {
-		if got := krakenCanonical(native); got != want {
-			t.Errorf("%s: got %q, want %q", native, got, want)
+// Every native permission maps through the one table, each row citing its
+// source; modify-trades places margin orders too (AddOrder's leverage).
+func TestKrakenPermissionTable(t *testing.T) {
+	for _, r := range krakenPermissions {
+		if r.Source == "" {
+			t.Errorf("%s has no source", r.Native)
 		}
+	}
+	for native, want := range map[string][]string{
+		"query-funds":             {PermRead},
+		"query-open-trades":       {PermRead},
+		"query-closed-trades":     {PermRead},
+		"query-ledger":            {PermRead},
+		"export-data":             {PermRead},
+		"modify-trades":           {PermTrade, PermMargin},
+		"close-trades":            {PermTrade},
+		"withdraw-funds":          {PermWithdraw},
+		"earn-funds":              {PermEarn},
+		"add-funds":               {},
+		"create-ws-token":         {},
+		"add-withdraw-address":    {},
+		"update-withdraw-address": {},
+		"query-something-new":     {PermRead},
+		"something-new":           {},
+	} {
+		got, grants := krakenTable([]string{native}).grant([]string{native})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %v, want %v", native, got, want)
+		}
+		if len(want) > 0 && (len(grants) != 1 || grants[0].Native != native || !reflect.DeepEqual(grants[0].Canonical, want)) {
+			t.Errorf("%s: grants %+v", native, grants)
+		}
+	}
+	// The heuristic row for a new query-* string never leaks into the table.
+	_ = krakenTable([]string{"query-something-new"})
+	if _, ok := krakenPermissions.lookup("query-something-new"); ok {
+		t.Fatal("krakenTable modified krakenPermissions")
 	}
 }
 
@@ -105,14 +122,24 @@ func TestParseKrakenKeyInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"read", "trade", "withdraw"}; !reflect.DeepEqual(p.Canonical, want) {
+	if want := []string{"read", "trade", "withdraw", "margin"}; !reflect.DeepEqual(p.Canonical, want) {
 		t.Errorf("canonical %v, want %v", p.Canonical, want)
 	}
 	if want := []string{"modify-trades", "query-funds", "query-open-trades", "withdraw-funds"}; !reflect.DeepEqual(p.Native, want) {
 		t.Errorf("native %v, want %v", p.Native, want)
 	}
-	if (p.IPRestriction == IPRestricted) || len(p.AllowedIPs) != 0 {
-		t.Errorf("no allowlist, got %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
+	wantGrants := []Grant{
+		{Native: "modify-trades", Canonical: []string{"trade", "margin"}},
+		{Native: "query-funds", Canonical: []string{"read"}},
+		{Native: "query-open-trades", Canonical: []string{"read"}},
+		{Native: "withdraw-funds", Canonical: []string{"withdraw"}},
+	}
+	if !reflect.DeepEqual(p.Grants, wantGrants) {
+		t.Errorf("grants %+v, want %+v", p.Grants, wantGrants)
+	}
+	// Kraken reports the allowlist: an empty one is a definite "any IP".
+	if p.IPRestriction != IPUnrestricted || len(p.AllowedIPs) != 0 {
+		t.Errorf("no allowlist, got %q %v", p.IPRestriction, p.AllowedIPs)
 	}
 	if p.ExpiresAt != nil {
 		t.Errorf("validUntil 0 means never, got %v", p.ExpiresAt)
@@ -129,7 +156,7 @@ func TestParseKrakenKeyInfo(t *testing.T) {
 	if want := []string{"read", "earn"}; !reflect.DeepEqual(p.Canonical, want) {
 		t.Errorf("canonical %v, want %v", p.Canonical, want)
 	}
-	if !(p.IPRestriction == IPRestricted) || !reflect.DeepEqual(p.AllowedIPs, []string{"198.51.100.4", "203.0.113.9"}) {
+	if p.IPRestriction != IPRestricted || !reflect.DeepEqual(p.AllowedIPs, []string{"198.51.100.4", "203.0.113.9"}) {
 		t.Errorf("allowlist: %v %v", (p.IPRestriction == IPRestricted), p.AllowedIPs)
 	}
 	if p.ExpiresAt == nil || !p.ExpiresAt.Equal(time.Unix(1900000000, 0)) {
@@ -152,13 +179,16 @@ func TestParseKrakenErrors(t *testing.T) {
 	}{
 		{200, `{"error":["EAPI:Invalid key"]}`, InvalidKey, "EAPI:Invalid key"},
 		{200, `{"error":["EAPI:Invalid signature"]}`, InvalidSignature, "EAPI:Invalid signature"},
-		{200, `{"error":["EAPI:Invalid nonce"]}`, ClockSkew, "EAPI:Invalid nonce"},
+		{200, `{"error":["EAPI:Invalid nonce"]}`, NonceConflict, "EAPI:Invalid nonce"},
 		{200, `{"error":["EGeneral:Permission denied"]}`, IPNotAllowed, "EGeneral:Permission denied"},
 		{200, `{"error":["EAPI:Key disabled"]}`, Inactive, "EAPI:Key disabled"},
 		{200, `{"error":["EAPI:Key expired"]}`, Inactive, "EAPI:Key expired"},
 		{200, `{"error":["EAPI:Rate limit exceeded"]}`, RateLimited, "EAPI:Rate limit exceeded"},
 		{200, `{"error":["EGeneral:Temporary lockout"]}`, RateLimited, "EGeneral:Temporary lockout"},
 		{200, `{"error":["EService:Throttled:1700000000"]}`, RateLimited, "EService:Throttled:1700000000"},
+		{200, `{"error":["EService: Throttled: 1700000000"]}`, RateLimited, "EService: Throttled: 1700000000"},
+		{200, `{"error":["EService:Deadline elapsed"]}`, Unavailable, "EService:Deadline elapsed"},
+		{200, `{"error":["EGeneral:Internal error:42"]}`, Unavailable, "EGeneral:Internal error:42"},
 		{200, `{"error":["EService:Unavailable"]}`, Unavailable, "EService:Unavailable"},
 		{200, `{"error":["EService:Busy"]}`, Unavailable, "EService:Busy"},
 		{503, `{"error":["EService:Unavailable"]}`, Unavailable, "EService:Unavailable"},
@@ -181,31 +211,42 @@ func TestParseKrakenErrors(t *testing.T) {
 	}
 }
 
-// A per-key rate limit must not pause the other keys; service throttling must.
+// A per-key rate limit must not pause the other keys ("Each API key's
+// counter is separate"); service throttling and the IP-based temporary
+// lockout must, and the driver leaves the pause to the prober.
 func TestKrakenRateLimitScope(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	answer := `{"error":["EAPI:Rate limit exceeded"]}`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(answer))
 	}))
 	defer srv.Close()
-	p := NewProber(Options{RateLimits: map[Name]RateLimit{Kraken: {PerSecond: 1000, Burst: 1000}}})
 	creds := Credentials{APIKey: "k", APISecret: base64.StdEncoding.EncodeToString([]byte("secret"))}
-	probe := func() error {
+	for _, tc := range []struct {
+		answer string
+		scope  Scope
+		pause  time.Duration
+	}{
+		{`{"error":["EAPI:Rate limit exceeded"]}`, ScopeKey, 0},
+		{`{"error":["EGeneral:Temporary lockout"]}`, ScopeEndpoint, 15 * time.Minute},
+		{`{"error":["EService:Throttled:` + strconv.FormatInt(now.Add(42*time.Second).Unix(), 10) + `"]}`, ScopeEndpoint, 42 * time.Second},
+		{`{"error":["EService: Throttled: ` + strconv.FormatInt(now.Add(42*time.Second).Unix(), 10) + `"]}`, ScopeEndpoint, 42 * time.Second},
+		// A time in the past or garbage: the default minute.
+		{`{"error":["EService:Throttled:17"]}`, ScopeEndpoint, time.Minute},
+	} {
+		answer = tc.answer
+		p := NewProber(Options{Now: func() time.Time { return now }, RateLimits: map[Name]RateLimit{Kraken: {PerSecond: 1000, Burst: 1000}}})
 		_, err := p.Probe(context.Background(), Request{Exchange: Kraken, Endpoint: srv.URL, Credentials: creds})
-		return err
-	}
-	if err := probe(); KindOf(err) != RateLimited {
-		t.Fatalf("want RateLimited, got %v", err)
-	}
-	if left := p.banned(srv.URL); left != 0 {
-		t.Fatalf("per-key limit paused the whole exchange for %s", left)
-	}
-	answer = `{"error":["EService:Throttled:1700000000"]}`
-	if err := probe(); KindOf(err) != RateLimited {
-		t.Fatalf("want RateLimited, got %v", err)
-	}
-	if left := p.banned(srv.URL); left == 0 {
-		t.Fatal("service throttling did not pause the exchange")
+		e, ok := AsError(err)
+		if !ok || e.Kind != RateLimited || e.Scope != tc.scope {
+			t.Fatalf("%s: want RateLimited scope %q, got %v", tc.answer, tc.scope, err)
+		}
+		if left := p.banned(srv.URL); left != tc.pause {
+			t.Errorf("%s: base paused for %s, want %s", tc.answer, left, tc.pause)
+		}
+		if tc.pause > 0 && e.RetryAfter != tc.pause {
+			t.Errorf("%s: retry after %s, want %s", tc.answer, e.RetryAfter, tc.pause)
+		}
 	}
 }
 
@@ -222,11 +263,15 @@ func TestKrakenProbeRequest(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":[],"result":{"permissions":["query-funds"]}}`))
 	}))
 	defer srv.Close()
-	p := NewProber(Options{})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	p := NewProber(Options{Now: func() time.Time { return now }})
 	// The base URL's own path is not part of what is signed.
-	_, err := p.Probe(context.Background(), Request{Exchange: Kraken, Endpoint: srv.URL + "/prefix", Credentials: creds})
+	perms, err := p.Probe(context.Background(), Request{Exchange: Kraken, Endpoint: srv.URL + "/prefix", Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if perms.NonceUnit != NonceMilliseconds {
+		t.Errorf("nonce unit %q", perms.NonceUnit)
 	}
 	if seen.Method != http.MethodPost || seen.URL.Path != "/prefix/0/private/GetApiKeyInfo" {
 		t.Fatalf("request %s %s", seen.Method, seen.URL.Path)
@@ -237,6 +282,11 @@ func TestKrakenProbeRequest(t *testing.T) {
 	nonce, ok := strings.CutPrefix(body, "nonce=")
 	if !ok || nonce == "" || strings.Contains(nonce, "&") {
 		t.Fatalf("body %q", body)
+	}
+	// The first probe of a key sends the clock in milliseconds, 13 digits
+	// like Kraken's own example and ccxt's nonce.
+	if want := strconv.FormatInt(now.UnixMilli(), 10); nonce != want {
+		t.Errorf("nonce %s, want %s (milliseconds)", nonce, want)
 	}
 	if seen.Header.Get("API-Key") != "my-key" {
 		t.Errorf("API-Key %q", seen.Header.Get("API-Key"))
@@ -252,7 +302,8 @@ func FuzzKrakenParseKeyInfo(f *testing.F) {
 	f.Add(200, []byte(`{"error":[],"result":{"permissions":[],"validUntil":1e300}}`))
 	for _, e := range []string{"EAPI:Invalid key", "EAPI:Invalid signature", "EAPI:Invalid nonce", "EGeneral:Permission denied",
 		"EAPI:Key disabled", "EAPI:Key expired", "EAPI:Rate limit exceeded", "EGeneral:Temporary lockout",
-		"EService:Throttled:1", "EService:Unavailable", "EService:Busy", "EGeneral:Internal error", "EQuery:Unknown asset pair"} {
+		"EService:Throttled:1", "EService: Throttled: 1700000000", "EService:Unavailable", "EService:Busy",
+		"EService:Deadline elapsed", "EGeneral:Internal error", "EGeneral:Internal error:7", "EQuery:Unknown asset pair"} {
 		f.Add(200, []byte(`{"error":["`+e+`"]}`))
 	}
 	f.Add(503, []byte(`<html><body><h1>System maintenance</h1></body></html>`))
@@ -267,7 +318,8 @@ func FuzzKrakenParseKeyInfo(f *testing.F) {
 }
 
 // assertKrakenBitfinexParse is what every fuzz target asserts: exactly one of
-// permissions and *Error, and canonical names only.
+// permissions and *Error, canonical names only, grants that add up to the
+// canonical set, and a tri-state IP restriction that is always set.
 func assertKrakenBitfinexParse(t *testing.T, p *Permissions, err error) {
 	t.Helper()
 	if err != nil {
@@ -281,6 +333,16 @@ func assertKrakenBitfinexParse(t *testing.T, p *Permissions, err error) {
 	}
 	if p == nil {
 		t.Fatal("neither permissions nor error")
+	}
+	if p.IPRestriction == "" {
+		t.Fatal("IP restriction left unset")
+	}
+	var union []string
+	for _, g := range p.Grants {
+		union = append(union, g.Canonical...)
+	}
+	if got := canonicalSet(toSet(union)); !reflect.DeepEqual(got, p.Canonical) {
+		t.Fatalf("grants %+v add up to %v, canonical %v", p.Grants, got, p.Canonical)
 	}
 	for _, c := range p.Canonical {
 		known := false

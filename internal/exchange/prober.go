@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -79,10 +78,11 @@ type Prober struct {
 	clients  map[Name]*http.Client
 	limiters map[Name]*rate.Limiter
 
-	mu       sync.Mutex
-	offsets  map[string]time.Duration // base URL -> server time minus our time
-	bans     map[string]time.Time     // base URL -> no requests before
-	lastNonc atomic.Uint64
+	mu      sync.Mutex
+	offsets map[string]time.Duration // base URL -> server time minus our time
+	bans    map[string]time.Time     // base URL -> no requests before
+	// nonces is the per-key counter-nonce memory (Kraken, Bitfinex).
+	nonces *nonceBook
 }
 
 // NewProber builds a Prober with one HTTP client and one limiter per exchange.
@@ -108,6 +108,7 @@ func NewProber(opts Options) *Prober {
 		limiters: map[Name]*rate.Limiter{},
 		offsets:  map[string]time.Duration{},
 		bans:     map[string]time.Time{},
+		nonces:   newNonceBook(),
 	}
 	for _, n := range Names {
 		rt := opts.Transport
@@ -138,6 +139,17 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 		base = d.defaultBase()
 	}
 	c := &call{p: p, ex: req.Exchange, base: base, creds: req.Credentials, demo: req.Demo}
+	counterNonce := CapabilitiesOf(req.Exchange).CounterNonce
+	if counterNonce {
+		c.nonce = nonceIDOf(req.Exchange, req.Credentials.APIKey)
+		// Status seeds the unit after a restart; the memory, when it has
+		// the key, is fresher. Probes of one key run one at a time.
+		release, err := p.nonces.acquire(ctx, c.nonce, req.NonceUnit, p.opts.Now())
+		if err != nil {
+			return nil, &Error{Kind: Unavailable, Exchange: req.Exchange, Message: "gave up waiting for another probe of this key: " + transportMessage(err)}
+		}
+		defer release()
+	}
 	perms, err := d.probe(ctx, c)
 	if KindOf(err) == ClockSkew {
 		if st, ok := d.(serverTimer); ok {
@@ -150,6 +162,9 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 				perms, err = d.probe(ctx, c)
 			}
 		}
+	}
+	if counterNonce {
+		perms, err = p.adaptNonce(ctx, d, c, perms, err)
 	}
 	if e, ok := AsError(err); ok && e.Kind == RateLimited && e.Scope == ScopeEndpoint && e.RetryAfter > 0 {
 		// Escalation happens here, once for every driver: a limit on the
@@ -170,23 +185,6 @@ func (p *Prober) setOffset(base string, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.offsets[base] = d
-}
-
-// nonce returns a strictly increasing, time-based value in microseconds.
-// Time-based so that a restarted process never reuses a nonce; microseconds
-// because Bitfinex caps nonces at 2^53-1. One sequence for all keys is
-// strictly increasing per key as well.
-func (p *Prober) nonce() uint64 {
-	for {
-		last := p.lastNonc.Load()
-		next := uint64(p.opts.Now().UnixMicro())
-		if next <= last {
-			next = last + 1
-		}
-		if p.lastNonc.CompareAndSwap(last, next) {
-			return next
-		}
-	}
 }
 
 func (p *Prober) banned(base string) time.Duration {

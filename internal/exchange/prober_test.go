@@ -5,53 +5,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-func TestNonceStrictlyIncreasingAcrossGoroutinesAndRestarts(t *testing.T) {
-	p := NewProber(Options{})
-	const workers, each = 8, 500
-	var mu sync.Mutex
-	seen := map[uint64]bool{}
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			last := uint64(0)
-			for i := 0; i < each; i++ {
-				n := p.nonce()
-				if n <= last {
-					t.Errorf("nonce went backwards: %d after %d", n, last)
-				}
-				last = n
-				mu.Lock()
-				seen[n] = true
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if len(seen) != workers*each {
-		t.Fatalf("%d distinct nonces for %d requests", len(seen), workers*each)
-	}
-	var max uint64
-	for n := range seen {
-		if n > max {
-			max = n
-		}
-	}
-	// A restarted process starts from the clock, not from zero.
-	if n := NewProber(Options{}).nonce(); n <= max-uint64(time.Second.Microseconds()) {
-		t.Fatalf("restarted nonce %d is far below the last one %d", n, max)
-	}
-	if max >= 1<<53 {
-		t.Fatalf("nonce %d exceeds Bitfinex's 2^53-1", max)
-	}
-}
 
 func newTestCall(p *Prober, url string) *call {
 	return &call{p: p, ex: Binance, base: url, creds: Credentials{APIKey: "k", APISecret: "s"}}

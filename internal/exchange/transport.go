@@ -36,6 +36,9 @@ type call struct {
 	base  string
 	creds Credentials
 	demo  bool
+	// nonce names the key in the prober's counter-nonce memory (Kraken,
+	// Bitfinex); zero for other exchanges.
+	nonce nonceID
 }
 
 // Now is our best estimate of the exchange's clock: local time plus the
@@ -50,8 +53,11 @@ func (c *call) random(b []byte) error {
 	return err
 }
 
-// Nonce is strictly increasing across keys, goroutines and restarts.
-func (c *call) Nonce() uint64 { return c.p.nonce() }
+// Nonce is the key's next counter nonce, in the unit its probes use
+// (milliseconds unless the key needs microseconds): strictly increasing per
+// key, and never ahead of the clock by more than this millisecond's
+// requests for the key. See nonce.go.
+func (c *call) Nonce() uint64 { return c.p.nonces.next(c.nonce, c.p.opts.Now()) }
 
 // URL joins the base with a path (starting with "/") and an optional query.
 func (c *call) URL(path, rawQuery string) string {

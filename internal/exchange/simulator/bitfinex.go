@@ -16,7 +16,9 @@ import (
 //
 // Authentication is verified as Bitfinex documents it: bfx-signature must be
 // hex HMAC-SHA384(secret, "/api" + path + bfx-nonce + body), and the nonce
-// must grow per key and stay at or under 2^53-1. Every error is HTTP 500 with
+// must be greater than the last one accepted for that key (10114
+// "nonce: small" otherwise; the floor is per key and a refused nonce does not
+// move it) and stay at or under 2^53-1. Every error is HTTP 500 with
 // ["error", code, "message"], as Bitfinex answers them.
 //
 // Unverified choices (Bitfinex documents no error for these cases):
@@ -36,16 +38,30 @@ var bitfinexScopes = []string{"account", "history", "orders", "positions", "fund
 
 // bitfinexGrants renders canonical permissions onto Bitfinex's scope flags.
 // read opens every data scope for reading; the rest are write flags.
-// futures and options have no Bitfinex scope and cannot be granted.
-func bitfinexGrants(perms []string) (read, write map[string]bool) {
+// Derivative (futures) orders are placed with the orders scope, like spot
+// and margin ones; options have no Bitfinex scope and cannot be granted.
+// Native names ("orders:write"), when given, set exactly those flags.
+func bitfinexGrants(perms, native []string) (read, write map[string]bool) {
 	read, write = map[string]bool{}, map[string]bool{}
+	if len(native) > 0 {
+		for _, n := range native {
+			scope, flag, _ := strings.Cut(n, ":")
+			switch flag {
+			case "read":
+				read[scope] = true
+			case "write":
+				write[scope] = true
+			}
+		}
+		return read, write
+	}
 	for _, p := range perms {
 		switch p {
 		case exchange.PermRead:
 			for _, s := range []string{"account", "history", "orders", "positions", "funding", "settings", "wallets"} {
 				read[s] = true
 			}
-		case exchange.PermTrade:
+		case exchange.PermTrade, exchange.PermFutures:
 			write["orders"] = true
 		case exchange.PermWithdraw:
 			write["withdraw"] = true
@@ -114,9 +130,28 @@ func (h *bitfinexHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bitfinexFail(w, 10100, "apikey: inactive")
 		return
 	}
-	read, write := bitfinexGrants(k.Permissions)
+	read, write := bitfinexGrants(k.Permissions, k.Native)
 	rows := make([][]any, 0, len(bitfinexScopes))
+	listed := map[string]bool{}
 	for _, s := range bitfinexScopes {
+		listed[s] = true
+		rows = append(rows, []any{s, bitfinexBit(read[s]), bitfinexBit(write[s])})
+	}
+	// Scopes beyond the documented ten (eaas_withdraw, ...) come after.
+	var extra []string
+	for s := range read {
+		if !listed[s] {
+			listed[s] = true
+			extra = append(extra, s)
+		}
+	}
+	for s := range write {
+		if !listed[s] {
+			listed[s] = true
+			extra = append(extra, s)
+		}
+	}
+	for _, s := range sortedPerms(extra) {
 		rows = append(rows, []any{s, bitfinexBit(read[s]), bitfinexBit(write[s])})
 	}
 	writeJSON(w, http.StatusOK, rows)

@@ -172,3 +172,61 @@ func TestBitfinexSimulatorKeyStates(t *testing.T) {
 	status, out = bitfinexDo(t, s, "bfx-key", "bfx-secret", bitfinexPath, "1700000000000003", "")
 	bitfinexExpectError(t, status, out, 10100, "apikey: invalid")
 }
+
+func TestBitfinexSimulatorNonces(t *testing.T) {
+	runNonceTests(t, nonceCase{
+		ex:     exchange.Bitfinex,
+		secret: "bfx-secret",
+		send: func(t *testing.T, s *Simulator, apiKey string, nonce uint64) bool {
+			t.Helper()
+			status, out := bitfinexDo(t, s, apiKey, "bfx-secret", bitfinexPath, strconv.FormatUint(nonce, 10), "")
+			if reflect.DeepEqual(out, []any{"error", float64(10114), "nonce: small"}) {
+				return false
+			}
+			if status != http.StatusOK {
+				t.Fatalf("bot request: %d %v", status, out)
+			}
+			return true
+		},
+		// Bitfinex caps nonces at 2^53-1, so nanoseconds cannot be sent;
+		// a client that reached the cap leaves nothing above it.
+		aboveMicros: func(time.Time) uint64 { return bitfinexMaxNonce },
+	})
+}
+
+// Each key has its own floor: a high floor on one key refuses nothing of
+// another, and a refused nonce does not move the floor.
+func TestBitfinexSimulatorNonceFloorPerKey(t *testing.T) {
+	s, _ := newBitfinexSim(t, []string{"read"}, nil)
+	s.AddKey(Key{Exchange: exchange.Bitfinex, APIKey: "other", Secret: "bfx-secret", Permissions: []string{"read"}})
+	s.AdvanceNonce(exchange.Bitfinex, "bfx-key", bitfinexMaxNonce)
+	if status, out := bitfinexDo(t, s, "other", "bfx-secret", bitfinexPath, "1000", ""); status != http.StatusOK {
+		t.Fatalf("other key refused: %v", out)
+	}
+	status, out := bitfinexDo(t, s, "bfx-key", "bfx-secret", bitfinexPath, "2000", "")
+	bitfinexExpectError(t, status, out, 10114, "nonce: small")
+	if s.LastNonce(exchange.Bitfinex, "bfx-key") != bitfinexMaxNonce || s.LastNonce(exchange.Bitfinex, "other") != 1000 {
+		t.Fatalf("floors %d %d", s.LastNonce(exchange.Bitfinex, "bfx-key"), s.LastNonce(exchange.Bitfinex, "other"))
+	}
+}
+
+// Native scope flags are rendered verbatim, newer scopes after the ten.
+func TestBitfinexSimulatorNative(t *testing.T) {
+	s, _ := newBitfinexSim(t, nil, nil)
+	s.UpdateKey(exchange.Bitfinex, "bfx-key", func(k *Key) { k.Native = []string{"orders:write", "eaas_withdraw:write", "account:read"} })
+	status, out := bitfinexDo(t, s, "bfx-key", "bfx-secret", bitfinexPath, "1000", "")
+	if status != http.StatusOK || len(out) != len(bitfinexScopes)+1 {
+		t.Fatalf("got %d %v", status, out)
+	}
+	want := map[string][2]float64{"orders": {0, 1}, "account": {1, 0}, "eaas_withdraw": {0, 1}}
+	for _, row := range out {
+		r := row.([]any)
+		w := want[r[0].(string)]
+		if r[1] != w[0] || r[2] != w[1] {
+			t.Errorf("%v, want %v", r, w)
+		}
+	}
+	if last := out[len(out)-1].([]any); last[0] != "eaas_withdraw" {
+		t.Errorf("last row %v", last)
+	}
+}

@@ -17,7 +17,10 @@ import (
 //
 // Authentication is verified as Kraken documents it: API-Sign must equal
 // base64(HMAC-SHA512(base64decode(secret), path + SHA256(nonce + body))), and
-// the nonce must grow per key. Errors are HTTP 200 with {"error":[...]}, as
+// the nonce must be greater than the last one accepted for that key ("less
+// than or equal to the last accepted nonce for this API key" is
+// EAPI:Invalid nonce, docs.kraken.com exchange/guides/general/errors). The
+// floor is per key; a refused nonce does not move it. Errors are HTTP 200 with {"error":[...]}, as
 // Kraken answers them.
 //
 // Unverified choices (Kraken documents no error for these cases):
@@ -31,11 +34,15 @@ func init() {
 type krakenHandler struct{ s *Simulator }
 
 // krakenPerms renders canonical permissions as GetApiKeyInfo's strings.
-// Canonical permissions with no Kraken spot equivalent (transfer, margin,
-// futures, options) cannot be granted to a Kraken key and are left out.
+// Margin orders need the same permission as spot orders (AddOrder with
+// leverage, docs.kraken.com/api-reference/trading/add-order), so margin is
+// rendered as modify-trades. Canonical permissions with no Kraken spot
+// equivalent (transfer, futures, options) cannot be granted to a Kraken key
+// and are left out. Key.Native, when set, is rendered verbatim instead.
 var krakenPerms = map[string][]string{
 	exchange.PermRead:     {"query-funds", "query-open-trades", "query-closed-trades", "query-ledger"},
 	exchange.PermTrade:    {"modify-trades", "close-trades"},
+	exchange.PermMargin:   {"modify-trades"},
 	exchange.PermWithdraw: {"withdraw-funds"},
 	exchange.PermEarn:     {"earn-funds"},
 }
@@ -103,9 +110,17 @@ func (h *krakenHandler) keyInfo(w http.ResponseWriter, r *http.Request) {
 		krakenFail(w, "EAPI:Key expired")
 		return
 	}
-	perms := []string{}
-	for _, p := range k.Permissions {
-		perms = append(perms, krakenPerms[p]...)
+	perms := append([]string{}, k.Native...)
+	if len(k.Native) == 0 {
+		seen := map[string]bool{}
+		for _, p := range k.Permissions {
+			for _, n := range krakenPerms[p] {
+				if !seen[n] {
+					seen[n] = true
+					perms = append(perms, n)
+				}
+			}
+		}
 	}
 	validUntil := "0"
 	if !k.ExpiresAt.IsZero() {

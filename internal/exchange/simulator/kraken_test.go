@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,5 +196,258 @@ func TestKrakenSimulatorServerTime(t *testing.T) {
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || a.Result.Unixtime != now.Add(-10*time.Minute).Unix() {
 		t.Fatalf("time: %s", rec.Body.String())
+	}
+}
+
+// Counter nonces, shared by both Kraken and Bitfinex tests: a probe shares
+// the key's nonce floor with the bots that use the key.
+
+// testClock is one clock for the simulator, the prober and the bot.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+// nonceCase is one exchange's side of the shared nonce tests.
+type nonceCase struct {
+	ex     exchange.Name
+	secret string
+	// send makes one request for apiKey with nonce the way a bot does,
+	// signed by the test's own code; false means the exchange refused the
+	// nonce (any other failure fails the test).
+	send func(t *testing.T, s *Simulator, apiKey string, nonce uint64) bool
+	// aboveMicros is a floor no microsecond nonce can pass: a client of
+	// the key that uses a larger scale.
+	aboveMicros func(now time.Time) uint64
+}
+
+type nonceRig struct {
+	nc    nonceCase
+	clock *testClock
+	sim   *Simulator
+	srv   *httptest.Server
+}
+
+func newNonceRig(t *testing.T, nc nonceCase) *nonceRig {
+	t.Helper()
+	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	sim := New(WithClock(clock.Now))
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return &nonceRig{nc: nc, clock: clock, sim: sim, srv: srv}
+}
+
+func (r *nonceRig) addKey(apiKey string) {
+	r.sim.AddKey(Key{Exchange: r.nc.ex, APIKey: apiKey, Secret: r.nc.secret, Permissions: []string{exchange.PermRead}})
+}
+
+func (r *nonceRig) prober() *exchange.Prober {
+	return exchange.NewProber(exchange.Options{Now: r.clock.Now,
+		RateLimits: map[exchange.Name]exchange.RateLimit{r.nc.ex: {PerSecond: 1e6, Burst: 1e6}}})
+}
+
+// probe probes apiKey and returns the result and how many requests it made.
+func (r *nonceRig) probe(p *exchange.Prober, apiKey string, unit exchange.NonceUnit) (*exchange.Permissions, error, int) {
+	before := r.sim.Requests(r.nc.ex, apiKey)
+	perms, err := p.Probe(context.Background(), exchange.Request{Exchange: r.nc.ex, Endpoint: BaseURL(r.srv.URL, r.nc.ex),
+		Credentials: exchange.Credentials{APIKey: apiKey, APISecret: r.nc.secret}, NonceUnit: unit})
+	return perms, err, r.sim.Requests(r.nc.ex, apiKey) - before
+}
+
+// A millisecond bot (ccxt: nonce = Date.now()) keeps working however many
+// probes run between its requests; one microsecond probe would have lifted
+// the key's floor above every nonce it will ever send.
+func testMillisecondBotSurvivesProbes(t *testing.T, nc nonceCase) {
+	r := newNonceRig(t, nc)
+	r.addKey("shared")
+	p := r.prober()
+	for round := 0; round < 4; round++ {
+		if !nc.send(t, r.sim, "shared", uint64(r.clock.Add(time.Millisecond).UnixMilli())) {
+			t.Fatalf("round %d: the bot's millisecond nonce was refused (floor %d)", round, r.sim.LastNonce(nc.ex, "shared"))
+		}
+		for i := 0; i < 50; i++ {
+			r.clock.Add(time.Millisecond)
+			perms, err, n := r.probe(p, "shared", "")
+			if err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+				t.Fatalf("round %d probe %d: %v, %d requests, unit %v", round, i, err, n, perms)
+			}
+		}
+	}
+	// The bot and a probe in the same millisecond: the probe is refused,
+	// waits, retries one above, and stays in milliseconds.
+	now := r.clock.Add(time.Millisecond)
+	if !nc.send(t, r.sim, "shared", uint64(now.UnixMilli())) {
+		t.Fatal("the bot's nonce was refused")
+	}
+	perms, err, n := r.probe(p, "shared", "")
+	if err != nil || n != 2 || perms.NonceUnit != exchange.NonceMilliseconds {
+		t.Fatalf("probe in the bot's millisecond: %v, %d requests, %+v", err, n, perms)
+	}
+	if !nc.send(t, r.sim, "shared", uint64(r.clock.Add(2*time.Millisecond).UnixMilli())) {
+		t.Fatal("the bot's nonce was refused after the retry")
+	}
+}
+
+// A key whose bot sends microseconds (Bitfinex's own examples) still
+// verifies: the prober switches that key to microseconds, reports it, and
+// its next probe needs no retry, in this process or after a restart.
+func testMicrosecondBotKey(t *testing.T, nc nonceCase) {
+	r := newNonceRig(t, nc)
+	r.addKey("micro")
+	r.addKey("milli")
+	if !nc.send(t, r.sim, "micro", uint64(r.clock.Now().UnixMicro())) {
+		t.Fatal("the bot's microsecond nonce was refused")
+	}
+	p := r.prober()
+	r.clock.Add(time.Millisecond)
+	perms, err, n := r.probe(p, "micro", "")
+	if err != nil || perms.NonceUnit != exchange.NonceMicroseconds || n != 3 {
+		t.Fatalf("first probe: %v, %d requests (want 3: ms, ms, µs), %+v", err, n, perms)
+	}
+	if !nc.send(t, r.sim, "micro", uint64(r.clock.Add(time.Millisecond).UnixMicro())) {
+		t.Fatal("the microsecond bot was refused after the probe")
+	}
+	r.clock.Add(time.Millisecond)
+	if perms, err, n = r.probe(p, "micro", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMicroseconds {
+		t.Fatalf("second probe: %v, %d requests, %+v", err, n, perms)
+	}
+	// A restarted operator passes the unit from status.
+	r.clock.Add(time.Millisecond)
+	if perms, err, n = r.probe(r.prober(), "micro", exchange.NonceMicroseconds); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMicroseconds {
+		t.Fatalf("after a restart: %v, %d requests, %+v", err, n, perms)
+	}
+	// The switch is per key: another key stays in milliseconds.
+	if perms, err, n = r.probe(p, "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+		t.Fatalf("other key: %v, %d requests, %+v", err, n, perms)
+	}
+	if got, want := r.sim.LastNonce(nc.ex, "milli"), uint64(r.clock.Now().UnixMilli()); got != want {
+		t.Fatalf("other key's floor %d, want %d", got, want)
+	}
+}
+
+// A key whose floor is above even the microsecond clock gets NonceConflict,
+// and the refused probes leave the floor where it was.
+func testFloorAboveMicroseconds(t *testing.T, nc nonceCase) {
+	r := newNonceRig(t, nc)
+	r.addKey("nano")
+	floor := nc.aboveMicros(r.clock.Now())
+	r.sim.AdvanceNonce(nc.ex, "nano", floor)
+	p := r.prober()
+	_, err, n := r.probe(p, "nano", "")
+	e, ok := exchange.AsError(err)
+	if !ok || e.Kind != exchange.NonceConflict || n != 3 {
+		t.Fatalf("want NonceConflict after 3 requests, got %v after %d", err, n)
+	}
+	if !strings.Contains(e.Message, "microsecond") || strings.Contains(err.Error(), nc.secret) || strings.Contains(err.Error(), "nano") {
+		t.Fatalf("message: %v", err)
+	}
+	if got := r.sim.LastNonce(nc.ex, "nano"); got != floor {
+		t.Fatalf("floor moved from %d to %d", floor, got)
+	}
+	// The key stays in milliseconds: a later probe starts there again.
+	r.sim.AdvanceNonce(nc.ex, "nano", 0)
+	r.clock.Add(time.Millisecond)
+	if perms, err, n := r.probe(p, "nano", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+		t.Fatalf("after the other client left: %v, %d requests, %+v", err, n, perms)
+	}
+}
+
+// Keys probed concurrently each get strictly increasing nonces, and under
+// load a key's floor runs ahead of the clock by less than its own requests.
+func testConcurrentKeys(t *testing.T, nc nonceCase) {
+	r := newNonceRig(t, nc)
+	keys := []string{"k1", "k2", "k3"}
+	for _, k := range keys {
+		r.addKey(k)
+	}
+	p := r.prober()
+	ms := uint64(r.clock.Now().UnixMilli())
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		for g := 0; g < 3; g++ {
+			wg.Add(1)
+			go func(k string) {
+				defer wg.Done()
+				for i := 0; i < 4; i++ {
+					if _, err, _ := r.probe(p, k, ""); err != nil {
+						t.Errorf("%s: %v", k, err)
+					}
+				}
+			}(k)
+		}
+	}
+	wg.Wait()
+	for _, k := range keys {
+		floor, reqs := r.sim.LastNonce(nc.ex, k), uint64(r.sim.Requests(nc.ex, k))
+		// 12 probes accepted with strictly increasing nonces from the clock.
+		if floor < ms+11 || floor-ms >= reqs {
+			t.Errorf("%s: floor %d is %d ahead of the clock after %d requests", k, floor, floor-ms, reqs)
+		}
+	}
+	// A key probed alone afterwards sends the clock itself.
+	r.addKey("alone")
+	if _, err, _ := r.probe(p, "alone", ""); err != nil || r.sim.LastNonce(nc.ex, "alone") != ms {
+		t.Fatalf("alone: %v, floor %d, want %d", err, r.sim.LastNonce(nc.ex, "alone"), ms)
+	}
+}
+
+func runNonceTests(t *testing.T, nc nonceCase) {
+	t.Run("millisecond bot survives probes", func(t *testing.T) { testMillisecondBotSurvivesProbes(t, nc) })
+	t.Run("microsecond bot key", func(t *testing.T) { testMicrosecondBotKey(t, nc) })
+	t.Run("floor above microseconds", func(t *testing.T) { testFloorAboveMicroseconds(t, nc) })
+	t.Run("concurrent keys", func(t *testing.T) { testConcurrentKeys(t, nc) })
+}
+
+func TestKrakenSimulatorNonces(t *testing.T) {
+	runNonceTests(t, nonceCase{
+		ex:     exchange.Kraken,
+		secret: krakenTestSecret,
+		send: func(t *testing.T, s *Simulator, apiKey string, nonce uint64) bool {
+			t.Helper()
+			status, a := krakenDo(t, s, apiKey, krakenTestSecret, krakenPath, nonce, "")
+			if reflect.DeepEqual(a.Error, []string{"EAPI:Invalid nonce"}) {
+				return false
+			}
+			if status != http.StatusOK || len(a.Error) != 0 {
+				t.Fatalf("bot request: %d %v", status, a.Error)
+			}
+			return true
+		},
+		// A nanosecond client (19 digits).
+		aboveMicros: func(now time.Time) uint64 { return uint64(now.UnixNano()) },
+	})
+}
+
+// Each key has its own floor: a high floor on one key refuses nothing of
+// another, and a refused nonce does not move the floor.
+func TestKrakenSimulatorNonceFloorPerKey(t *testing.T) {
+	s, _ := newKrakenSim(t, []string{"read"}, nil)
+	s.AddKey(Key{Exchange: exchange.Kraken, APIKey: "other", Secret: krakenTestSecret, Permissions: []string{"read"}})
+	s.AdvanceNonce(exchange.Kraken, "kr-key", 1<<62)
+	if status, a := krakenDo(t, s, "other", krakenTestSecret, krakenPath, 1000, ""); status != http.StatusOK || len(a.Error) != 0 {
+		t.Fatalf("other key refused: %v", a.Error)
+	}
+	status, a := krakenDo(t, s, "kr-key", krakenTestSecret, krakenPath, 2000, "")
+	krakenExpectError(t, status, a, "EAPI:Invalid nonce")
+	if s.LastNonce(exchange.Kraken, "kr-key") != 1<<62 || s.LastNonce(exchange.Kraken, "other") != 1000 {
+		t.Fatalf("floors %d %d", s.LastNonce(exchange.Kraken, "kr-key"), s.LastNonce(exchange.Kraken, "other"))
+	}
+}
+
+// Native permission strings are rendered verbatim.
+func TestKrakenSimulatorNative(t *testing.T) {
+	s, _ := newKrakenSim(t, nil, nil)
+	s.UpdateKey(exchange.Kraken, "kr-key", func(k *Key) { k.Native = []string{"modify-trades", "create-ws-token"} })
+	_, a := krakenDo(t, s, "kr-key", krakenTestSecret, krakenPath, 1000, "")
+	if want := []string{"create-ws-token", "modify-trades"}; !reflect.DeepEqual(a.Result.Permissions, want) {
+		t.Fatalf("permissions %v, want %v", a.Result.Permissions, want)
 	}
 }

@@ -92,7 +92,7 @@ type Simulator struct {
 	byKey    map[exchange.Name]map[string]int
 	byPath   map[exchange.Name]map[string]int
 	total    int
-	nonces   map[string]uint64   // exchange/key -> last nonce
+	nonces   map[string]uint64   // exchange/key -> last accepted nonce (the key's floor)
 	used     map[string]struct{} // exchange/nonce of single-use nonces
 	handlers map[exchange.Name]http.Handler
 }
@@ -354,7 +354,10 @@ func (s *Simulator) ResetCounters() {
 	s.byPath = map[exchange.Name]map[string]int{}
 }
 
-// acceptNonce enforces strictly increasing nonces per key (Kraken, Bitfinex).
+// acceptNonce enforces strictly increasing nonces per key (Kraken, Bitfinex),
+// as both exchanges do: each key has its own floor, the last nonce accepted
+// for it, and a nonce at or under it is refused without moving it. Keys
+// never share a floor.
 func (s *Simulator) acceptNonce(n exchange.Name, apiKey string, nonce uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -373,6 +376,13 @@ func (s *Simulator) AdvanceNonce(n exchange.Name, apiKey string, nonce uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nonces[string(n)+"/"+apiKey] = nonce
+}
+
+// LastNonce is the last nonce accepted for a key (its floor), 0 if none.
+func (s *Simulator) LastNonce(n exchange.Name, apiKey string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nonces[string(n)+"/"+apiKey]
 }
 
 // acceptOnce enforces single-use nonces (Bitstamp's UUIDs).
