@@ -227,10 +227,18 @@ func TestConformance(t *testing.T) {
 				if e.RetryAfter != 7*time.Second {
 					t.Errorf("want retry after 7s, got %s", e.RetryAfter)
 				}
-				// The limit applies to the egress IP: the next call for any key
-				// waits it out without reaching the exchange.
 				before := hh.sim.TotalRequests()
 				_, err = hh.probe(n, hh.register(t, n, "read"))
+				if exchange.CapabilitiesOf(n).PerKeyRateLimits {
+					// The limit counts one account's requests: another
+					// key goes on.
+					if err != nil || hh.sim.TotalRequests() != before+1 {
+						t.Errorf("a per-account 429 held another key back: %v", err)
+					}
+					return
+				}
+				// The limit applies to the egress IP: the next call for any key
+				// waits it out without reaching the exchange.
 				expectKind(t, err, exchange.RateLimited)
 				if got := hh.sim.TotalRequests(); got != before {
 					t.Errorf("called the exchange during its Retry-After: %d requests", got-before)

@@ -79,6 +79,10 @@ type Capabilities struct {
 	CounterNonce bool
 	// SubAccountKeys: a master key can create and delete sub-account keys.
 	SubAccountKeys bool
+	// PerKeyRateLimits: an HTTP 429 counts against the key's account, not
+	// the egress IP (OKX: "Rate limit: ... User ID"; KuCoin: private
+	// endpoints "restrict account by userid"), so other keys go on.
+	PerKeyRateLimits bool
 }
 
 // capabilities lists every exchange's capabilities. A test checks that it
@@ -89,9 +93,9 @@ var capabilities = map[Name]Capabilities{
 	Bitfinex: {ReportsPermissions: true, CounterNonce: true},
 	Kraken:   {ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, CounterNonce: true},
 	Coinbase: {ReportsPermissions: true},
-	OKX:      {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, SubAccountKeys: true},
+	OKX:      {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, SubAccountKeys: true, PerKeyRateLimits: true},
 	Bybit:    {ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, SubAccountKeys: true},
-	KuCoin:   {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true},
+	KuCoin:   {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, PerKeyRateLimits: true},
 }
 
 // CapabilitiesOf returns what n's API can do and report.

@@ -166,12 +166,17 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 	if counterNonce {
 		perms, err = p.adaptNonce(ctx, d, c, perms, err)
 	}
+	p.escalate(base, err)
+	return perms, err
+}
+
+// escalate applies a rate limit's scope, once for every driver and every
+// call path: a limit on the egress IP holds every key of this base URL back;
+// a limit on one key or account is left to that key's backoff.
+func (p *Prober) escalate(base string, err error) {
 	if e, ok := AsError(err); ok && e.Kind == RateLimited && e.Scope == ScopeEndpoint && e.RetryAfter > 0 {
-		// Escalation happens here, once for every driver: a limit on the
-		// egress IP holds every key of this base URL back.
 		p.ban(base, e.RetryAfter)
 	}
-	return perms, err
 }
 
 // ClockOffset reports the remembered server-minus-local offset for a base URL.

@@ -152,8 +152,14 @@ func (c *call) send(ctx context.Context, method, path, rawQuery string, body []b
 		if wait == 0 {
 			wait = time.Minute
 		}
-		c.p.ban(c.base, wait)
-		return nil, &Error{Kind: RateLimited, Exchange: c.ex, HTTPStatus: hr.StatusCode, RetryAfter: wait, Message: msg}
+		e := &Error{Kind: RateLimited, Exchange: c.ex, HTTPStatus: hr.StatusCode, RetryAfter: wait, Message: msg}
+		if hr.StatusCode == http.StatusTooManyRequests && CapabilitiesOf(c.ex).PerKeyRateLimits {
+			// OKX and KuCoin count private requests per account: one
+			// key's 429 says nothing about the others.
+			e.Scope = ScopeKey
+		}
+		c.p.escalate(c.base, e)
+		return nil, e
 	}
 	return &response{Status: hr.StatusCode, Header: hr.Header, Body: data}, nil
 }
@@ -162,16 +168,6 @@ func (c *call) send(ctx context.Context, method, path, rawQuery string, body []b
 // maintenance pages are Unavailable, anything else UnexpectedResponse.
 func (c *call) fallback(r *response, why string) *Error {
 	return fallback(c.ex, r.Status, why, r.Body)
-}
-
-// rateLimited builds a RateLimited error for exchanges that signal rate
-// limits in the body rather than the status, and pauses calls to the base.
-func (c *call) rateLimited(status int, code, msg string, wait time.Duration) *Error {
-	if wait <= 0 {
-		wait = time.Minute
-	}
-	c.p.ban(c.base, wait)
-	return &Error{Kind: RateLimited, Exchange: c.ex, HTTPStatus: status, Code: code, Message: sanitize(msg, 200), RetryAfter: wait}
 }
 
 // retryAfter parses Retry-After as seconds or an HTTP date.
