@@ -46,6 +46,9 @@ type observation struct {
 type restartOutcome struct {
 	// failed lists targets that could not be restarted, with why.
 	failed []string
+	// deferred lists workloads whose restart waits for other keys of the
+	// same workload that are still being validated.
+	deferred []string
 }
 
 // targetObservation is the target Secret as found.
@@ -147,6 +150,9 @@ type phaseState struct {
 	// approved: the target may hold the current material.
 	approved bool
 	rot      rotationDecision
+	// extraWake is a requeue owed to something other than validation and
+	// rotation (a restart waiting for its debounce window).
+	extraWake time.Duration
 }
 
 func newPhaseState(k *keyopsv1.ExchangeAPIKey, obs observation) *phaseState {

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,7 +24,6 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
-	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
 )
@@ -52,6 +49,8 @@ type Reconciler struct {
 	// Endpoints decides which spec.endpoint values may receive keys; nil
 	// allows the exchanges' default hosts and https endpoints only.
 	Endpoints EndpointChecker
+	// Restarts, when set, counts each workload restart (metrics).
+	Restarts func(namespace, kind, name string)
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
 	// SetupWithManager); sources remembers, per ExchangeAPIKey, the last
@@ -79,7 +78,6 @@ type cachedSource struct {
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
 func (r *Reconciler) now() time.Time {
 	if r.Clock != nil {
@@ -128,7 +126,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		default:
 			obs.targetWritten = wrote
 			if d.restart {
-				obs.restarts = &restartOutcome{failed: r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID)}
+				out := r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID)
+				obs.restarts = &out
 			}
 		}
 		d = decide(&k, obs)
@@ -494,93 +493,9 @@ func (r *Reconciler) finalize(ctx context.Context, k *keyopsv1.ExchangeAPIKey) e
 	return r.patchFinalizers(ctx, k, func() { controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain) })
 }
 
-// restartWorkloads rolls each restart target that has not been rolled for
-// this ExchangeAPIKey's current material. The bookkeeping is an annotation
-// per ExchangeAPIKey on the workload's own metadata (writing it does not
-// roll pods), set in the same patch as the pod template's restartedAt: a
-// workload shared by several keys rolls once per change of any of them, and
-// never because another key was reconciled. It returns the targets that
-// could not be restarted, with why.
-func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src sourceResult, masked string) []string {
-	var failed []string
-	mark := restartAnnotation(k.Name)
-	hash := keyid.Short(src.material)
-	for _, t := range k.Spec.RestartTargets {
-		var obj client.Object
-		switch t.Kind {
-		case keyopsv1.KindDeployment:
-			obj = &appsv1.Deployment{}
-		case keyopsv1.KindStatefulSet:
-			obj = &appsv1.StatefulSet{}
-		case keyopsv1.KindDaemonSet:
-			obj = &appsv1.DaemonSet{}
-		default:
-			continue
-		}
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: t.Name}, obj); err != nil {
-			failed = append(failed, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
-			continue
-		}
-		if obj.GetAnnotations()[mark] == hash {
-			continue
-		}
-		before := obj.DeepCopyObject().(client.Object)
-		ann := obj.GetAnnotations()
-		if ann == nil {
-			ann = map[string]string{}
-		}
-		ann[mark] = hash
-		obj.SetAnnotations(ann)
-		tmpl := podTemplate(obj)
-		// A workload rolled by an earlier version for this very material
-		// (its pod template carries the old shared hash) only gets the
-		// bookkeeping, not a second roll.
-		if tmpl.Annotations[keyopsv1.AnnotationCredentialsHash] != hash {
-			if tmpl.Annotations == nil {
-				tmpl.Annotations = map[string]string{}
-			}
-			tmpl.Annotations[keyopsv1.AnnotationRestartedAt] = r.now().UTC().Format(time.RFC3339Nano)
-		}
-		rolled := !equality.Semantic.DeepEqual(podTemplate(before), tmpl)
-		// The resourceVersion precondition makes a concurrent restart by
-		// another key of the same workload a conflict, retried afresh.
-		if err := r.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			failed = append(failed, fmt.Sprintf("%s/%s (%s)", t.Kind, t.Name, reasonOf(err)))
-			continue
-		}
-		if rolled {
-			r.Recorder.Eventf(k, obj, corev1.EventTypeNormal, keyopsv1.EventWorkloadRestarted, "Restart", "%s %s restarted to pick up key %s", t.Kind, t.Name, masked)
-		}
-	}
-	return failed
-}
-
-// restartAnnotation is the per-key bookkeeping annotation's name. The name
-// part of an annotation key is at most 63 characters; longer ExchangeAPIKey
-// names are cut and made unique with a hash.
-func restartAnnotation(name string) string {
-	if len(name) > 63 {
-		sum := keyid.Short(keyid.Fingerprint(name))
-		name = strings.TrimRight(name[:62-len(sum)], ".-_") + "-" + sum
-	}
-	return keyopsv1.RestartAnnotationPrefix + name
-}
-
 func reasonOf(err error) string {
 	if apierrors.IsNotFound(err) {
 		return "not found"
 	}
 	return string(apierrors.ReasonForError(err))
-}
-
-func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
-	switch o := obj.(type) {
-	case *appsv1.Deployment:
-		return &o.Spec.Template
-	case *appsv1.StatefulSet:
-		return &o.Spec.Template
-	case *appsv1.DaemonSet:
-		return &o.Spec.Template
-	}
-	return nil
 }

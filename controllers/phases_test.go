@@ -2,10 +2,13 @@ package controllers
 
 import (
 	"errors"
-	"strings"
+
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
@@ -100,6 +103,7 @@ func TestPhaseTargetRestarts(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			k := testKey(keyopsv1.ValidationDisabled)
 			k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "x"}}
+			k.Spec.RestartDebounce = &metav1.Duration{}
 			k.Status.RestartedFor, k.Status.RestartedGeneration = c.restartedFor, c.generation
 			s := newPhaseState(k, observation{now: t0, source: a, restarts: c.outcome})
 			s.fp, s.approved = a.fingerprint, true
@@ -111,6 +115,33 @@ func TestPhaseTargetRestarts(t *testing.T) {
 				t.Fatalf("recorded = %v (%q@%d)", recorded, s.st.RestartedFor, s.st.RestartedGeneration)
 			}
 		})
+	}
+}
+
+// Keys changed by one commit hand over within moments of each other: the
+// restart waits for the debounce window after the handover, then rolls.
+func TestPhaseTargetRestartDebounce(t *testing.T) {
+	a := src("AAAAkey-number-one-ZZZZ")
+	k := testKey(keyopsv1.ValidationDisabled)
+	k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "x"}}
+	d := step(k, observation{now: t0, source: a})
+	if d.restart || d.requeueAfter != 5*time.Second || k.Status.RestartPendingSince == nil {
+		t.Fatalf("first handover: restart=%v requeue=%s pending=%v", d.restart, d.requeueAfter, k.Status.RestartPendingSince)
+	}
+	if d = step(k, observation{now: t0.Add(3 * time.Second), source: a}); d.restart || d.requeueAfter != 2*time.Second {
+		t.Fatalf("inside the window: restart=%v requeue=%s", d.restart, d.requeueAfter)
+	}
+	if d = decide(k, observation{now: t0.Add(5 * time.Second), source: a}); !d.restart {
+		t.Fatal("after the window the workloads roll")
+	}
+	// Another key of the workload is still being validated: wait again.
+	d = step(k, observation{now: t0.Add(5 * time.Second), source: a, restarts: &restartOutcome{deferred: []string{"Deployment/x waits for other"}}})
+	if d.restart || d.requeueAfter != 6*time.Second || k.Status.RestartedFor != "" {
+		t.Fatalf("deferred: restart=%v requeue=%s recorded=%q", d.restart, d.requeueAfter, k.Status.RestartedFor)
+	}
+	d = step(k, observation{now: t0.Add(11 * time.Second), source: a, restarts: &restartOutcome{}})
+	if k.Status.RestartedFor != a.material || k.Status.RestartPendingSince != nil {
+		t.Fatalf("rolled: recorded=%q pending=%v", k.Status.RestartedFor, k.Status.RestartPendingSince)
 	}
 }
 

@@ -82,8 +82,10 @@ func TestRotationRestartsEachWorkloadOnce(t *testing.T) {
 		{Kind: keyopsv1.KindDeployment, Name: "missing"},
 	}
 	create(t, k)
-	got := waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
-	g.Expect(syncedMessage(got)).To(ContainSubstring("Deployment/missing (not found)"))
+	waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
+	g.Eventually(func(g Gomega) {
+		g.Expect(syncedMessage(getKey(g, ns, "bot"))).To(ContainSubstring("Deployment/missing (not found)"))
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 	fp1 := materialOf(first)
 	want1 := map[string]string{"Deployment": fp1 + "@2", "StatefulSet": fp1 + "@2", "DaemonSet": fp1 + "@2"}
 	g.Eventually(func(g Gomega) { g.Expect(rolled(g, ns)).To(Equal(want1)) }, 20*time.Second, 50*time.Millisecond).Should(Succeed())
@@ -104,7 +106,7 @@ func TestRotationRestartsEachWorkloadOnce(t *testing.T) {
 	g.Eventually(func(g Gomega) { g.Expect(rolled(g, ns)).To(Equal(want2)) }, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 	g.Expect(string(getSecret(g, ns, "bot").Data["apiKey"])).To(Equal(second.APIKey))
 
-	got = waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
+	got := waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
 	g.Expect(got.Status.Rotation.LastRotationTime).NotTo(BeNil())
 	g.Expect(cond(got, keyopsv1.ConditionRotationDue)).To(Equal("False/WithinPolicy"))
 	g.Expect(got.Status.History).To(HaveLen(3))

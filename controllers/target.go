@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -29,8 +30,8 @@ func phaseTarget(s *phaseState) bool {
 		s.recordHandover()
 		st.TargetKeyFingerprint, st.TargetCredentialsHash = s.fp, src.material
 		msg := fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID)
-		if failed := s.restartTargets(); len(failed) > 0 {
-			msg += fmt.Sprintf("; restart targets not restarted: %s", strings.Join(failed, ", "))
+		if pending := s.restartTargets(); len(pending) > 0 {
+			msg += fmt.Sprintf("; restart targets not restarted yet: %s", strings.Join(pending, ", "))
 		}
 		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced, msg)
 	default:
@@ -89,25 +90,49 @@ func (s *phaseState) recordHandover() {
 // restartTargets decides whether the restart targets must be rolled for the
 // material handed over, and records it once the rolls are done. Restart
 // targets are read only when the material or the spec changed since the
-// last roll, not on every reconcile. It returns the targets that failed.
+// last roll, not on every reconcile, and only once the debounce window
+// after the handover has passed, so that keys changed together roll a
+// shared workload once. It returns what to report about targets that
+// failed or wait.
 func (s *phaseState) restartTargets() []string {
 	k, st, material := s.k, s.st, s.obs.source.material
 	if len(k.Spec.RestartTargets) == 0 {
-		st.RestartedFor, st.RestartedGeneration = "", 0
+		st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince = "", 0, nil
 		return nil
 	}
 	if st.RestartedFor == material && st.RestartedGeneration == k.Generation {
+		st.RestartPendingSince = nil
 		return nil
 	}
-	if s.obs.restarts == nil {
+	if st.RestartPendingSince == nil {
+		now := s.now
+		st.RestartPendingSince = &now
+	}
+	if wait := st.RestartPendingSince.Add(k.Spec.RestartDebounceOrDefault()).Sub(s.obs.now); wait > 0 {
+		s.wake(wait)
+		return nil
+	}
+	out := s.obs.restarts
+	if out == nil {
 		s.d.restart = true
 		return nil
 	}
-	if len(s.obs.restarts.failed) > 0 {
-		return s.obs.restarts.failed
+	if len(out.failed) > 0 || len(out.deferred) > 0 {
+		// Try again: a deferred restart once the window has passed, a failed
+		// one (a conflict with another key's restart, a missing workload)
+		// soon, and again at every later reconcile.
+		s.wake(k.Spec.RestartDebounceOrDefault() + time.Second)
+		return append(append([]string{}, out.failed...), out.deferred...)
 	}
-	st.RestartedFor, st.RestartedGeneration = material, k.Generation
+	st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince = material, k.Generation, nil
 	return nil
+}
+
+// wake asks for a reconcile after d at the latest.
+func (s *phaseState) wake(d time.Duration) {
+	if s.extraWake == 0 || d < s.extraWake {
+		s.extraWake = d
+	}
 }
 
 func (s *phaseState) event(warning bool, reason, msg string) {
@@ -142,5 +167,8 @@ func phaseReadiness(s *phaseState) bool {
 	}
 	s.d.events = append(transitionEvents(s.prev.Conditions, st.Conditions, st.KeyID), s.d.events...)
 	s.d.requeueAfter = nextWake(*st, s.rot.next, s.obs.now)
+	if s.extraWake > 0 && (s.d.requeueAfter == 0 || s.extraWake < s.d.requeueAfter) {
+		s.d.requeueAfter = s.extraWake
+	}
 	return true
 }

@@ -110,3 +110,15 @@ func (p *PermissionPolicy) ForbiddenOrDefault() []Permission {
 	}
 	return p.Forbidden
 }
+
+// DefaultRestartDebounce lets keys changed by one commit roll a shared
+// workload once.
+const DefaultRestartDebounce = 5 * time.Second
+
+// RestartDebounceOrDefault is the restart debounce window.
+func (s *ExchangeAPIKeySpec) RestartDebounceOrDefault() time.Duration {
+	if s.RestartDebounce == nil || s.RestartDebounce.Duration < 0 {
+		return DefaultRestartDebounce
+	}
+	return s.RestartDebounce.Duration
+}

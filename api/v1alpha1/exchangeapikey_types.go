@@ -52,13 +52,16 @@ const (
 )
 
 // WorkloadKind is a kind of workload that can be restarted on rotation.
-// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet;Rollout
 type WorkloadKind string
 
 const (
 	KindDeployment  WorkloadKind = "Deployment"
 	KindStatefulSet WorkloadKind = "StatefulSet"
 	KindDaemonSet   WorkloadKind = "DaemonSet"
+	// KindRollout is an Argo Rollout (argoproj.io/v1alpha1), restarted
+	// through its spec.restartAt.
+	KindRollout WorkloadKind = "Rollout"
 )
 
 // CredentialsSecretRef names the Secret, in the ExchangeAPIKey's namespace,
@@ -211,14 +214,20 @@ type SecretKeyRef struct {
 	Key string `json:"key,omitempty"`
 }
 
-// RestartTarget is a workload whose pods are restarted when the key changes.
+// RestartTarget is a workload, or the workloads of a kind matching a label
+// selector, whose pods are restarted when the key changes.
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.selector)",message="a restart target names a workload (name) or selects workloads by label (selector): set exactly one"
 type RestartTarget struct {
 	// +required
 	Kind WorkloadKind `json:"kind"`
+	// Name of the workload in the ExchangeAPIKey's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +required
-	Name string `json:"name"`
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Selector selects workloads of the kind in the namespace by label.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
@@ -269,6 +278,16 @@ type ExchangeAPIKeySpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	RestartTargets []RestartTarget `json:"restartTargets,omitempty"`
+
+	// RestartDebounce is how long the operator waits after handing a new
+	// key to the target Secret before it restarts the workloads, so that
+	// a workload named by several keys that change together (one commit)
+	// rolls once. Defaults to 5s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('10m')",message="restartDebounce must be between 0s and 10m, e.g. 5s"
+	// +optional
+	RestartDebounce *metav1.Duration `json:"restartDebounce,omitempty"`
 
 	// Suspend stops all writes; status says Suspended.
 	// +optional
@@ -447,6 +466,10 @@ type ExchangeAPIKeyStatus struct {
 	RestartedFor string `json:"restartedFor,omitempty"`
 	// +optional
 	RestartedGeneration int64 `json:"restartedGeneration,omitempty"`
+	// RestartPendingSince is when the restart targets became due for the
+	// material the target holds; they roll once RestartDebounce has passed.
+	// +optional
+	RestartPendingSince *metav1.Time `json:"restartPendingSince,omitempty"`
 
 	// NonceUnit is the nonce scale this key's probes use (Kraken, Bitfinex):
 	// Milliseconds, as ccxt sends, unless another client of the key already

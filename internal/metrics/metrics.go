@@ -118,9 +118,29 @@ func (m *ExchangeRequests) Observe(o exchange.Observation) {
 	m.duration.WithLabelValues(string(o.Exchange)).Observe(o.Duration.Seconds())
 }
 
+// Operations counts what the operator did to the cluster and the exchanges.
+type Operations struct {
+	restarts *prometheus.CounterVec
+}
+
+// NewOperations creates the operation counters.
+func NewOperations() *Operations {
+	return &Operations{
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_workload_restarts_total",
+			Help: "Restarts of restart targets for a new key, by workload.",
+		}, []string{"namespace", "kind", "name"}),
+	}
+}
+
+// WorkloadRestarted counts one restart.
+func (o *Operations) WorkloadRestarted(namespace, kind, name string) {
+	o.restarts.WithLabelValues(namespace, kind, name).Inc()
+}
+
 // Register adds the collectors to reg.
-func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests) error {
-	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration} {
+func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests, ops *Operations) error {
+	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		clk = clock.RealClock{}
 	}
 	reqs := metrics.NewExchangeRequests()
+	ops := metrics.NewOperations()
 	prober := exchange.NewProber(exchange.Options{
 		UserAgent:  "exchange-key-operator/" + Version,
 		RateLimits: o.ExchangeRateLimits,
@@ -140,7 +141,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		Timeout:    o.ExchangeTimeout,
 	})
 	if !o.SkipMetricsRegistration {
-		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: clk.Now}, reqs); err != nil {
+		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: clk.Now}, reqs, ops); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
@@ -158,6 +159,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		Clock:     clk,
 		Jitter:    o.Jitter,
 		Endpoints: endpoints,
+		Restarts:  ops.WorkloadRestarted,
 	}
 	conc := o.MaxConcurrentReconciles
 	if conc <= 0 {
