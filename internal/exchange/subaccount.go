@@ -226,6 +226,7 @@ func (p *Prober) CheckMaster(ctx context.Context, r SubAccountRequest) (*MasterC
 		return nil, err
 	}
 	mc, err := d.checkMaster(ctx, c, perms, r.SubAccount)
+	p.escalate(c.base, err)
 	if err != nil {
 		if KindOf(err) == NotMasterKey {
 			e, _ := AsError(err)
@@ -236,6 +237,7 @@ func (p *Prober) CheckMaster(ctx context.Context, r SubAccountRequest) (*MasterC
 	mc.Permissions = perms
 	if mc.CanManage && r.SubAccount != "" {
 		if _, err := d.list(ctx, c, r.SubAccount); err != nil {
+			p.escalate(c.base, err)
 			if KindOf(err) == NotMasterKey {
 				e, _ := AsError(err)
 				return &MasterCheck{Missing: e.Message, Permissions: perms}, nil
@@ -264,7 +266,9 @@ func (p *Prober) CreateSubAccountKey(ctx context.Context, r SubAccountRequest, k
 	if err := d.validate(r, k); err != nil {
 		return nil, &Error{Kind: InvalidRequest, Exchange: r.Exchange, Message: err.Error()}
 	}
-	return d.create(ctx, c, r.SubAccount, native, k)
+	key, err := d.create(ctx, c, r.SubAccount, native, k)
+	p.escalate(c.base, err)
+	return key, err
 }
 
 // ListSubAccountKeys lists r.SubAccount's keys, without secrets.
@@ -276,7 +280,9 @@ func (p *Prober) ListSubAccountKeys(ctx context.Context, r SubAccountRequest) ([
 	if r.SubAccount == "" {
 		return nil, &Error{Kind: InvalidRequest, Exchange: r.Exchange, Message: "sub-account is empty"}
 	}
-	return d.list(ctx, c, r.SubAccount)
+	keys, err := d.list(ctx, c, r.SubAccount)
+	p.escalate(c.base, err)
+	return keys, err
 }
 
 // DeleteSubAccountKey deletes apiKey from r.SubAccount. It is idempotent: a
@@ -291,6 +297,7 @@ func (p *Prober) DeleteSubAccountKey(ctx context.Context, r SubAccountRequest, a
 		return &Error{Kind: InvalidRequest, Exchange: r.Exchange, Message: "sub-account or API key is empty"}
 	}
 	err = d.delete(ctx, c, r.SubAccount, apiKey)
+	p.escalate(c.base, err)
 	if err == nil || err == errSubKeyGone {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Binance sub-account keys (developers.binance.com, "Sub Account" > "API
@@ -316,10 +317,13 @@ func binanceSubResult(c *call, resp *response, v any, secret bool) error {
 			}
 		}
 		be := binanceError(resp.Status, resp.Body)
-		if be.Kind == RateLimited && resp.Status != http.StatusTooManyRequests && resp.Status != http.StatusTeapot {
-			// A -1003 body or a WAF 403: Binance limits the egress IP, so
-			// every request to this base waits (c.do did so for 429/418).
-			return c.rateLimited(be.HTTPStatus, be.Code, be.Message, retryAfter(resp.Header, c.Now()))
+		if be.Kind == RateLimited && be.RetryAfter == 0 {
+			// A -1003 body or a WAF 403 without Retry-After: Binance
+			// limits the egress IP; the prober escalates (subaccount.go).
+			be.RetryAfter = retryAfter(resp.Header, c.Now())
+			if be.RetryAfter == 0 {
+				be.RetryAfter = time.Minute
+			}
 		}
 		return be
 	}

@@ -33,7 +33,7 @@ import (
 // (create, ip); OKX reports no expiry date.
 //
 // Canonical -> native: read -> read_only (every key); trade, margin,
-// futures, options, transfer, earn -> trade (one right for every instrument
+// futures, options, transfer, earn -> read_only,trade (one right for every instrument
 // type, funds transfer and Earn: okxPermissions in okx.go); withdraw -> none
 // (59504 "The sub account does not support the withdrawal function").
 //
@@ -69,7 +69,7 @@ type okxSubDriver struct{}
 func init() { registerSub(OKX, okxSubDriver{}) }
 
 func (okxSubDriver) natives() []subNative {
-	return []subNative{{[]string{"trade"}, []string{PermTrade, PermMargin, PermFutures, PermOptions, PermTransfer, PermEarn},
+	return []subNative{{[]string{"read_only", "trade"}, []string{PermTrade, PermMargin, PermFutures, PermOptions, PermTransfer, PermEarn},
 		okxSubDoc + " (perm trade); what trade allows: okxPermissions in okx.go"}}
 }
 
@@ -187,13 +187,8 @@ func (k okxSubKey) toKey(withSecret bool) SubAccountKey {
 }
 
 func (okxSubDriver) create(ctx context.Context, c *call, sub string, native []string, k NewSubAccountKey) (*SubAccountKey, error) {
-	perm := []string{"read_only"}
-	for _, n := range native {
-		if n != "read_only" {
-			perm = append(perm, n)
-		}
-	}
-	req := map[string]string{"subAcct": sub, "label": k.Label, "passphrase": k.Passphrase, "perm": strings.Join(perm, ",")}
+	// native always holds read_only: every OKX key reads.
+	req := map[string]string{"subAcct": sub, "label": k.Label, "passphrase": k.Passphrase, "perm": strings.Join(native, ",")}
 	if len(k.IPs) > 0 {
 		req["ip"] = strings.Join(k.IPs, ",")
 	}
