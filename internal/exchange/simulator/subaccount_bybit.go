@@ -162,11 +162,10 @@ func bybitCanManage(k Key) bool {
 
 func (s *Simulator) bybitCreateSub(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-	k, o, ok := s.bybitMaster(w, r, body, true, "create-sub-api", 1)
+	_, o, ok := s.bybitMaster(w, r, body, true, "create-sub-api", 1)
 	if !ok {
 		return
 	}
-	_ = k
 	now := s.Now()
 	var req struct {
 		SubUID      json.Number         `json:"subuid"`
