@@ -95,6 +95,7 @@ type Simulator struct {
 	nonces   map[string]uint64   // exchange/key -> last accepted nonce (the key's floor)
 	used     map[string]struct{} // exchange/nonce of single-use nonces
 	handlers map[exchange.Name]http.Handler
+	sub      *subRegistry // sub-account relations (subaccount.go)
 }
 
 // handlerFactories is filled by each exchange's file in an init function.
@@ -119,6 +120,7 @@ func New(opts ...Option) *Simulator {
 		nonces:   map[string]uint64{},
 		used:     map[string]struct{}{},
 		handlers: map[exchange.Name]http.Handler{},
+		sub:      newSubRegistry(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -136,6 +138,10 @@ func BaseURL(serverURL string, n exchange.Name) string {
 
 // ServeHTTP routes /<exchange>/... to that exchange's handler.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/admin/subaccounts" {
+		s.serveSubAccountAdmin(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/admin/") {
 		s.serveAdmin(w, r)
 		return
@@ -159,6 +165,9 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := s.takeFault(n)
 	s.mu.Unlock()
 	if f != nil && s.applyFault(w, r2, f) {
+		return
+	}
+	if s.serveSubAccount(n, h, w, r2) {
 		return
 	}
 	h.ServeHTTP(w, r2)
