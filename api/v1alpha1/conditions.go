@@ -143,3 +143,20 @@ const (
 	// Secret before the ExchangeAPIKey goes.
 	FinalizerRetain = "exchange.keyops.io/retain-target"
 )
+
+// ClusterExchangeKeyPolicy: the reason and Event of a key that breaks a
+// rule of a policy selecting its namespace, and the reasons of the
+// policy's own Ready condition.
+const (
+	// ReasonPolicyViolation: the key breaks a rule of a
+	// ClusterExchangeKeyPolicy; the message names the policy and the rule.
+	ReasonPolicyViolation = "PolicyViolation"
+	// EventPolicyViolation: a Warning Event on the key, once per new
+	// violation.
+	EventPolicyViolation = "PolicyViolation"
+	// ReasonPolicyActive: the policy is evaluated for the keys it selects.
+	ReasonPolicyActive = "Active"
+	// ReasonInvalidSelector: spec.namespaceSelector does not parse; the
+	// policy then selects every namespace (fails closed).
+	ReasonInvalidSelector = "InvalidSelector"
+)

@@ -168,5 +168,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
 		return nil, fmt.Errorf("setting up controller: %w", err)
 	}
+	if err := (&controllers.PolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the ClusterExchangeKeyPolicy controller: %w", err)
+	}
 	return mgr, nil
 }
