@@ -53,6 +53,9 @@ type Options struct {
 	Jitter func() float64
 	// Notifier overrides the webhook notifier (tests).
 	Notifier controllers.Notifier
+	// MasterChecker checks ExchangeAccounts' master keys (tests inject a
+	// fake); nil: sub-account key management is reported as not available.
+	MasterChecker controllers.MasterChecker
 	// ExchangeTimeout bounds one exchange request (0: the client default).
 	ExchangeTimeout time.Duration
 	// Registry overrides the metrics registry (tests running several
@@ -83,7 +86,7 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// New builds a manager running the ExchangeAPIKey controller.
+// New builds a manager running the ExchangeAPIKey and ExchangeAccount controllers.
 func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
 	cfg = rest.CopyConfig(cfg)
 	if o.KubeAPIQPS > 0 {
@@ -159,6 +162,19 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
 		return nil, fmt.Errorf("setting up controller: %w", err)
+	}
+	ar := &controllers.AccountReconciler{
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("exchange-key-operator"),
+		Master:         o.MasterChecker,
+		Clock:          clk,
+		Jitter:         o.Jitter,
+		Endpoints:      r.Endpoints,
+		SecretMetadata: r.SourceMetadata(),
+	}
+	if err := ar.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
+		return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)
 	}
 	return mgr, nil
 }
