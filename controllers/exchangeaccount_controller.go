@@ -227,7 +227,9 @@ func decideAccount(a *keyopsv1.ExchangeAccount, obs accountObservation) accountD
 	st := a.Status.DeepCopy()
 	st.ObservedGeneration = a.Generation
 	set := func(status metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: keyopsv1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: a.Generation})
+		// The observed time, not the wall clock, dates a transition.
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: keyopsv1.ConditionReady, Status: status, Reason: reason, Message: msg,
+			ObservedGeneration: a.Generation, LastTransitionTime: metav1.NewTime(obs.now)})
 	}
 	src := obs.source
 	switch _, supported := accountExchanges[a.Spec.Exchange]; {

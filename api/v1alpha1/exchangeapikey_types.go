@@ -233,7 +233,7 @@ type RestartTarget struct {
 
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
 // +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || !has(self.credentialsSecretRef) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
-// +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef (a key you created, held in a Secret) and spec.issue (a key the operator creates on a sub-account)"
+// +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance']",message="spec.issue is only supported for bybit, okx and binance: the other exchanges have no API to create sub-account keys"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
