@@ -160,3 +160,33 @@ const (
 	// policy then selects every namespace (fails closed).
 	ReasonInvalidSelector = "InvalidSelector"
 )
+
+// Zero-touch rotation: ExchangeAccount reasons, issued-key reasons and the
+// rotate annotation.
+const (
+	// ReasonAccountVerified: Ready=True on an ExchangeAccount: the master key
+	// verified and may manage sub-account keys. A master key the exchange
+	// refuses gets the KeyValid reason that says why (InvalidKey,
+	// InvalidSignature, WrongPassphrase, IPNotAllowed, ...).
+	ReasonAccountVerified = "AccountVerified"
+	// ReasonMasterKeyCannotManage: the master key verified but lacks what the
+	// exchange requires to manage sub-account keys (the message says what).
+	ReasonMasterKeyCannotManage = "MasterKeyCannotManage"
+	// ReasonUnsupportedExchange: the exchange has no sub-account key API the
+	// operator supports (normally refused at admission).
+	ReasonUnsupportedExchange = "UnsupportedExchange"
+
+	// Ready reasons of an ExchangeAPIKey with spec.issue.
+	ReasonAccountNotFound         = "AccountNotFound"
+	ReasonAccountNotReady         = "AccountNotReady"
+	ReasonAccountExchangeMismatch = "AccountExchangeMismatch"
+	ReasonSubAccountNotFound      = "SubAccountNotFound"
+	ReasonIssueFailed             = "IssueFailed"
+	ReasonRotationFailed          = "RotationFailed"
+	// ReasonIssuedKeyTooPowerful: the exchange gave a created key more than
+	// the policy allows; the key was deleted.
+	ReasonIssuedKeyTooPowerful = "IssuedKeyTooPowerful"
+
+	// AnnotationRotate: changing its value rotates an issued key now.
+	AnnotationRotate = "exchange.keyops.io/rotate"
+)

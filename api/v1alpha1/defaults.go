@@ -122,3 +122,16 @@ func (s *ExchangeAPIKeySpec) RestartDebounceOrDefault() time.Duration {
 	}
 	return s.RestartDebounce.Duration
 }
+
+// DefaultOverlap is how long an issued key's predecessor lives on after the
+// bots run on the new key.
+const DefaultOverlap = 10 * time.Minute
+
+// OverlapOrDefault is the rotation overlap; 0 is a valid choice (delete the
+// previous key as soon as the bots have the new one).
+func (r *RotationSpec) OverlapOrDefault() time.Duration {
+	if r.Overlap == nil || r.Overlap.Duration < 0 {
+		return DefaultOverlap
+	}
+	return r.Overlap.Duration
+}

@@ -192,6 +192,16 @@ type RotationSpec struct {
 	// Notify sends reminders to a webhook.
 	// +optional
 	Notify *NotifySpec `json:"notify,omitempty"`
+
+	// Overlap is how long an issued key's predecessor lives on after the
+	// bots run on the new key (spec.issue only), counted from their restart
+	// (or the target Secret's switch when there are no restart targets).
+	// Defaults to 10m; 0s deletes it as soon as the bots have the new key.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="rotation.overlap must be a non-negative duration such as 10m or 0s"
+	// +optional
+	Overlap *metav1.Duration `json:"overlap,omitempty"`
 }
 
 // NotifySpec configures rotation reminders.
@@ -231,7 +241,9 @@ type RestartTarget struct {
 }
 
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
-// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
+// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || !has(self.credentialsSecretRef) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
+// +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
+// +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance']",message="spec.issue is only supported for bybit, okx and binance: the other exchanges have no API to create sub-account keys"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
 	// +required
@@ -255,8 +267,15 @@ type ExchangeAPIKeySpec struct {
 	DemoTrading bool `json:"demoTrading,omitempty"`
 
 	// CredentialsSecretRef names the source Secret with the raw key material.
-	// +required
-	CredentialsSecretRef CredentialsSecretRef `json:"credentialsSecretRef"`
+	// Set it or issue, not both.
+	// +optional
+	CredentialsSecretRef CredentialsSecretRef `json:"credentialsSecretRef,omitzero"`
+
+	// Issue makes the operator create, rotate and delete the key itself on
+	// a sub-account, with an ExchangeAccount's master key (bybit, okx and
+	// binance). Set it or credentialsSecretRef, not both.
+	// +optional
+	Issue *IssueSpec `json:"issue,omitempty"`
 
 	// Target is the Secret the bots consume.
 	// +optional
@@ -505,6 +524,21 @@ type ExchangeAPIKeyStatus struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	History []KeyHistoryEntry `json:"history,omitempty"`
+
+	// Issued is the key the operator created on the sub-account
+	// (spec.issue): the one the target Secret holds or is about to hold.
+	// +optional
+	Issued *IssuedKeyStatus `json:"issued,omitempty"`
+
+	// PreviousKey is the issued key a rotation replaced, until it is
+	// deleted at the exchange after the overlap.
+	// +optional
+	PreviousKey *PreviousKeyStatus `json:"previousKey,omitempty"`
+
+	// RotateRequest is the last value of the exchange.keyops.io/rotate
+	// annotation acted on.
+	// +optional
+	RotateRequest string `json:"rotateRequest,omitempty"`
 }
 
 // ExchangeAPIKey validates an exchange API key held in a source Secret and

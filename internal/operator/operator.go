@@ -57,6 +57,9 @@ type Options struct {
 	Jitter func() float64
 	// Notifier overrides the webhook notifier (tests).
 	Notifier controllers.Notifier
+	// MasterChecker checks ExchangeAccounts' master keys (tests inject a
+	// fake); nil: sub-account key management is reported as not available.
+	MasterChecker controllers.MasterChecker
 	// ExchangeTimeout bounds one exchange request (0: the client default).
 	ExchangeTimeout time.Duration
 	// Registry overrides the metrics registry (tests running several
@@ -87,7 +90,7 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// New builds a manager running the ExchangeAPIKey controller.
+// New builds a manager running the ExchangeAPIKey and ExchangeAccount controllers.
 func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
 	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
 	if err := endpoints.Validate(); err != nil {
@@ -170,6 +173,23 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	if err := (&controllers.PolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the ClusterExchangeKeyPolicy controller: %w", err)
+	}
+	var master controllers.MasterChecker = prober
+	if o.MasterChecker != nil {
+		master = o.MasterChecker
+	}
+	ar := &controllers.AccountReconciler{
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("exchange-key-operator"),
+		Master:         master,
+		Clock:          clk,
+		Jitter:         o.Jitter,
+		Endpoints:      r.Endpoints,
+		SecretMetadata: r.SourceMetadata(),
+	}
+	if err := ar.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
+		return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)
 	}
 	return mgr, nil
 }
