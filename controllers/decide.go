@@ -11,6 +11,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/policy"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 )
 
@@ -33,6 +34,12 @@ type observation struct {
 	endpointErr error
 	// jitter in [-1, 1] spreads revalidations of keys created together.
 	jitter float64
+	// issue is what the issuing step found and did (spec.issue only).
+	issue *issueObservation
+	// policies are the ClusterExchangeKeyPolicies, and nsLabels the labels
+	// of the key's namespace they select by.
+	policies []keyopsv1.ClusterExchangeKeyPolicy
+	nsLabels map[string]string
 
 	// Outcomes of this reconcile's own actions, fed back for a final
 	// decision: the target Secret was written (created, updated, repaired),
@@ -85,9 +92,9 @@ type decision struct {
 
 // probeDue says whether this reconcile must ask the exchange, and whether
 // the shared result cache must be bypassed (an explicit revalidate request).
-func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointErr error, now time.Time) (due, force bool) {
+func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointErr error, mode keyopsv1.ValidationMode, now time.Time) (due, force bool) {
 	st := &k.Status
-	if k.Spec.Suspend || endpointErr != nil || !src.ok() || k.Spec.Validation.ModeOrDefault() == keyopsv1.ValidationDisabled {
+	if k.Spec.Suspend || endpointErr != nil || !src.ok() || mode == keyopsv1.ValidationDisabled {
 		return false, false
 	}
 	if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" && v != st.RevalidateRequest {
@@ -112,7 +119,7 @@ func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointErr error, n
 func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 	s := newPhaseState(k, obs)
 	for _, phase := range []func(*phaseState) bool{
-		phaseSource, phaseValidation, phasePolicy, phaseTarget, phaseRotation, phaseReadiness,
+		phaseIssue, phaseSource, phaseValidation, phasePolicy, phaseTarget, phaseRotation, phaseReadiness,
 	} {
 		if !phase(s) {
 			break
@@ -158,7 +165,7 @@ type phaseState struct {
 func newPhaseState(k *keyopsv1.ExchangeAPIKey, obs observation) *phaseState {
 	s := &phaseState{
 		k: k, obs: obs, prev: k.Status, st: k.Status.DeepCopy(),
-		now: metav1.NewTime(obs.now), mode: k.Spec.Validation.ModeOrDefault(), interval: k.Spec.Validation.IntervalOrDefault(),
+		now: metav1.NewTime(obs.now), mode: effectiveMode(k, obs.policies, obs.nsLabels), interval: k.Spec.Validation.IntervalOrDefault(),
 	}
 	s.st.ObservedGeneration = k.Generation
 	s.st.TargetSecretName = k.TargetName()
@@ -256,11 +263,34 @@ func phasePolicy(s *phaseState) bool {
 	default:
 		s.set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionUnknown, keyopsv1.ReasonPermissionsUnknown, "the key's permissions are known once it verifies")
 	}
+	// The cluster's policy floor, which the key cannot relax: checked
+	// against what the key is verified to hold, and its spec.
+	var perms *keyopsv1.PermissionsStatus
+	if st.VerifiedFingerprint == s.fp && s.usable {
+		perms = st.Permissions
+	}
+	if vs := policy.Evaluate(s.obs.policies, s.obs.nsLabels, s.k, perms); len(vs) > 0 {
+		s.compliant = false
+		s.set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionFalse, keyopsv1.ReasonPolicyViolation, policy.Message(vs))
+	}
 	s.approved = s.mode != keyopsv1.ValidationEnforce || (s.usable && s.compliant && st.VerifiedFingerprint == s.fp)
 	if s.obs.endpointErr != nil && s.mode == keyopsv1.ValidationEnforce {
 		s.approved = false
 	}
 	return true
+}
+
+// effectiveMode is the key's validation mode under the policy floor: a mode
+// a selecting policy does not allow counts as Enforce, so that
+// allowedValidationModes: [Enforce] is a hard floor, not a report.
+func effectiveMode(k *keyopsv1.ExchangeAPIKey, policies []keyopsv1.ClusterExchangeKeyPolicy, nsLabels map[string]string) keyopsv1.ValidationMode {
+	mode := k.Spec.Validation.ModeOrDefault()
+	for _, v := range policy.Evaluate(policies, nsLabels, k, nil) {
+		if v.Rule == policy.RuleAllowedValidationModes {
+			return keyopsv1.ValidationEnforce
+		}
+	}
+	return mode
 }
 
 // applyProbe records the exchange's answer.
@@ -521,7 +551,11 @@ func transitionEvents(before, after []metav1.Condition, masked string) []event {
 		}
 	}
 	if c, ok := changed(keyopsv1.ConditionPermissionsCompliant); ok && c.Status == metav1.ConditionFalse {
-		out = append(out, event{warning: true, reason: keyopsv1.EventPermissionViolation, message: c.Message})
+		reason := keyopsv1.EventPermissionViolation
+		if c.Reason == keyopsv1.ReasonPolicyViolation {
+			reason = keyopsv1.EventPolicyViolation
+		}
+		out = append(out, event{warning: true, reason: reason, message: c.Message})
 	}
 	return out
 }

@@ -145,36 +145,36 @@ func TestDecideTransientGraceAndBackoff(t *testing.T) {
 func TestProbeDue(t *testing.T) {
 	k := testKey("")
 	s := src("AAAAkey-number-one-ZZZZ")
-	if due, _ := probeDue(k, s, nil, t0); !due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0); !due {
 		t.Fatal("a new key is due")
 	}
 	step(k, observation{now: t0, source: s, probe: ok("read"), jitter: 0.5})
 	if got := k.Status.NextValidationTime.Sub(t0); got != 63*time.Minute {
 		t.Fatalf("interval with +5%% jitter = %s", got)
 	}
-	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); due {
 		t.Fatal("nothing is due a minute later")
 	}
-	if due, _ := probeDue(k, s, nil, t0.Add(63*time.Minute)); !due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(63*time.Minute)); !due {
 		t.Fatal("due at the interval")
 	}
-	if due, _ := probeDue(k, src("BBBBanother-key-YYYY"), nil, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, src("BBBBanother-key-YYYY"), nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); !due {
 		t.Fatal("a changed key is due at once")
 	}
 	k.Annotations = map[string]string{keyopsv1.AnnotationRevalidate: "now"}
-	if due, force := probeDue(k, s, nil, t0.Add(time.Minute)); !due || !force {
+	if due, force := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); !due || !force {
 		t.Fatal("the revalidate annotation forces a probe")
 	}
 	k.Status.RevalidateRequest = "now"
-	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); due {
 		t.Fatal("a handled revalidate value is not due again")
 	}
 	k.Generation = 2
-	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); !due {
 		t.Fatal("a spec change is due at once")
 	}
 	k.Spec.Validation.Mode = keyopsv1.ValidationDisabled
-	if due, _ := probeDue(k, s, nil, t0.Add(time.Minute)); due {
+	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); due {
 		t.Fatal("Disabled never probes")
 	}
 }
@@ -204,7 +204,7 @@ func TestDecideEndpointNotAllowed(t *testing.T) {
 	if d.syncTarget || condOf(d.status, keyopsv1.ConditionReady) != "False/EndpointNotAllowed" {
 		t.Fatalf("refused endpoint: sync=%v ready=%s", d.syncTarget, condOf(d.status, keyopsv1.ConditionReady))
 	}
-	if due, _ := probeDue(k, src("AAAAkey-number-one-ZZZZ"), refused, t0); due {
+	if due, _ := probeDue(k, src("AAAAkey-number-one-ZZZZ"), refused, k.Spec.Validation.ModeOrDefault(), t0); due {
 		t.Fatal("no probe to an insecure endpoint")
 	}
 }
@@ -388,7 +388,7 @@ func TestDecideSecretOnlyChangeIsValidated(t *testing.T) {
 	bad := good
 	bad.creds.APISecret = "pasted-wrong"
 	bad.material = keyid.CredentialsHash(bad.creds.APIKey, bad.creds.APISecret, "")
-	if due, _ := probeDue(k, bad, nil, t0.Add(time.Minute)); !due {
+	if due, _ := probeDue(k, bad, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); !due {
 		t.Fatal("a changed secret is due for validation at once")
 	}
 	d := step(k, observation{now: t0.Add(time.Minute), source: bad, target: holding(good), probe: fail(exchange.InvalidSignature)})

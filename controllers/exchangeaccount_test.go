@@ -17,7 +17,9 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/controllers"
+	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
 
@@ -26,6 +28,7 @@ func newAccount(ns, name string, ex exchange.Name) *keyopsv1.ExchangeAccount {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: keyopsv1.ExchangeAccountSpec{
 			Exchange:             keyopsv1.Exchange(ex),
+			Endpoint:             simulator.BaseURL(simURL, ex),
 			CredentialsSecretRef: keyopsv1.CredentialsSecretRef{Name: name + "-key"},
 		},
 	}
@@ -185,10 +188,10 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 	}
 }
 
-// TestExchangeAccountSourceSecret runs through the suite's manager, whose
-// master checker is the default one (sub-account key management not yet
-// available): it reports a missing Secret precisely, checks the key once the
-// Secret exists, and again when the Secret changes.
+// TestExchangeAccountSourceSecret runs through the suite's manager and the
+// simulator (which does not know the key): it reports a missing Secret
+// precisely, checks the key once the Secret exists, and again when the
+// Secret changes.
 func TestExchangeAccountSourceSecret(t *testing.T) {
 	ns := newNamespace(t)
 	create(t, newAccount(ns, "master", exchange.Bybit))
@@ -199,10 +202,7 @@ func TestExchangeAccountSourceSecret(t *testing.T) {
 
 	first := creds(exchange.Bybit)
 	putSource(t, ns, "master-key", first)
-	a = waitAccount(t, ns, "master", "False/"+keyopsv1.ReasonUnexpectedResponse)
-	if c := meta.FindStatusCondition(a.Status.Conditions, keyopsv1.ConditionReady); !strings.Contains(c.Message, "sub-account key management is not available yet") {
-		t.Fatalf("Ready = %+v", c)
-	}
+	a = waitAccount(t, ns, "master", "False/"+keyopsv1.ReasonInvalidKey)
 	if a.Status.KeyID != keyid.Mask(first.APIKey) {
 		t.Fatalf("keyID = %q, want %q", a.Status.KeyID, keyid.Mask(first.APIKey))
 	}
@@ -241,13 +241,13 @@ func TestExchangeAccountMasterChecks(t *testing.T) {
 			c := creds(tc.ex)
 			putSource(t, ns, "master-key", c)
 			create(t, newAccount(ns, "master", tc.ex))
-			waitAccount(t, ns, "master", "False/"+keyopsv1.ReasonUnexpectedResponse)
+			waitAccount(t, ns, "master", "False/"+keyopsv1.ReasonInvalidKey)
 
 			// The manager scheduled its next check 30 s ahead; the reconciler
 			// under test lives an hour later, so that its check is due.
 			fake := &fakeMaster{check: tc.check}
 			rec := kevents.NewFakeRecorder(16)
-			r := &controllers.AccountReconciler{Client: k8s, APIReader: k8s, Recorder: rec, Master: fake,
+			r := &controllers.AccountReconciler{Client: k8s, APIReader: k8s, Recorder: rec, Master: fake, Endpoints: endpoint.Policy{AllowInsecure: true},
 				Clock: clocktesting.NewFakePassiveClock(time.Now().Add(time.Hour)), Jitter: func() float64 { return 0 }}
 			var a *keyopsv1.ExchangeAccount
 			NewWithT(t).Eventually(func(g Gomega) {

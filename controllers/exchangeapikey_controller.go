@@ -51,6 +51,13 @@ type Reconciler struct {
 	Endpoints EndpointChecker
 	// Restarts, when set, counts each workload restart (metrics).
 	Restarts func(namespace, kind, name string)
+	// SubAccounts creates and deletes sub-account keys (spec.issue).
+	SubAccounts SubAccountManager
+	// Issued, KeyDeleted and IssueFailed, when set, count issued keys,
+	// keys deleted at the exchange and failed issues (metrics).
+	Issued      func(exchange string)
+	KeyDeleted  func(exchange string)
+	IssueFailed func(exchange, reason string)
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
 	// SetupWithManager); sources remembers, per ExchangeAPIKey, the last
@@ -108,7 +115,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return requeueOnConflict(err)
 	}
 
-	obs, err := r.observe(ctx, &k)
+	var issued *issueObservation
+	if k.Spec.Issue != nil && !k.Spec.Suspend {
+		io, err := r.reconcileIssue(ctx, &k)
+		if err != nil {
+			return requeueOnConflict(err)
+		}
+		issued = &io
+	}
+	obs, err := r.observe(ctx, &k, issued)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -163,9 +178,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // observe reads everything decide needs: the source, the target, and the
 // exchange's answer when a probe is due.
-func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (observation, error) {
+func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation) (observation, error) {
 	now := r.now()
-	obs := observation{now: now}
+	obs := observation{now: now, issue: issued}
 	if r.Jitter != nil {
 		obs.jitter = r.Jitter()
 	} else {
@@ -178,6 +193,17 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (o
 	if err != nil {
 		return obs, err
 	}
+	endpoint, demo := k.Spec.Endpoint, k.Spec.DemoTrading
+	if issued != nil {
+		endpoint, demo = issued.endpoint, issued.demo
+		if !src.ok() {
+			// No key issued yet: say why rather than "Secret missing".
+			src = sourceResult{reason: issued.reason, message: issued.message}
+			if issued.status == metav1.ConditionTrue || src.message == "" {
+				src = sourceResult{reason: keyopsv1.ReasonIssuing, message: "the first key is being created on sub-account " + k.Spec.Issue.SubAccount}
+			}
+		}
+	}
 	if src.ok() {
 		// A template that cannot render is a spec error: report it like
 		// unusable source material, before anything is written.
@@ -189,11 +215,14 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (o
 	if obs.target, err = r.observeTarget(ctx, k); err != nil {
 		return obs, err
 	}
-	obs.endpointErr = r.checkEndpoint(k)
-	if due, force := probeDue(k, src, obs.endpointErr, now); due {
+	obs.endpointErr = r.checkEndpointOf(string(k.Spec.Exchange), endpoint)
+	if obs.policies, obs.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
+		return obs, err
+	}
+	if due, force := probeDue(k, src, obs.endpointErr, effectiveMode(k, obs.policies, obs.nsLabels), now); due {
 		res := r.Probes.Probe(ctx, exchange.Request{
-			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
-			Credentials: src.creds, Demo: k.Spec.DemoTrading,
+			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,
+			Credentials: src.creds, Demo: demo,
 			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
 		}, freshAfter(k, now), force)
 		obs.probe = &res
@@ -221,6 +250,23 @@ func outcome(err error) string {
 	return string(exchange.KindOf(err))
 }
 
+// observePolicies reads the cluster's ClusterExchangeKeyPolicies and the
+// labels of the namespace they select by (both cached).
+func (r *Reconciler) observePolicies(ctx context.Context, namespace string) ([]keyopsv1.ClusterExchangeKeyPolicy, map[string]string, error) {
+	var list keyopsv1.ClusterExchangeKeyPolicyList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, nil, nil
+	}
+	var ns corev1.Namespace
+	if err := r.Get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
+		return nil, nil, client.IgnoreNotFound(err)
+	}
+	return list.Items, ns.Labels, nil
+}
+
 // checkEndpoint applies the manager's endpoint policy to spec.endpoint.
 func (r *Reconciler) checkEndpoint(k *keyopsv1.ExchangeAPIKey) error {
 	if r.Endpoints != nil {
@@ -241,7 +287,7 @@ func (r *Reconciler) checkEndpoint(k *keyopsv1.ExchangeAPIKey) error {
 // then cost no read of the source at all.
 func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (sourceResult, error) {
 	owner := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
-	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Spec.CredentialsSecretRef.Name}
+	key := types.NamespacedName{Namespace: k.Namespace, Name: sourceName(k)}
 	if r.sourceMeta != nil {
 		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
 		if err := r.sourceMeta.Get(ctx, key, m); err == nil {
@@ -432,16 +478,27 @@ func (e reconcileError) Error() string { return e.err.Error() }
 // Update would send the whole object, and a spec that went through our Go
 // types would lose what they cannot express (an explicit empty list).
 func (r *Reconciler) ensureFinalizer(ctx context.Context, k *keyopsv1.ExchangeAPIKey) error {
-	want := k.Spec.Target.DeletionPolicyOrDefault() == keyopsv1.DeletionPolicyRetain
-	has := controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain)
-	if want == has {
+	retain := k.Spec.Target.DeletionPolicyOrDefault() == keyopsv1.DeletionPolicyRetain
+	want := map[string]bool{
+		keyopsv1.FinalizerRetain: retain,
+		// Issued keys are deleted at the exchange with the object, unless
+		// Retain; the finalizer stays while any key may exist.
+		keyopsv1.FinalizerIssuedKeys: !retain && (k.Spec.Issue != nil || controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerIssuedKeys) && k.Status.Issued != nil),
+	}
+	changed := false
+	for f, w := range want {
+		changed = changed || w != controllerutil.ContainsFinalizer(k, f)
+	}
+	if !changed {
 		return nil
 	}
 	return r.patchFinalizers(ctx, k, func() {
-		if want {
-			controllerutil.AddFinalizer(k, keyopsv1.FinalizerRetain)
-		} else {
-			controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerRetain)
+		for f, w := range want {
+			if w {
+				controllerutil.AddFinalizer(k, f)
+			} else {
+				controllerutil.RemoveFinalizer(k, f)
+			}
 		}
 	})
 }
@@ -470,6 +527,16 @@ func requeueOnConflict(err error) (ctrl.Result, error) {
 // finalize detaches a Retain target Secret from its owner so that garbage
 // collection leaves it, then lets the ExchangeAPIKey go.
 func (r *Reconciler) finalize(ctx context.Context, k *keyopsv1.ExchangeAPIKey) error {
+	if controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerIssuedKeys) {
+		if k.Spec.Issue != nil {
+			if err := r.deleteIssuedKeys(ctx, k); err != nil {
+				return err
+			}
+		}
+		if err := r.patchFinalizers(ctx, k, func() { controllerutil.RemoveFinalizer(k, keyopsv1.FinalizerIssuedKeys) }); err != nil {
+			return err
+		}
+	}
 	if !controllerutil.ContainsFinalizer(k, keyopsv1.FinalizerRetain) {
 		return nil
 	}

@@ -56,6 +56,10 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		WatchesRawSource(source.Kind(metaCache, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.keysForSource),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		// The cluster's policy floor: a policy change, or a namespace's new
+		// labels, re-evaluates the keys it selects at once.
+		Watches(&keyopsv1.ClusterExchangeKeyPolicy{}, handler.EnqueueRequestsFromMapFunc(MapPolicyToKeys(mgr.GetClient()))).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(MapNamespaceToKeys(mgr.GetClient())), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(opts).
 		Complete(r)
 }

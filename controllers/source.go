@@ -29,6 +29,10 @@ func (s sourceResult) ok() bool { return s.reason == "" }
 // Secret does not exist.
 func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult {
 	ref := k.Spec.CredentialsSecretRef
+	if k.Spec.Issue != nil {
+		// The issuance Secret, with the default keys.
+		ref = keyopsv1.CredentialsSecretRef{Name: issuedSecretName(k)}
+	}
 	if secret == nil {
 		return sourceResult{reason: keyopsv1.ReasonSourceSecretMissing,
 			message: fmt.Sprintf("source Secret %s/%s not found", k.Namespace, ref.Name)}
@@ -62,4 +66,13 @@ func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult 
 			message: fmt.Sprintf("source Secret %s/%s: %s: %v", k.Namespace, ref.Name, k.Spec.Exchange, err)}
 	}
 	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey), material: keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase)}
+}
+
+// sourceName is the Secret k's key material comes from: the user's source
+// Secret, or the issuance Secret of an issued key.
+func sourceName(k *keyopsv1.ExchangeAPIKey) string {
+	if k.Spec.Issue != nil {
+		return issuedSecretName(k)
+	}
+	return k.Spec.CredentialsSecretRef.Name
 }

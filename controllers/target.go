@@ -2,8 +2,11 @@ package controllers
 
 import (
 	"fmt"
+
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -124,7 +127,8 @@ func (s *phaseState) restartTargets() []string {
 		s.wake(k.Spec.RestartDebounceOrDefault() + time.Second)
 		return append(append([]string{}, out.failed...), out.deferred...)
 	}
-	st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince = material, k.Generation, nil
+	now := s.now
+	st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince, st.RestartedAt = material, k.Generation, nil, &now
 	return nil
 }
 
@@ -169,6 +173,35 @@ func phaseReadiness(s *phaseState) bool {
 	s.d.requeueAfter = nextWake(*st, s.rot.next, s.obs.now)
 	if s.extraWake > 0 && (s.d.requeueAfter == 0 || s.extraWake < s.d.requeueAfter) {
 		s.d.requeueAfter = s.extraWake
+	}
+	return true
+}
+
+// phaseIssue records the issuing step (spec.issue): the KeyIssued
+// condition, the issued and previous keys as the issuance Secret knows them,
+// and its Events and wake-up.
+func phaseIssue(s *phaseState) bool {
+	io := s.obs.issue
+	if io == nil {
+		meta.RemoveStatusCondition(&s.st.Conditions, keyopsv1.ConditionKeyIssued)
+		s.st.Issued, s.st.PreviousKey = nil, nil
+		return true
+	}
+	msg := io.message
+	if msg == "" && io.issued != nil {
+		msg = fmt.Sprintf("key %s (label %s) was created on sub-account %s", io.issued.KeyID, io.issued.Label, s.k.Spec.Issue.SubAccount)
+		if io.previous != nil {
+			msg += fmt.Sprintf("; the previous key %s is deleted after the overlap", io.previous.KeyID)
+		}
+	}
+	if msg == "" {
+		msg = "no key has been created yet"
+	}
+	s.set(keyopsv1.ConditionKeyIssued, io.status, io.reason, msg)
+	s.st.Issued, s.st.PreviousKey, s.st.RotateRequest = io.issued, io.previous, io.rotate
+	s.d.events = append(s.d.events, io.events...)
+	if io.wake > 0 {
+		s.wake(io.wake)
 	}
 	return true
 }

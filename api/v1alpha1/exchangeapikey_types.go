@@ -485,6 +485,9 @@ type ExchangeAPIKeyStatus struct {
 	RestartedFor string `json:"restartedFor,omitempty"`
 	// +optional
 	RestartedGeneration int64 `json:"restartedGeneration,omitempty"`
+	// RestartedAt is when the restart targets were last rolled.
+	// +optional
+	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`
 	// RestartPendingSince is when the restart targets became due for the
 	// material the target holds; they roll once RestartDebounce has passed.
 	// +optional

@@ -283,6 +283,10 @@ func (in *ExchangeAPIKeyStatus) DeepCopyInto(out *ExchangeAPIKeyStatus) {
 		in, out := &in.FailingSince, &out.FailingSince
 		*out = (*in).DeepCopy()
 	}
+	if in.RestartedAt != nil {
+		in, out := &in.RestartedAt, &out.RestartedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.RestartPendingSince != nil {
 		in, out := &in.RestartPendingSince, &out.RestartPendingSince
 		*out = (*in).DeepCopy()
