@@ -50,6 +50,9 @@ type Reconciler struct {
 	Jitter func() float64
 	// AllowInsecureEndpoints permits http:// endpoints (simulators).
 	AllowInsecureEndpoints bool
+	// WatchNamespaces restricts the source-Secret metadata cache to these
+	// namespaces, like the manager's cache (empty: all namespaces).
+	WatchNamespaces []string
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
 	// SetupWithManager); sources remembers the last source read per Secret
