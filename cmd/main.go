@@ -50,6 +50,8 @@ func main() {
 	o := operator.Defaults()
 	limits := rateLimitFlag{}
 	flag.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (GET /metrics). false serves plain HTTP and needs a loopback --metrics-bind-address.")
+	watchNamespaces := flag.String("watch-namespaces", "", "Comma-separated namespaces to watch, e.g. team-a,team-b (default: all). The manager then needs Roles in these namespaces only (config/namespaced).")
 	flag.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", "Address of the pprof endpoint (e.g. 127.0.0.1:6060); empty disables it.")
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
@@ -86,6 +88,15 @@ func main() {
 		os.Exit(2)
 	}
 	o.KubeAPIQPS = float32(qps)
+	var err error
+	if o.WatchNamespaces, err = operator.ParseNamespaces(*watchNamespaces); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := operator.CheckMetricsServing(o.MetricsBindAddress, o.MetricsSecure); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	o.ExchangeRateLimits = limits
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 	log := ctrl.Log.WithName("setup")
@@ -96,7 +107,7 @@ func main() {
 		log.Error(err, "unable to build the manager")
 		os.Exit(1)
 	}
-	log.Info("starting manager", "version", operator.Version)
+	log.Info("starting manager", "version", operator.Version, "watchNamespaces", o.WatchNamespaces, "metricsSecure", o.MetricsSecure)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

@@ -58,6 +58,9 @@ type Reconciler struct {
 	Issued      func(exchange string)
 	KeyDeleted  func(exchange string)
 	IssueFailed func(exchange, reason string)
+	// WatchNamespaces restricts the source-Secret metadata cache to these
+	// namespaces, like the manager's cache (empty: all namespaces).
+	WatchNamespaces []string
 
 	// sourceMeta is the metadata-only cache of Secrets (set up by
 	// SetupWithManager); sources remembers, per ExchangeAPIKey, the last
@@ -253,6 +256,9 @@ func outcome(err error) string {
 // observePolicies reads the cluster's ClusterExchangeKeyPolicies and the
 // labels of the namespace they select by (both cached).
 func (r *Reconciler) observePolicies(ctx context.Context, namespace string) ([]keyopsv1.ClusterExchangeKeyPolicy, map[string]string, error) {
+	if len(r.WatchNamespaces) > 0 {
+		return nil, nil, nil
+	}
 	var list keyopsv1.ClusterExchangeKeyPolicyList
 	if err := r.List(ctx, &list); err != nil {
 		return nil, nil, err

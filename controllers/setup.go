@@ -33,11 +33,19 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	}); err != nil {
 		return err
 	}
+	var namespaces map[string]cache.Config
+	for _, ns := range r.WatchNamespaces {
+		if namespaces == nil {
+			namespaces = map[string]cache.Config{}
+		}
+		namespaces[ns] = cache.Config{}
+	}
 	metaCache, err := cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient:       mgr.GetHTTPClient(),
-		Scheme:           mgr.GetScheme(),
-		Mapper:           mgr.GetRESTMapper(),
-		DefaultTransform: identityOnly,
+		HTTPClient:        mgr.GetHTTPClient(),
+		Scheme:            mgr.GetScheme(),
+		Mapper:            mgr.GetRESTMapper(),
+		DefaultNamespaces: namespaces,
+		DefaultTransform:  identityOnly,
 	})
 	if err != nil {
 		return err
@@ -47,7 +55,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	}
 	r.sourceMeta = metaCache
 	secretMeta := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("exchangeapikey").
 		// Status writes do not trigger reconciles; spec and annotation
 		// changes (the revalidate request) do.
@@ -56,12 +64,15 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		WatchesRawSource(source.Kind(metaCache, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.keysForSource),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WithOptions(opts)
+	if len(r.WatchNamespaces) == 0 {
 		// The cluster's policy floor: a policy change, or a namespace's new
-		// labels, re-evaluates the keys it selects at once.
-		Watches(&keyopsv1.ClusterExchangeKeyPolicy{}, handler.EnqueueRequestsFromMapFunc(MapPolicyToKeys(mgr.GetClient()))).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(MapNamespaceToKeys(mgr.GetClient())), builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		WithOptions(opts).
-		Complete(r)
+		// labels, re-evaluates the keys it selects at once. A namespace-
+		// scoped manager has no cluster-wide reads, and no floor.
+		b = b.Watches(&keyopsv1.ClusterExchangeKeyPolicy{}, handler.EnqueueRequestsFromMapFunc(MapPolicyToKeys(mgr.GetClient()))).
+			Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(MapNamespaceToKeys(mgr.GetClient())), builder.WithPredicates(predicate.LabelChangedPredicate{}))
+	}
+	return b.Complete(r)
 }
 
 // keysForSource maps a source Secret to the ExchangeAPIKeys that read it.

@@ -104,6 +104,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, f
 	args := append([]string{
 		"--kubeconfig=" + kubeconfig,
 		"--metrics-bind-address=" + maddr,
+		"--metrics-secure=false", // plain HTTP on loopback: scraped without a token
 		"--health-probe-bind-address=" + haddr,
 		"--allow-insecure-endpoints",
 	}, flags...)

@@ -121,6 +121,9 @@ func (m *ExchangeRequests) Observe(o exchange.Observation) {
 // Operations counts what the operator did to the cluster and the exchanges.
 type Operations struct {
 	restarts *prometheus.CounterVec
+	issued   *prometheus.CounterVec
+	deleted  *prometheus.CounterVec
+	failures *prometheus.CounterVec
 }
 
 // NewOperations creates the operation counters.
@@ -130,7 +133,30 @@ func NewOperations() *Operations {
 			Name: "exchangeapikey_workload_restarts_total",
 			Help: "Restarts of restart targets for a new key, by workload.",
 		}, []string{"namespace", "kind", "name"}),
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_issued_keys_total",
+			Help: "Sub-account keys the operator created (spec.issue), by exchange.",
+		}, []string{"exchange"}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_deleted_keys_total",
+			Help: "Sub-account keys the operator deleted at the exchange, by exchange.",
+		}, []string{"exchange"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_issue_failures_total",
+			Help: "Issued keys refused after creation, by exchange and reason.",
+		}, []string{"exchange", "reason"}),
 	}
+}
+
+// KeyIssued counts a created sub-account key.
+func (o *Operations) KeyIssued(exchange string) { o.issued.WithLabelValues(exchange).Inc() }
+
+// KeyDeleted counts a sub-account key deleted at the exchange.
+func (o *Operations) KeyDeleted(exchange string) { o.deleted.WithLabelValues(exchange).Inc() }
+
+// IssueFailed counts an issued key refused after creation.
+func (o *Operations) IssueFailed(exchange, reason string) {
+	o.failures.WithLabelValues(exchange, reason).Inc()
 }
 
 // WorkloadRestarted counts one restart.
@@ -140,7 +166,7 @@ func (o *Operations) WorkloadRestarted(namespace, kind, name string) {
 
 // Register adds the collectors to reg.
 func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests, ops *Operations) error {
-	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts} {
+	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts, ops.issued, ops.deleted, ops.failures} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
