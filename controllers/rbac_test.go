@@ -176,6 +176,13 @@ type requestLog struct {
 	calls   map[apiCall]int
 }
 
+// clusterScoped are the cluster-scoped resources the manager lists: no
+// namespace field to exclude by.
+var clusterScoped = map[string]bool{"namespaces": true, "clusterexchangekeypolicies": true}
+
+// (namespaced roles copy every rule of config/rbac/role.yaml except those
+// for clusterScoped resources.)
+
 var requestInfo = &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
 
 func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -188,7 +195,7 @@ func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 		if info.Subresource != "" {
 			call.resource += "/" + info.Subresource
 		}
-		if len(l.exclude) > 0 && info.Namespace == "" && (info.Verb == "list" || info.Verb == "watch") {
+		if len(l.exclude) > 0 && info.Namespace == "" && (info.Verb == "list" || info.Verb == "watch") && !clusterScoped[info.Resource] {
 			req = req.Clone(req.Context())
 			q := req.URL.Query()
 			sel := []fields.Selector{}
@@ -363,7 +370,15 @@ func TestNamespacedRoleMatchesGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g, n := expand(generated), expand(namespaced); !equality.Semantic.DeepEqual(sortedGrants(g), sortedGrants(n)) {
+	g := expand(generated)
+	for gr := range g {
+		// A Role cannot grant cluster-scoped resources, and a namespace-
+		// scoped manager does not read them (no policy floor there).
+		if clusterScoped[strings.Split(gr.resource, "/")[0]] {
+			g.Delete(gr)
+		}
+	}
+	if n := expand(namespaced); !equality.Semantic.DeepEqual(sortedGrants(g), sortedGrants(n)) {
 		t.Fatalf("config/namespaced/watched/role.yaml differs from the generated config/rbac/role.yaml: copy the rules over\n only generated: %v\n only namespaced: %v",
 			sortedGrants(g.Difference(n)), sortedGrants(n.Difference(g)))
 	}
