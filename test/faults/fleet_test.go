@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,31 +218,50 @@ func (f *fleet) create(t *testing.T, hookURL string) {
 }
 
 // rotate writes the rotation into the source Secrets of keys (all when nil):
-// the bad key first where there is one, then the final key.
+// the bad key first where there is one, then the final key. The writes go
+// out from 16 goroutines, so that the whole rotation reaches the API server
+// in a burst and the manager works through it while the fault strikes.
 func (f *fleet) rotate(t *testing.T, keys []*plannedKey) {
 	t.Helper()
 	if keys == nil {
 		keys = f.keys
 	}
 	f.rotated = true
+	work := make(chan *plannedKey)
+	errs := make(chan error, len(keys))
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				if p.bad != nil && p.finalGood {
+					if err := f.putSource(p, *p.bad); err != nil {
+						errs <- err
+						continue
+					}
+				}
+				if err := f.putSource(p, p.final); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
 	for _, p := range keys {
-		if p.bad != nil && p.finalGood {
-			f.putSource(t, p, *p.bad)
-		}
-		f.putSource(t, p, p.final)
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
 
-func (f *fleet) putSource(t *testing.T, p *plannedKey, c exchange.Credentials) {
-	t.Helper()
-	var s corev1.Secret
-	if err := cl.c.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: sourceName(p.name)}, &s); err != nil {
-		t.Fatal(err)
-	}
-	s.Data = sourceData(c)
-	if err := cl.c.Update(context.Background(), &s); err != nil {
-		t.Fatal(err)
-	}
+// putSource replaces the source Secret's data (nothing else writes it).
+func (f *fleet) putSource(p *plannedKey, c exchange.Credentials) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: sourceName(p.name)}, Data: sourceData(c)}
+	return cl.c.Update(context.Background(), s)
 }
 
 // wantTarget is the key a target must hold once the current phase

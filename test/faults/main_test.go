@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,7 +111,11 @@ func startCluster(root, dir string) (*cluster, error) {
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return nil, err
 	}
-	api := &envtest.APIServer{CertDir: certDir}
+	apiLog, err := os.Create(filepath.Join(dir, "kube-apiserver.log"))
+	if err != nil {
+		return nil, err
+	}
+	api := &envtest.APIServer{CertDir: certDir, Out: apiLog, Err: apiLog}
 	// Watches are served by etcd, which resumes a watch from any revision
 	// after an API server restart; a restarted API server's watch cache
 	// refuses revisions older than itself, and the recorder would miss the
@@ -155,16 +160,75 @@ func startCluster(root, dir string) (*cluster, error) {
 func (c *cluster) stop() { _ = c.env.Stop() }
 
 // restartAPIServer stops kube-apiserver (etcd keeps running) and starts it
-// again on the same address with the same certificates.
-func (c *cluster) restartAPIServer() error {
+// again on the same address with the same certificates. The stop is a
+// SIGTERM; if the process is still there after 5 s it is SIGKILLed (with
+// watches served by etcd, a terminating kube-apiserver waits for them to
+// time out). It returns how the process ended.
+func (c *cluster) restartAPIServer() (string, error) {
+	pid := childPID("kube-apiserver")
+	if pid == 0 {
+		return "", errors.New("no kube-apiserver child process found")
+	}
+	how := "exited on SIGTERM"
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	if err := pollErr(5*time.Second, func() error { return running(pid) }); err != nil {
+		how = "still running 5 s after SIGTERM; SIGKILLed"
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		if err := pollErr(10*time.Second, func() error { return running(pid) }); err != nil {
+			return how, err
+		}
+	}
 	api := c.env.ControlPlane.APIServer
+	// envtest sees its process gone and only tidies up.
 	if err := api.Stop(); err != nil {
-		return fmt.Errorf("stopping kube-apiserver: %w", err)
+		return how, fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
 	if err := api.Start(); err != nil {
-		return fmt.Errorf("starting kube-apiserver again: %w", err)
+		return how, fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
-	return nil
+	return how, nil
+}
+
+// childPID finds a child process of the test by command name.
+func childPID(comm string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == os.Getpid() && s[open+1:end] == comm {
+			return pid
+		}
+	}
+	return 0
+}
+
+// running is nil once the process has exited (gone, or a zombie not yet
+// reaped by envtest).
+func running(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z") {
+		return nil
+	}
+	return fmt.Errorf("process %d still running", pid)
 }
 
 // manager is one manager process.

@@ -74,10 +74,11 @@ func TestAPIServerRestartMidRotation(t *testing.T) {
 
 	sc.fleet.rotate(t, nil)
 	at := sc.awaitRotated(t, 10)
-	if err := cl.restartAPIServer(); err != nil {
+	how, err := cl.restartAPIServer()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kube-apiserver restarted when %d of %d rotations had reached their targets; %d had after the restart", at, sc.goodRotations(), sc.rotatedTargets(t))
+	t.Logf("kube-apiserver restarted (it %s) when %d of %d rotations had reached their targets; %d had after the restart", how, at, sc.goodRotations(), sc.rotatedTargets(t))
 	if at >= sc.goodRotations() {
 		t.Fatalf("the rotation was complete before the API server stopped: the scenario tested nothing")
 	}
@@ -97,7 +98,7 @@ func TestLeaderKilledMidRotation(t *testing.T) {
 	a := startManager(t, sc, "manager-a", cl.kubeconfig, flags)
 	la := sc.awaitHolder(t, "", 30*time.Second)
 	b := startManager(t, sc, "manager-b", cl.kubeconfig, flags)
-	b.waitLog(t, "attempting to acquire leader lease", 30*time.Second)
+	b.waitLog(t, "acquire leader lease", 30*time.Second)
 	sc.initialConverged(t)
 
 	sc.fleet.rotate(t, nil)
@@ -129,7 +130,7 @@ func TestLeaderGracefulHandover(t *testing.T) {
 	la := sc.awaitHolder(t, "", 30*time.Second)
 	idA := deref(la.Spec.HolderIdentity)
 	b := startManager(t, sc, "manager-b", cl.kubeconfig, flags)
-	b.waitLog(t, "attempting to acquire leader lease", 30*time.Second)
+	b.waitLog(t, "acquire leader lease", 30*time.Second)
 	sc.initialConverged(t)
 
 	sc.fleet.rotate(t, nil)
