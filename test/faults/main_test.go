@@ -238,7 +238,6 @@ type manager struct {
 	logPath string
 	logFile *os.File
 	metrics string
-	health  string
 	exited  chan struct{}
 	exitErr error
 	started time.Time
@@ -294,7 +293,7 @@ func startManager(t *testing.T, sc *scenario, name, kubeconfig string, flags []s
 		lf.Close()
 		t.Fatal(err)
 	}
-	m := &manager{name: name, cmd: cmd, logPath: logPath, logFile: lf, metrics: "http://" + maddr + "/metrics", health: "http://" + haddr + "/healthz", exited: make(chan struct{}), started: time.Now()}
+	m := &manager{name: name, cmd: cmd, logPath: logPath, logFile: lf, metrics: "http://" + maddr + "/metrics", exited: make(chan struct{}), started: time.Now()}
 	go func() { m.exitErr = cmd.Wait(); close(m.exited) }()
 	sc.managers = append(sc.managers, m)
 	return m
