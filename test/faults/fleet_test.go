@@ -276,7 +276,8 @@ func (f *fleet) wantTarget(p *plannedKey) exchange.Credentials {
 // notConverged lists, per key, what still differs from the converged state:
 // the target holds the expected key, the status was computed for the
 // current source and generation, Ready (or PreviousKeyKept for a refused
-// key), and the reminder of the key in use reached the webhook.
+// key), no workload restart pending (restarts wait spec.restartDebounce),
+// and the reminder of the key in use reached the webhook.
 func (f *fleet) notConverged(ctx context.Context, hook *hookReceiver) ([]string, error) {
 	var keys keyopsv1.ExchangeAPIKeyList
 	if err := cl.c.List(ctx, &keys, client.InNamespace(f.ns)); err != nil {
@@ -316,6 +317,8 @@ func (f *fleet) notConverged(ctx context.Context, hook *hookReceiver) ([]string,
 			out = append(out, fmt.Sprintf("%s: Ready is %s", p.name, condOf(k, keyopsv1.ConditionReady)))
 		case want.APIKey != src.APIKey && condOf(k, keyopsv1.ConditionSecretSynced) != "False/"+keyopsv1.ReasonPreviousKeyKept:
 			out = append(out, fmt.Sprintf("%s: SecretSynced is %s, want False/%s", p.name, condOf(k, keyopsv1.ConditionSecretSynced), keyopsv1.ReasonPreviousKeyKept))
+		case len(k.Spec.RestartTargets) > 0 && k.Status.RestartPendingSince != nil:
+			out = append(out, fmt.Sprintf("%s: restart of its workloads pending since %s", p.name, k.Status.RestartPendingSince.UTC().Format(time.RFC3339)))
 		case p.notify && hook.count(p.name, keyid.Mask(want.APIKey)) == 0:
 			out = append(out, fmt.Sprintf("%s: no reminder for key %s delivered yet", p.name, keyid.Mask(want.APIKey)))
 		}
