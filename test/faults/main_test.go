@@ -252,6 +252,8 @@ func managerFlags(extra ...string) []string {
 	}
 	return append([]string{
 		"--allow-insecure-endpoints",
+		// Plain-HTTP metrics on loopback: the suite reads the workqueue.
+		"--metrics-secure=false",
 		"--exchange-rate-limit=" + strings.Join(limits, ","),
 		// The most verbose level: the leak check reads these logs.
 		"--zap-log-level=10",
