@@ -9,6 +9,9 @@ LDFLAGS := -X github.com/keyops-io/exchange-key-operator/internal/operator.Versi
 # Go test flags; FUZZTIME bounds the short fuzz runs in `make test`.
 GOTESTFLAGS ?= -count=1 -timeout 30m
 FUZZTIME ?= 3s
+# Go test flags for `make test-faults` (about 2 minutes; the bound is for a
+# wedged control plane).
+FAULTS_TESTFLAGS ?= -count=1 -timeout 15m -v
 # N for `make bench` (1000; 10000 behind BENCH_N=10000).
 BENCH_N ?= 1000
 # The ccxt conformance test's Node side; package-lock.json pins ccxt.
@@ -60,6 +63,12 @@ test: manifests generate vet ccxt-deps ## Run every test (unit, fuzz seeds plus 
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
 		go test $(GOTESTFLAGS) ./...
 	@hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: test-faults
+test-faults: ## Fault scenarios (test/faults): API server restart, leader kill and handover, repeated kills, write conflicts; FAULTS_ARTIFACTS=DIR keeps the logs.
+	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
+		go vet -tags faults ./test/faults/ && \
+		go test -tags faults $(FAULTS_TESTFLAGS) ./test/faults/
 
 .PHONY: envtest
 envtest: ## Build (or reuse) kube-apiserver and etcd for envtest; prints KUBEBUILDER_ASSETS.

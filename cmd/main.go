@@ -56,6 +56,9 @@ func main() {
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	flag.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 0, "How long a standby waits before taking over a lease that was not renewed (default 15s).")
+	flag.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 0, "How long the leader retries renewing its lease before it gives up leadership (default 10s).")
+	flag.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 0, "How often leader election clients retry (default 2s).")
 	flag.BoolVar(&o.AllowInsecureEndpoints, "allow-insecure-endpoints", false, "Admit exchange endpoints on loopback addresses (http or https) and plain-http webhook URLs to loopback: local simulators only, never in production.")
 	flag.Func("allowed-endpoints", "Comma-separated exchange base URLs admitted besides each exchange's official hosts, e.g. https://proxy.example:8443/binance (repeatable; https unless --allow-insecure-endpoints). Checked at startup.", func(v string) error {
 		for _, e := range strings.Split(v, ",") {
