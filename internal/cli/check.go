@@ -408,13 +408,21 @@ func writeCheckReport(out io.Writer, r *checkReport) error {
 	if c := r.Compliant; c != nil {
 		field("Compliant", fmt.Sprintf("%s (%s): %s", c.Status, c.Reason, c.Message))
 	}
+	// The message is shown once: on the condition line when there is one.
+	msg := r.Message
 	switch r.Verdict {
 	case VerdictAccepted:
 		field("Verdict", "ACCEPTED: the operator would accept this key")
 	case VerdictRefused:
-		field("Verdict", fmt.Sprintf("REFUSED (%s): %s", r.Reason, r.Message))
+		if r.KeyValid != nil {
+			msg = "the operator would not sync this key"
+		}
+		field("Verdict", fmt.Sprintf("REFUSED (%s): %s", r.Reason, msg))
 	default:
-		field("Verdict", fmt.Sprintf("NO VERDICT (%s): %s", r.Reason, r.Message))
+		if r.KeyValid != nil {
+			msg = "the exchange gave no answer about the key; try again later"
+		}
+		field("Verdict", fmt.Sprintf("NO VERDICT (%s): %s", r.Reason, msg))
 	}
 	return tw.Flush()
 }

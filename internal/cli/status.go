@@ -271,7 +271,7 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 	if st.Permissions != nil {
 		field("Permissions", fmt.Sprintf("%s (IP restriction: %s)", orDash(st.Permissions.Summary), orDash(string(st.Permissions.IPRestriction))))
 	}
-	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), k.Spec.Validation.IntervalOrDefault())
+	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), shortDuration(k.Spec.Validation.IntervalOrDefault()))
 	val += when(st.LastValidationTime, now, "never")
 	if st.NextValidationTime != nil {
 		val += ", next " + when(st.NextValidationTime, now, "")
@@ -332,6 +332,18 @@ func age(t, now time.Time) string {
 		return "-"
 	}
 	return duration.HumanDuration(now.Sub(t))
+}
+
+// shortDuration drops zero minutes and seconds: 1h, not 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
