@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -125,7 +126,10 @@ func (a *app) status(ctx context.Context, out io.Writer, args []string, o *statu
 		return nil
 	}
 	evs, err := a.events(ctx, c, keys, o.allNamespaces)
-	if err != nil {
+	if apierrors.IsForbidden(err) {
+		// Reading keys but not Events is a common RBAC split: show the rest.
+		fmt.Fprintln(a.streams.ErrOut, "warning: Events not shown:", err)
+	} else if err != nil {
 		return err
 	}
 	for i := range keys {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,9 +13,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
@@ -314,4 +319,46 @@ func getRaw(t *testing.T, ns, name string) *unstructured.Unstructured {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// Who may read keys but not Events still gets the details, with a warning.
+func TestStatusWithoutEventAccess(t *testing.T) {
+	ns := newNamespace(t)
+	k := createKey(t, ns, "binance-bot", true)
+	event(t, ns, refTo(k), "Verified", "note-hidden", t0)
+	c, _ := cluster(t)
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "eak-viewer"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{keyopsv1.GroupVersion.Group}, Resources: []string{"exchangeapikeys"}, Verbs: []string{"get", "list"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "eak-viewer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "eak-viewer"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "viewer-" + ns}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := c.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user, err := env.AddUser(envtest.User{Name: "viewer-" + ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "", "--kubeconfig", kc, "status", "binance-bot", "-n", ns)
+	if r.code != 0 || !strings.Contains(r.stdout, "ready-message") || !strings.Contains(r.stderr, "Events not shown") || strings.Contains(r.stdout, "note-hidden") {
+		t.Fatal(r)
+	}
+	// The role is what stops the Events, not something else.
+	if r := kubectl(t, "status", "binance-bot", "-n", ns); !strings.Contains(r.stdout, "note-hidden") {
+		t.Fatal(r)
+	}
 }
