@@ -77,9 +77,10 @@ envtest: ## Build (or reuse) kube-apiserver and etcd for envtest; prints KUBEBUI
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the exchange simulator into bin/.
+build: ## Build the manager, the exchange simulator and the kubectl plugin (kubectl-eak) into bin/.
 	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
 	go build -ldflags "$(LDFLAGS)" -o bin/exchange-simulator ./cmd/exchange-simulator
+	go build -ldflags "-X github.com/keyops-io/exchange-key-operator/internal/cli.Version=$(VERSION)" -o bin/kubectl-eak ./cmd/kubectl-eak
 
 .PHONY: run
 run: ## Run the manager against the current kubeconfig.
