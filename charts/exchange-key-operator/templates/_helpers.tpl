@@ -67,3 +67,58 @@ exchanges in name order.
 {{- end }}
 {{- join "," $items }}
 {{- end }}
+
+{{/*
+The manager's rules split by scope, for namespace-scoped mode: a Role grants
+nothing on cluster-scoped resources, so the rules on those go to a
+ClusterRole. Cluster-scoped are the CRDs in crds/ with scope Cluster and the
+built-in resources below; anything else is taken as namespaced (e.g.
+argoproj.io rollouts). Returns YAML {namespaced: [rules], cluster: [rules]}.
+*/}}
+{{- define "eko.managerRulesByScope" -}}
+{{- $clusterScoped := list "/namespaces" "/nodes" "/persistentvolumes"
+  "authentication.k8s.io/tokenreviews" "authorization.k8s.io/subjectaccessreviews"
+  "authorization.k8s.io/selfsubjectaccessreviews" "apiextensions.k8s.io/customresourcedefinitions"
+  "rbac.authorization.k8s.io/clusterroles" "rbac.authorization.k8s.io/clusterrolebindings"
+  "storage.k8s.io/storageclasses" "scheduling.k8s.io/priorityclasses"
+  "certificates.k8s.io/certificatesigningrequests"
+  "admissionregistration.k8s.io/validatingwebhookconfigurations"
+  "admissionregistration.k8s.io/mutatingwebhookconfigurations" }}
+{{- range $path, $_ := .Files.Glob "crds/*.yaml" }}
+{{- $crd := $.Files.Get $path | fromYaml }}
+{{- if eq $crd.spec.scope "Cluster" }}
+{{- $clusterScoped = append $clusterScoped (printf "%s/%s" $crd.spec.group $crd.spec.names.plural) }}
+{{- end }}
+{{- end }}
+{{- $namespaced := list }}
+{{- $cluster := list }}
+{{- range $rule := .Files.Get "files/rbac/manager-rules.yaml" | fromYamlArray }}
+{{- if $rule.nonResourceURLs }}
+{{- $cluster = append $cluster $rule }}
+{{- else }}
+{{- $nsResources := list }}
+{{- $clusterResources := list }}
+{{- range $resource := $rule.resources }}
+{{- $base := first (splitList "/" $resource) }}
+{{- $isCluster := false }}
+{{- range $group := $rule.apiGroups }}
+{{- if has (printf "%s/%s" $group $base) $clusterScoped }}
+{{- $isCluster = true }}
+{{- end }}
+{{- end }}
+{{- if $isCluster }}
+{{- $clusterResources = append $clusterResources $resource }}
+{{- else }}
+{{- $nsResources = append $nsResources $resource }}
+{{- end }}
+{{- end }}
+{{- if $nsResources }}
+{{- $namespaced = append $namespaced (set (deepCopy $rule) "resources" $nsResources) }}
+{{- end }}
+{{- if $clusterResources }}
+{{- $cluster = append $cluster (set (deepCopy $rule) "resources" $clusterResources) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "namespaced" $namespaced "cluster" $cluster) }}
+{{- end }}
