@@ -3,6 +3,8 @@
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+HELM_VERSION ?= v4.3.2
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 IMG ?= ghcr.io/keyops-io/exchange-key-operator:latest
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/keyops-io/exchange-key-operator/internal/operator.Version=$(VERSION)
@@ -34,6 +36,7 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRD and RBAC manifests.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -58,9 +61,9 @@ $(CCXT_DIR)/node_modules/.package-lock.json: $(CCXT_DIR)/package.json $(CCXT_DIR
 	cd $(CCXT_DIR) && npm ci --no-audit --no-fund --ignore-scripts
 
 .PHONY: test
-test: manifests generate vet ccxt-deps ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration).
-	@[ -z "$$CI" ] || git diff --quiet -- config/crd config/rbac api 2>/dev/null || { echo "generated files are out of date: run 'make manifests generate' and commit"; git --no-pager diff --stat -- config/crd api; exit 1; }
-	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
+test: manifests generate vet ccxt-deps helm ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration, the Helm chart).
+	@[ -z "$$CI" ] || git diff --quiet -- config/crd config/rbac api charts 2>/dev/null || { echo "generated files are out of date: run 'make manifests generate' and commit"; git --no-pager diff --stat -- config/crd config/rbac api charts; exit 1; }
+	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" && \
 		go test $(GOTESTFLAGS) ./...
 	@hack/fuzz.sh $(FUZZTIME)
 
@@ -69,6 +72,11 @@ test-faults: ## Fault scenarios (test/faults): API server restart, leader kill a
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
 		go vet -tags faults ./test/faults/ && \
 		go test -tags faults $(FAULTS_TESTFLAGS) ./test/faults/
+
+.PHONY: test-chart
+test-chart: manifests helm ## Only the Helm chart's tests (test/chart: lint, renderings, schema, dry runs on envtest, in step with config/).
+	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" && \
+		go test $(GOTESTFLAGS) ./test/chart/...
 
 .PHONY: envtest
 envtest: ## Build (or reuse) kube-apiserver and etcd for envtest; prints KUBEBUILDER_ASSETS.
@@ -124,3 +132,10 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+.PHONY: helm
+helm: $(HELM) ## Build (or reuse) helm from its Go module into bin/.
+$(HELM):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/$(word 1,$(subst ., ,$(HELM_VERSION)))/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $(HELM)
