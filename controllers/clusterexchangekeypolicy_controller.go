@@ -32,9 +32,9 @@ type PolicyReconciler struct {
 	client.Client
 }
 
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=clusterexchangekeypolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=clusterexchangekeypolicies/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=clusterexchangekeypolicies,verbs=list;watch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=clusterexchangekeypolicies/status,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
 
 // Reconcile recounts one policy from the cache and writes its status only
 // when it changed.

@@ -88,6 +88,8 @@ type decision struct {
 	requeueAfter time.Duration
 	// notify is the rotation reminder owed to the webhook, if any.
 	notify string
+	// announce is the KeyRotated Event owed for the last recorded rotation.
+	announce *announcement
 }
 
 // probeDue says whether this reconcile must ask the exchange, and whether

@@ -276,7 +276,7 @@ func TestDecideRotationDetectionAndHistory(t *testing.T) {
 	a, b := src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY")
 	step(k, observation{now: t0, source: a, probe: ok("read")})
 	d := step(k, observation{now: t0.Add(24 * time.Hour), source: b, target: holding(a), probe: ok("read")})
-	if !d.syncTarget || !hasEvent(d.events, "KeyRotated") {
+	if !d.syncTarget || !(d.announce != nil) {
 		t.Fatalf("rotation: sync=%v events=%+v", d.syncTarget, d.events)
 	}
 	r := d.status.Rotation

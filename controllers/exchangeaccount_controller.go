@@ -81,8 +81,8 @@ type AccountReconciler struct {
 	SecretMetadata cache.Cache
 }
 
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeaccounts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeaccounts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeaccounts,verbs=list;watch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeaccounts/status,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

@@ -83,8 +83,8 @@ type cachedSource struct {
 	secret          *corev1.Secret
 }
 
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys/status,verbs=update;patch
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -172,6 +172,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			typ = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(&k, nil, typ, e.reason, "Reconcile", "%s", e.message)
+	}
+	if d.announce != nil {
+		if err := r.announce(ctx, &k, d.announce); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if actErr != nil {
 		return ctrl.Result{}, actErr

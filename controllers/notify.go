@@ -28,8 +28,27 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &fresh); err != nil {
 		return err
 	}
-	if fresh.Status.Rotation != nil && fresh.Status.Rotation.NotifiedReason == d.notify {
-		return nil
+	if rot := fresh.Status.Rotation; rot != nil {
+		switch {
+		case rot.NotifiedReason == d.notify:
+			return nil
+		case rot.NotifyingReason == d.notify:
+			// An earlier attempt claimed this reminder and its outcome was
+			// lost (the manager died, or the API server went away, between
+			// the call and its record). At most once: count it delivered.
+			return r.recordNotified(ctx, k, d.notify)
+		}
+	}
+	// Claim the reminder before the call, with the resourceVersion as a
+	// precondition, so that two reconciles (or two managers during a
+	// failover) cannot both send it.
+	claimed := fresh.DeepCopy()
+	if claimed.Status.Rotation == nil {
+		claimed.Status.Rotation = &keyopsv1.RotationStatus{}
+	}
+	claimed.Status.Rotation.NotifyingReason = d.notify
+	if err := r.Status().Patch(ctx, claimed, client.MergeFromWithOptions(&fresh, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
 	}
 	ref := k.Spec.Rotation.Notify.WebhookSecretRef
 	key := ref.Key
@@ -57,14 +76,23 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 		KeyID: d.status.KeyID, RotateBy: rotateBy.UTC(),
 	})
 	if err != nil {
+		// Not delivered: release the claim so that the retry sends it.
+		release, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifyingReason": nil}}})
+		if perr := r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, release)); perr != nil {
+			logf.FromContext(ctx).Info("reminder not delivered and its claim not released; it counts as delivered", "error", perr.Error())
+		}
 		return err
 	}
-	// Record the delivery at once, with a patch that cannot conflict: the
-	// reconcile's own status update may still fail (a conflict under
-	// load), and a retry that does not see this would send it again.
-	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifiedReason": d.notify}}})
-	if perr := r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, patch)); perr != nil {
-		logf.FromContext(ctx).Info("reminder delivered but not yet recorded; the status update records it", "error", perr.Error())
+	if err := r.recordNotified(ctx, k, d.notify); err != nil {
+		// The claim stays: a retry counts it delivered, never sends again.
+		logf.FromContext(ctx).Info("reminder delivered but not yet recorded", "error", err.Error())
 	}
 	return nil
+}
+
+// recordNotified records a delivered reminder with a patch that cannot
+// conflict: the reconcile's own status update may still fail.
+func (r *Reconciler) recordNotified(ctx context.Context, k *keyopsv1.ExchangeAPIKey, token string) error {
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifiedReason": token, "notifyingReason": nil}}})
+	return r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, patch))
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
 
 // phaseTarget decides what the target Secret must hold and records each
@@ -86,7 +87,9 @@ func (s *phaseState) recordHandover() {
 		}
 		now := s.now
 		st.Rotation.LastRotationTime = &now
-		s.event(false, keyopsv1.EventKeyRotated, fmt.Sprintf("Secret %s now holds key %s (was %s)", k.TargetName(), st.KeyID, maskedFor(st.History, prevFP)))
+		st.Rotation.RotatedFrom = maskedFor(st.History, prevFP)
+		// The KeyRotated Event is announced from the persisted record
+		// (phaseRotation), once, whatever happens after this write.
 	}
 }
 
@@ -146,6 +149,14 @@ func (s *phaseState) event(warning bool, reason, msg string) {
 // phaseRotation sets the rotation schedule and RotationDue, and records a
 // reminder delivered in this reconcile.
 func phaseRotation(s *phaseState) bool {
+	// (RotatedFrom is recorded with each rotation since announcements
+	// exist: rotations recorded before an upgrade are not announced again.)
+	if r := s.st.Rotation; r != nil && r.LastRotationTime != nil && r.RotatedFrom != "" && r.Announced != announceID(s.st) && s.st.TargetKeyFingerprint != "" {
+		s.d.announce = &announcement{
+			id:      announceID(s.st),
+			message: fmt.Sprintf("Secret %s now holds key %s (was %s)", s.k.TargetName(), maskedFor(s.st.History, s.st.TargetKeyFingerprint), r.RotatedFrom),
+		}
+	}
 	s.rot = decideRotation(s.k, s.st, s.obs.now)
 	if s.obs.notified != "" && s.rot.notify == s.obs.notified {
 		s.st.Rotation.NotifiedReason = s.obs.notified
@@ -204,4 +215,20 @@ func phaseIssue(s *phaseState) bool {
 		s.wake(io.wake)
 	}
 	return true
+}
+
+// announcement is a KeyRotated Event owed for a recorded rotation.
+type announcement struct {
+	// id names the rotation: the new key's fingerprint and the rotation
+	// time, so that a key rotated back in later is announced again.
+	id      string
+	message string
+}
+
+// announceID identifies the last rotation in status.
+func announceID(st *keyopsv1.ExchangeAPIKeyStatus) string {
+	if st.Rotation == nil || st.Rotation.LastRotationTime == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s.%d", keyid.Short(st.TargetKeyFingerprint), st.Rotation.LastRotationTime.Unix())
 }

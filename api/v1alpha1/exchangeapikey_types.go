@@ -395,6 +395,19 @@ type RotationStatus struct {
 	// with the fingerprint it was for, so that a restart never repeats it.
 	// +optional
 	NotifiedReason string `json:"notifiedReason,omitempty"`
+	// NotifyingReason is a reminder being delivered: claimed before the
+	// webhook call, so that a reminder whose outcome was lost (a crash, an
+	// API server away) is not sent twice.
+	// +optional
+	NotifyingReason string `json:"notifyingReason,omitempty"`
+	// RotatedFrom is the masked ID of the key the last rotation replaced.
+	// +optional
+	RotatedFrom string `json:"rotatedFrom,omitempty"`
+	// Announced is the fingerprint of the last rotation announced with a
+	// KeyRotated Event, so that the Event is created once per rotation
+	// even when the manager dies right after recording it.
+	// +optional
+	Announced string `json:"announced,omitempty"`
 }
 
 // KeyHistoryEntry records one key seen in the source Secret.
