@@ -208,7 +208,19 @@ func FuzzDecide(f *testing.F) {
 	f.Add(uint64(1), uint64(2), uint8(0))
 	f.Add(uint64(42), uint64(7), uint8(1))
 	f.Add(uint64(9), uint64(99), uint8(2))
-	f.Fuzz(func(t *testing.T, seed1, seed2 uint64, modeSel uint8) {
+	f.Fuzz(decideInvariants)
+}
+
+// TestDecideInvariants runs the fuzz body over many seeds in every `go
+// test`, beyond the few seeds of the corpus.
+func TestDecideInvariants(t *testing.T) {
+	for i := uint64(0); i < 300; i++ {
+		decideInvariants(t, i, i*7919+1, uint8(i))
+	}
+}
+
+func decideInvariants(t *testing.T, seed1, seed2 uint64, modeSel uint8) {
+	{
 		rng := rand.New(rand.NewPCG(seed1, seed2))
 		mode := []keyopsv1.ValidationMode{"", keyopsv1.ValidationObserve, keyopsv1.ValidationDisabled}[int(modeSel)%3]
 		k := testKey(mode)
@@ -275,7 +287,7 @@ func FuzzDecide(f *testing.F) {
 			if rng.IntN(5) > 0 {
 				before := k.Status.TargetKeyFingerprint
 				k.Status = d.status
-				if after := k.Status.TargetKeyFingerprint; d.syncTarget && before != "" && after != before {
+				if after := k.Status.TargetKeyFingerprint; before != "" && after != "" && after != before {
 					handovers++
 				}
 				// The KeyRotated Event is created under a name derived from
@@ -291,11 +303,11 @@ func FuzzDecide(f *testing.F) {
 					}
 				}
 				if rotations != handovers {
-					t.Fatalf("step %d: %d KeyRotated events for %d handovers of a new key", i, rotations, handovers)
+					t.Fatalf("seed %d/%d step %d: %d KeyRotated events for %d handovers of a new key (announced %v)", seed1, seed2, i, rotations, handovers, announced)
 				}
 			}
 		}
-	})
+	}
 }
 
 func condStatus(st keyopsv1.ExchangeAPIKeyStatus, typ string) string {

@@ -39,6 +39,12 @@ func phaseTarget(s *phaseState) bool {
 		}
 		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced, msg)
 	default:
+		if target.exists && target.fingerprint != "" && target.fingerprint != s.prev.TargetKeyFingerprint {
+			// The target holds a key status does not know it holds: an
+			// earlier reconcile handed it over and lost its status write
+			// before this key was refused or replaced. Record it now.
+			s.recordHandoverOf(target.fingerprint, maskedFor(st.History, target.fingerprint), target.material)
+		}
 		why := blockingReason(st.Conditions)
 		if rejected(why) {
 			st.History = recordDecision(st.History, s.fp, "Rejected", why, s.now)
@@ -66,28 +72,33 @@ func phaseTarget(s *phaseState) bool {
 // material for the same key, or (when the Secret had to be written although
 // status says it holds this material) a repair.
 func (s *phaseState) recordHandover() {
-	k, st, src := s.k, s.st, s.obs.source
+	s.recordHandoverOf(s.fp, s.st.KeyID, s.obs.source.material)
+}
+
+// recordHandoverOf records the handover of the key fp (masked, material).
+func (s *phaseState) recordHandoverOf(fp, masked, material string) {
+	k, st := s.k, s.st
 	prevFP, prevMaterial := s.prev.TargetKeyFingerprint, s.prev.TargetCredentialsHash
 	switch {
-	case prevFP == s.fp && (prevMaterial == src.material || prevMaterial == ""):
+	case prevFP == fp && (prevMaterial == material || prevMaterial == ""):
 		// Already handed over (an empty hash is a status written before the
 		// hash was recorded). A write now can only be a repair.
 		if s.obs.targetWritten {
-			s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s restored to the key %s", k.TargetName(), st.KeyID))
+			s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s restored to the key %s", k.TargetName(), masked))
 		}
-	case prevFP == s.fp:
-		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), st.KeyID))
+	case prevFP == fp:
+		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), masked))
 	case prevFP == "":
-		st.History = recordDecision(st.History, s.fp, "Accepted", "", s.now)
-		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s created with key %s", k.TargetName(), st.KeyID))
+		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
+		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s created with key %s", k.TargetName(), masked))
 	default:
-		st.History = recordDecision(st.History, s.fp, "Accepted", "", s.now)
+		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
 		if st.Rotation == nil {
 			st.Rotation = &keyopsv1.RotationStatus{}
 		}
 		now := s.now
 		st.Rotation.LastRotationTime = &now
-		st.Rotation.RotatedFrom = maskedFor(st.History, prevFP)
+		st.Rotation.RotatedFrom, st.Rotation.RotatedTo = maskedFor(st.History, prevFP), masked
 		// The KeyRotated Event is announced from the persisted record
 		// (phaseRotation), once, whatever happens after this write.
 	}
@@ -151,10 +162,10 @@ func (s *phaseState) event(warning bool, reason, msg string) {
 func phaseRotation(s *phaseState) bool {
 	// (RotatedFrom is recorded with each rotation since announcements
 	// exist: rotations recorded before an upgrade are not announced again.)
-	if r := s.st.Rotation; r != nil && r.LastRotationTime != nil && r.RotatedFrom != "" && r.Announced != announceID(s.st) && s.st.TargetKeyFingerprint != "" {
+	if r := s.st.Rotation; r != nil && r.LastRotationTime != nil && r.RotatedFrom != "" && r.Announced != announceID(s.st) {
 		s.d.announce = &announcement{
 			id:      announceID(s.st),
-			message: fmt.Sprintf("Secret %s now holds key %s (was %s)", s.k.TargetName(), maskedFor(s.st.History, s.st.TargetKeyFingerprint), r.RotatedFrom),
+			message: fmt.Sprintf("Secret %s now holds key %s (was %s)", s.k.TargetName(), r.RotatedTo, r.RotatedFrom),
 		}
 	}
 	s.rot = decideRotation(s.k, s.st, s.obs.now)
@@ -219,8 +230,8 @@ func phaseIssue(s *phaseState) bool {
 
 // announcement is a KeyRotated Event owed for a recorded rotation.
 type announcement struct {
-	// id names the rotation: the new key's fingerprint and the rotation
-	// time, so that a key rotated back in later is announced again.
+	// id names the rotation: its time and the keys it swapped, so that a
+	// key rotated back in later is announced again.
 	id      string
 	message string
 }
@@ -230,5 +241,6 @@ func announceID(st *keyopsv1.ExchangeAPIKeyStatus) string {
 	if st.Rotation == nil || st.Rotation.LastRotationTime == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s.%d", keyid.Short(st.TargetKeyFingerprint), st.Rotation.LastRotationTime.Unix())
+	r := st.Rotation
+	return fmt.Sprintf("%d.%s", r.LastRotationTime.Unix(), keyid.Short(keyid.Fingerprint(r.RotatedFrom+">"+r.RotatedTo)))
 }

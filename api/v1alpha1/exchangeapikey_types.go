@@ -400,9 +400,12 @@ type RotationStatus struct {
 	// API server away) is not sent twice.
 	// +optional
 	NotifyingReason string `json:"notifyingReason,omitempty"`
-	// RotatedFrom is the masked ID of the key the last rotation replaced.
+	// RotatedFrom and RotatedTo are the masked IDs of the keys the last
+	// rotation replaced and handed over.
 	// +optional
 	RotatedFrom string `json:"rotatedFrom,omitempty"`
+	// +optional
+	RotatedTo string `json:"rotatedTo,omitempty"`
 	// Announced is the fingerprint of the last rotation announced with a
 	// KeyRotated Event, so that the Event is created once per rotation
 	// even when the manager dies right after recording it.
