@@ -12,6 +12,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/policy"
+	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 )
 
@@ -324,7 +325,7 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		p := perms
 		st.VerifiedFingerprint = fp
 		st.LastValidationTime = &at
-		st.Permissions = permissionsStatus(p)
+		st.Permissions = policycheck.Status(p)
 		st.NonceUnit = keyopsv1.NonceUnit(p.NonceUnit)
 		st.KeyCreatedAt = timePtr(p.CreatedAt)
 		st.KeyExpiresAt = timePtr(p.ExpiresAt)
@@ -410,50 +411,11 @@ func definiteReason(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatu
 	return keyopsv1.ReasonUnexpectedResponse, e.Error()
 }
 
-// evaluatePolicy checks reported permissions against the policy.
-// Permissions the exchange cannot report are named in the message, not
-// guessed either way.
+// evaluatePolicy checks reported permissions against the key's own policy,
+// by the rules `kubectl eak check` applies too.
 func evaluatePolicy(pol keyopsv1.PermissionPolicy, p *keyopsv1.PermissionsStatus) (string, string) {
-	has := map[string]bool{}
-	for _, c := range p.Canonical {
-		has[c] = true
-	}
-	unchecked := map[string]bool{}
-	for _, c := range p.Unchecked {
-		unchecked[c] = true
-	}
-	var forbidden, missing, notChecked []string
-	for _, f := range pol.ForbiddenOrDefault() {
-		if has[string(f)] {
-			forbidden = append(forbidden, string(f))
-		} else if unchecked[string(f)] {
-			notChecked = append(notChecked, string(f))
-		}
-	}
-	for _, r := range pol.RequiredOrDefault() {
-		if !has[string(r)] {
-			if unchecked[string(r)] {
-				notChecked = append(notChecked, string(r))
-			} else {
-				missing = append(missing, string(r))
-			}
-		}
-	}
-	switch {
-	case len(forbidden) > 0:
-		return keyopsv1.ReasonForbiddenPermission, fmt.Sprintf("the key has forbidden permission(s) %s: remove them on the exchange or change spec.permissions.forbidden", strings.Join(forbidden, ","))
-	case len(missing) > 0:
-		return keyopsv1.ReasonMissingPermission, fmt.Sprintf("the key lacks required permission(s) %s: grant them on the exchange or change spec.permissions.required", strings.Join(missing, ","))
-	case pol.RequireIPRestriction && p.IPRestriction == keyopsv1.IPRestrictionFalse:
-		return keyopsv1.ReasonIPRestrictionMissing, "the key works from any IP, and spec.permissions.requireIPRestriction is true: bind it to the operator's and bots' egress IPs"
-	case pol.RequireIPRestriction && p.IPRestriction != keyopsv1.IPRestrictionTrue:
-		return keyopsv1.ReasonIPRestrictionUnverifiable, "spec.permissions.requireIPRestriction is true, but this exchange does not report whether a key has an IP allowlist, so the operator cannot verify it: bind the key to your egress IPs on the exchange and set requireIPRestriction to false for this key"
-	}
-	msg := "permissions " + p.Summary + " meet the policy"
-	if len(notChecked) > 0 {
-		msg += "; the exchange cannot report " + strings.Join(notChecked, ",") + ", so they were not checked"
-	}
-	return keyopsv1.ReasonCompliant, msg
+	r := policycheck.Evaluate(pol, p)
+	return r.Reason, r.Message
 }
 
 // readiness picks the most important failing reason, or Ready.
@@ -581,27 +543,6 @@ func nextWake(st keyopsv1.ExchangeAPIKeyStatus, rotationNext *time.Time, now tim
 		consider(*rotationNext)
 	}
 	return wake
-}
-
-func permissionsStatus(p *exchange.Permissions) *keyopsv1.PermissionsStatus {
-	s := &keyopsv1.PermissionsStatus{
-		Canonical:     append([]string(nil), p.Canonical...),
-		Native:        append([]string(nil), p.Native...),
-		Unchecked:     append([]string(nil), p.Unchecked...),
-		IPRestriction: keyopsv1.IPRestriction(p.IPRestriction),
-		AllowedIPs:    append([]string(nil), p.AllowedIPs...),
-		Summary:       strings.Join(p.Canonical, ","),
-	}
-	if s.Summary == "" {
-		s.Summary = "none"
-	}
-	if s.IPRestriction == "" {
-		s.IPRestriction = keyopsv1.IPRestrictionUnknown
-	}
-	for _, g := range p.Grants {
-		s.Grants = append(s.Grants, keyopsv1.PermissionGrant{Native: g.Native, Canonical: append([]string{}, g.Canonical...)})
-	}
-	return s
 }
 
 func timePtr(t *time.Time) *metav1.Time {

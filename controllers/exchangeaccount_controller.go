@@ -28,6 +28,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
 )
 
 // MasterChecker checks a master key: does the exchange accept it, and may it
@@ -275,7 +276,7 @@ func applyMasterCheck(a *keyopsv1.ExchangeAccount, st *keyopsv1.ExchangeAccountS
 		st.LastCheckTime, st.NextCheckTime, st.TransientFailures = &at, next(regular), 0
 		st.Permissions = nil
 		if c.result.Permissions != nil {
-			st.Permissions = permissionsStatus(c.result.Permissions)
+			st.Permissions = policycheck.Status(c.result.Permissions)
 		}
 		if c.result.CanManage {
 			set(metav1.ConditionTrue, keyopsv1.ReasonAccountVerified, fmt.Sprintf("master key %s verified on %s and may manage sub-account keys", st.KeyID, ex))

@@ -23,6 +23,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
 )
 
 // Zero-touch rotation (spec.issue). The operator creates the key on a
@@ -392,7 +393,7 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 		}
 		return r.dropPending(ctx, k, req, is, io, keyopsv1.ReasonIssueFailed, fmt.Sprintf("the new key %s did not verify (%v)", keyid.Mask(creds.APIKey), res.Err), false)
 	}
-	reason, msg := evaluatePolicy(k.Spec.Permissions, permissionsStatus(res.Permissions))
+	reason, msg := evaluatePolicy(k.Spec.Permissions, policycheck.Status(res.Permissions))
 	switch reason {
 	case keyopsv1.ReasonCompliant:
 	case keyopsv1.ReasonMissingPermission:
@@ -410,7 +411,7 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 	if err := r.save(ctx, is, promote, pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase); err != nil {
 		return err
 	}
-	io.events = append(io.events, event{reason: keyopsv1.EventKeyIssued, message: fmt.Sprintf("key %s verified with %s; it goes to the bots now", keyid.Mask(creds.APIKey), permissionsStatus(res.Permissions).Summary)})
+	io.events = append(io.events, event{reason: keyopsv1.EventKeyIssued, message: fmt.Sprintf("key %s verified with %s; it goes to the bots now", keyid.Mask(creds.APIKey), policycheck.Status(res.Permissions).Summary)})
 	return nil
 }
 

@@ -213,7 +213,7 @@ func (a *app) check(cmd *cobra.Command, o *checkOptions) error {
 		msg += "; it cannot report " + strings.Join(perms.Unchecked, ",")
 	}
 	r.KeyValid = &checkCondition{Status: "True", Reason: keyopsv1.ReasonVerified, Message: msg}
-	r.Permissions = permissionsStatus(perms)
+	r.Permissions = policycheck.Status(perms)
 	res := policycheck.Evaluate(pol, r.Permissions)
 	status := "False"
 	r.Verdict = VerdictRefused
@@ -311,29 +311,6 @@ func probeReason(e *exchange.Error, masked string) (string, string) {
 		return keyopsv1.ReasonNonceConflict, fmt.Sprintf("%s refused the probe's nonce in milliseconds and in microseconds: another client of key %s sends larger nonces; give the bot and the operator separate keys", ex, masked)
 	}
 	return keyopsv1.ReasonUnexpectedResponse, e.Error()
-}
-
-// permissionsStatus is the controller's rendering of a probe's answer into
-// status (controllers/decide.go permissionsStatus).
-func permissionsStatus(p *exchange.Permissions) *keyopsv1.PermissionsStatus {
-	s := &keyopsv1.PermissionsStatus{
-		Canonical:     slices.Clone(p.Canonical),
-		Native:        slices.Clone(p.Native),
-		Unchecked:     slices.Clone(p.Unchecked),
-		IPRestriction: keyopsv1.IPRestriction(p.IPRestriction),
-		AllowedIPs:    slices.Clone(p.AllowedIPs),
-		Summary:       strings.Join(p.Canonical, ","),
-	}
-	if s.Summary == "" {
-		s.Summary = "none"
-	}
-	if s.IPRestriction == "" {
-		s.IPRestriction = keyopsv1.IPRestrictionUnknown
-	}
-	for _, g := range p.Grants {
-		s.Grants = append(s.Grants, keyopsv1.PermissionGrant{Native: g.Native, Canonical: slices.Clone(g.Canonical)})
-	}
-	return s
 }
 
 // finish prints the report and turns the verdict into the exit code.

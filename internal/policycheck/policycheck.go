@@ -6,9 +6,11 @@ package policycheck
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 )
 
 // Result is the verdict of the policy on one key.
@@ -83,4 +85,27 @@ func Evaluate(pol keyopsv1.PermissionPolicy, p *keyopsv1.PermissionsStatus) Resu
 		}
 	}
 	return r
+}
+
+// Status renders a probe's answer as status.permissions, the form the
+// policy is checked against.
+func Status(p *exchange.Permissions) *keyopsv1.PermissionsStatus {
+	s := &keyopsv1.PermissionsStatus{
+		Canonical:     slices.Clone(p.Canonical),
+		Native:        slices.Clone(p.Native),
+		Unchecked:     slices.Clone(p.Unchecked),
+		IPRestriction: keyopsv1.IPRestriction(p.IPRestriction),
+		AllowedIPs:    slices.Clone(p.AllowedIPs),
+		Summary:       strings.Join(p.Canonical, ","),
+	}
+	if s.Summary == "" {
+		s.Summary = "none"
+	}
+	if s.IPRestriction == "" {
+		s.IPRestriction = keyopsv1.IPRestrictionUnknown
+	}
+	for _, g := range p.Grants {
+		s.Grants = append(s.Grants, keyopsv1.PermissionGrant{Native: g.Native, Canonical: slices.Clone(g.Canonical)})
+	}
+	return s
 }
