@@ -144,8 +144,8 @@ func (d dashboard) structureProblems() []string {
 	}
 	// 42 is the last version of the classic model
 	// (grafana/grafana apps/dashboard/pkg/migration/schemaversion/README.md).
-	if d.SchemaVersion < 41 {
-		add("schemaVersion %d: older than Grafana 12", d.SchemaVersion)
+	if d.SchemaVersion < 42 {
+		add("schemaVersion %d: want 42 or later", d.SchemaVersion)
 	}
 	vars := map[string]dashVariable{}
 	for _, v := range d.Templating.List {
@@ -280,15 +280,47 @@ func unexposed(queries []dashQuery, exposed map[string]bool) []string {
 }
 
 func TestDashboardStructure(t *testing.T) {
-	d := loadDashboard(t)
-	for _, p := range d.structureProblems() {
+	for _, p := range loadDashboard(t).structureProblems() {
 		t.Error(p)
 	}
-	// The structure check itself: a panel without id, title or datasource.
-	bad := d
-	bad.Panels = append(slices.Clone(d.Panels), dashPanel{Type: "timeseries", Targets: []dashTarget{{Expr: "exchangeapikey_ready"}}})
-	if got := len(bad.structureProblems()); got < 4 {
-		t.Errorf("a panel with no id, title, gridPos, datasource or refId: %d problems reported, want at least 4", got)
+	// The check itself: each change to the dashboard is one problem.
+	fixed := dashRef{Type: "prometheus", UID: "prometheus"}
+	for _, tc := range []struct {
+		name   string
+		change func(d *dashboard)
+		want   string
+	}{
+		{"a panel without id", func(d *dashboard) { d.Panels[1].ID = 0 }, "no id"},
+		{"two panels with one id", func(d *dashboard) { d.Panels[2].ID = d.Panels[1].ID }, "id also used"},
+		{"a panel without title", func(d *dashboard) { d.Panels[1].Title = "" }, "no title"},
+		{"a panel wider than the grid", func(d *dashboard) { d.Panels[1].GridPos.X = 20 }, "outside the 24 columns"},
+		{"a panel on a fixed data source", func(d *dashboard) { d.Panels[1].Datasource = &fixed }, "datasource"},
+		{"a target on a fixed data source", func(d *dashboard) { d.Panels[1].Targets[0].Datasource = &fixed }, "target A: datasource"},
+		{"a panel without targets", func(d *dashboard) { d.Panels[1].Targets = nil }, "no targets"},
+		{"a target without refId", func(d *dashboard) { d.Panels[1].Targets[0].RefID = "" }, "refId"},
+		{"a target without expr", func(d *dashboard) { d.Panels[1].Targets[0].Expr = " " }, "no expr"},
+		{"no namespace variable", func(d *dashboard) {
+			d.Templating.List = slices.DeleteFunc(d.Templating.List, func(v dashVariable) bool { return v.Name == "namespace" })
+		}, "variable $namespace"},
+		{"a data source variable of any type", func(d *dashboard) {
+			for i := range d.Templating.List {
+				if d.Templating.List[i].Name == "datasource" {
+					d.Templating.List[i].Query = json.RawMessage(`""`)
+				}
+			}
+		}, "variable $datasource"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := loadDashboard(t)
+			if d.Panels[0].Type != "row" || d.Panels[1].Type == "row" || len(d.Panels[1].Targets) == 0 {
+				t.Fatal("the cases expect a row, then a panel with targets")
+			}
+			tc.change(&d)
+			problems := d.structureProblems()
+			if len(problems) != 1 || !strings.Contains(problems[0], tc.want) {
+				t.Errorf("want one problem about %q, have %q", tc.want, problems)
+			}
+		})
 	}
 }
 
@@ -410,8 +442,15 @@ func TestDashboardKustomization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The key the chart uses (charts/exchange-key-operator/templates/grafana-dashboard.yaml).
-	if got := cm.GetDataMap()["exchange-key-operator.json"]; got != string(want) {
-		t.Errorf("ConfigMap data exchange-key-operator.json (%d bytes) is not config/grafana/dashboard.json (%d bytes); keys %v", len(got), len(want), slices.Sorted(maps.Keys(cm.GetDataMap())))
+	const key = "exchange-key-operator.json"
+	chart, err := os.ReadFile(filepath.Join("..", "charts", "exchange-key-operator", "templates", "grafana-dashboard.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(chart), "\n  "+key+": ") {
+		t.Errorf("the chart's dashboard ConfigMap has no data key %s", key)
+	}
+	if got := cm.GetDataMap()[key]; got != string(want) {
+		t.Errorf("ConfigMap data %s (%d bytes) is not config/grafana/dashboard.json (%d bytes); keys %v", key, len(got), len(want), slices.Sorted(maps.Keys(cm.GetDataMap())))
 	}
 }
