@@ -9,6 +9,9 @@
 #   config/rbac/role.yaml                -> files/rbac/manager-rules.yaml
 #                                           (the rules of ClusterRole manager-role)
 #   config/rbac/leader_election_role.yaml   -> files/rbac/
+#   config/rbac/metrics_*.yaml           -> files/rbac/ (HTTPS metrics: the
+#                                           manager's metrics-auth role and
+#                                           binding, metrics-reader for scrapers)
 #   config/rbac/*_{editor,viewer}_role.yaml -> files/rbac/aggregate/ (for people)
 #   config/prometheus/{monitor,rules}.yaml  -> files/prometheus/
 #   config/grafana/dashboard.json        -> files/grafana/
@@ -27,7 +30,7 @@ sync() {
 }
 
 sync config/crd/bases/*.yaml "${chart}/crds"
-sync config/rbac/leader_election_role.yaml "${chart}/files/rbac"
+sync config/rbac/leader_election_role.yaml config/rbac/metrics_*.yaml "${chart}/files/rbac"
 sync config/rbac/*_editor_role.yaml config/rbac/*_viewer_role.yaml "${chart}/files/rbac/aggregate"
 sync config/prometheus/monitor.yaml config/prometheus/rules.yaml "${chart}/files/prometheus"
 sync config/grafana/dashboard.json "${chart}/files/grafana"

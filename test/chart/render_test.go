@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
 
 const managerRole = release + "-manager-role"
@@ -26,7 +29,7 @@ func TestLint(t *testing.T) {
 	if err := os.WriteFile(f, []byte(all), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{}, {"--values", f}, {"--set", "watchNamespaces={team-a}"}} {
+	for _, args := range [][]string{{}, {"--values", f}, {"--set", "watchNamespaces={team-a}"}, {"--set", "metrics.secure=false"}} {
 		if out, err := helmRun(append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
 			t.Errorf("%v\n%s", err, out)
 		}
@@ -49,7 +52,7 @@ func TestRender(t *testing.T) {
 				t.Errorf("replicas = %d, want 2", *d.Spec.Replicas)
 			}
 			c := d.Spec.Template.Spec.Containers[0]
-			wantArgs(t, c.Args, "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+			wantArgs(t, c.Args, "--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
 				"--max-concurrent-reconciles=16", "--kube-api-qps=200", "--kube-api-burst=400", "--zap-log-level=info")
 			noArgPrefix(t, c.Args, "--watch-namespaces", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
 			if len(c.Env) != 0 {
@@ -75,6 +78,16 @@ func TestRender(t *testing.T) {
 			}
 			svc := mustFind(t, objs, "Service", release+"-controller-manager-metrics-service")
 			selects(t, svc, d)
+			// HTTPS on 8443 as in config/manager, the port named https that
+			// config/prometheus/monitor.yaml scrapes.
+			if !slices.Contains(c.Ports, corev1.ContainerPort{Name: "https", ContainerPort: 8443, Protocol: corev1.ProtocolTCP}) {
+				t.Errorf("container ports = %v, want https 8443", c.Ports)
+			}
+			ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+			if got, want := fmt.Sprint(ports), "[map[name:https port:8443 protocol:TCP targetPort:https]]"; got != want {
+				t.Errorf("metrics Service ports = %v, want %v", got, want)
+			}
+			metricsRBAC(t, objs)
 			for _, crd := range configFiles(t, "config/crd/bases/*.yaml") {
 				var want unstructured.Unstructured
 				want.Object = decode(t, string(read(t, crd)))[0].Object
@@ -192,6 +205,23 @@ func TestRender(t *testing.T) {
 			if find(objs, "ClusterRole", managerRole) != nil || find(objs, "ClusterRoleBinding", release+"-manager-rolebinding") != nil {
 				t.Errorf("namespace-scoped: the manager still gets the cluster-wide ClusterRole or its binding")
 			}
+			// TokenReview and SubjectAccessReview are cluster-scoped: the
+			// HTTPS metrics need the ClusterRole in this mode too.
+			metricsRBAC(t, objs)
+		},
+	}, {
+		name:   "metricsInsecure",
+		values: "metrics: {secure: false, port: 8080}",
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			c := deployment(t, objs).Spec.Template.Spec.Containers[0]
+			wantArgs(t, c.Args, "--metrics-bind-address=127.0.0.1:8080", "--metrics-secure=false")
+			for _, p := range c.Ports {
+				if p.Name != "health" {
+					t.Errorf("plain HTTP metrics on loopback, but the container declares port %v", p)
+				}
+			}
+			absent(t, objs, "Service", "ServiceMonitor")
+			noMetricsRBAC(t, objs)
 		},
 	}, {
 		name:   "pdbOff",
@@ -247,11 +277,13 @@ image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234567
 				t.Errorf("image = %q, want the digest", c.Image)
 			}
 			for _, p := range c.Ports {
-				if p.Name == "http-metrics" {
+				if p.Name == "https" {
 					t.Errorf("metrics disabled, but the container still has the port")
 				}
 			}
+			noArgPrefix(t, c.Args, "--metrics-secure")
 			absent(t, objs, "Service")
+			noMetricsRBAC(t, objs)
 		},
 	}}
 	for _, tc := range cases {
@@ -263,6 +295,7 @@ image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234567
 			objs := decode(t, out)
 			tc.check(t, objs)
 			bindingsResolve(t, objs)
+			managerAcceptsMetricsFlags(t, objs)
 			dryRun(t, objs)
 		})
 	}
@@ -287,6 +320,68 @@ func TestDryRunRefusesUnknownField(t *testing.T) {
 	}
 	if err := applyDryRun(t, sm); err == nil || !strings.Contains(err.Error(), "honourLabels") {
 		t.Errorf("dry run of a ServiceMonitor with spec.honourLabels: %v, want an error naming the field", err)
+	}
+}
+
+// metricsRBAC checks the HTTPS metrics' roles: the ClusterRoles of
+// config/rbac/metrics_auth_role.yaml and metrics_reader_role.yaml with their
+// rules, and the binding of config/rbac/metrics_auth_role_binding.yaml that
+// gives the metrics-auth role to the chart's ServiceAccount.
+func metricsRBAC(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, f := range []string{"metrics_auth_role.yaml", "metrics_reader_role.yaml"} {
+		want := configObject(t, "config/rbac/"+f)
+		got := mustFind(t, objs, want.GetKind(), release+"-"+want.GetName())
+		if !reflect.DeepEqual(rules(t, got), rules(t, want)) {
+			t.Errorf("%s %s rules differ from config/rbac/%s:\n got %v\nwant %v", got.GetKind(), got.GetName(), f, rules(t, got), rules(t, want))
+		}
+	}
+	want := configObject(t, "config/rbac/metrics_auth_role_binding.yaml")
+	b := mustFind(t, objs, want.GetKind(), release+"-"+want.GetName())
+	ref, _, _ := unstructured.NestedStringMap(b.Object, "roleRef")
+	wantRef, _, _ := unstructured.NestedStringMap(want.Object, "roleRef")
+	wantRef["name"] = release + "-" + wantRef["name"]
+	if !reflect.DeepEqual(ref, wantRef) {
+		t.Errorf("%s roleRef = %v, want %v", b.GetName(), ref, wantRef)
+	}
+	subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
+	sa := map[string]any{"kind": "ServiceAccount", "name": deployment(t, objs).Spec.Template.Spec.ServiceAccountName, "namespace": namespace}
+	if !reflect.DeepEqual(subjects, []any{sa}) {
+		t.Errorf("%s subjects = %v, want the manager's ServiceAccount %v", b.GetName(), subjects, sa)
+	}
+}
+
+// noMetricsRBAC checks that no role of config/rbac/metrics_*.yaml is
+// rendered (metrics off or plain HTTP: nothing to authorize).
+func noMetricsRBAC(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, f := range configFiles(t, "config/rbac/metrics_*.yaml") {
+		o := decode(t, string(read(t, f)))[0]
+		if find(objs, o.GetKind(), release+"-"+o.GetName()) != nil {
+			t.Errorf("unexpected %s %s", o.GetKind(), release+"-"+o.GetName())
+		}
+	}
+}
+
+// managerAcceptsMetricsFlags checks the rendered metrics flags against the
+// manager's own rule (operator.CheckMetricsServing): plain HTTP only on
+// loopback, or the manager would exit at start.
+func managerAcceptsMetricsFlags(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	bind, secure := operator.Defaults().MetricsBindAddress, operator.Defaults().MetricsSecure
+	for _, a := range deployment(t, objs).Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok {
+			bind = v
+		}
+		if v, ok := strings.CutPrefix(a, "--metrics-secure="); ok {
+			var err error
+			if secure, err = strconv.ParseBool(v); err != nil {
+				t.Errorf("%s: %v", a, err)
+			}
+		}
+	}
+	if err := operator.CheckMetricsServing(bind, secure); err != nil {
+		t.Errorf("the manager would refuse the rendered metrics flags: %v", err)
 	}
 }
 

@@ -28,6 +28,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"watch namespace not a DNS label", `watchNamespaces: [Team_A]`, []string{"/watchNamespaces/0"}},
 		{"watch namespaces as a string", `watchNamespaces: "a,b"`, []string{"/watchNamespaces", "want array"}},
 		{"metrics port out of range", `metrics: {port: 70000}`, []string{"/metrics/port"}},
+		{"metrics secure as a string", `metrics: {secure: "no"}`, []string{"/metrics/secure", "want boolean"}},
+		{"ServiceMonitor with plain HTTP metrics", "serviceMonitor: {enabled: true}\nmetrics: {secure: false}", []string{"serviceMonitor.enabled needs metrics.secure"}},
 		{"pull policy", `image: {pullPolicy: Sometimes}`, []string{"/image/pullPolicy"}},
 		{"proxy without scheme", `proxy: {httpsProxy: "egress:3128"}`, []string{"/proxy/httpsProxy"}},
 		{"ServiceMonitor without metrics", "serviceMonitor: {enabled: true}\nmetrics: {enabled: false}", []string{"serviceMonitor.enabled needs metrics.enabled"}},

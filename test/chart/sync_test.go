@@ -21,7 +21,7 @@ func TestChartInStepWithConfig(t *testing.T) {
 		to   string
 	}{
 		{[]string{"config/crd/bases/*.yaml"}, "crds"},
-		{[]string{"config/rbac/leader_election_role.yaml"}, "files/rbac"},
+		{[]string{"config/rbac/leader_election_role.yaml", "config/rbac/metrics_*.yaml"}, "files/rbac"},
 		{[]string{"config/rbac/*_editor_role.yaml", "config/rbac/*_viewer_role.yaml"}, "files/rbac/aggregate"},
 		{[]string{"config/prometheus/monitor.yaml", "config/prometheus/rules.yaml"}, "files/prometheus"},
 		{[]string{"config/grafana/dashboard.json"}, "files/grafana"},
@@ -72,6 +72,12 @@ func configManagerRules(t *testing.T) []any {
 	}
 	t.Fatal("config/rbac/role.yaml has no ClusterRole manager-role")
 	return nil
+}
+
+// configObject returns the first object of a file under config/.
+func configObject(t *testing.T, path string) *unstructured.Unstructured {
+	t.Helper()
+	return decode(t, string(read(t, filepath.Join(repoRoot, path))))[0]
 }
 
 // configEndpoints returns the endpoints of config/prometheus/monitor.yaml.
