@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/policy"
 	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
 )
 
@@ -45,6 +47,17 @@ import (
 // A manager killed between any two steps finds the state in the Secret; a
 // key created but not recorded is found by its label at the next step and
 // deleted (or, for Binance, whose private key was recorded first, adopted).
+//
+// The issuance Secret is read from the API server, never from the cache:
+// every step calls the exchange before it writes, so a stale copy (a
+// pending intent already promoted) would delete a live key before the
+// write's conflict could stop it.
+//
+// A failed attempt (create refused, new key refused) is recorded with a
+// retry time (exponential backoff): each attempt writes the Secret, whose
+// watch would otherwise start the next attempt at once. A rotate request
+// is recorded as handled only when its key is promoted, so a failed one is
+// retried; a new value of the annotation retries at once.
 
 // Keys of the issuance Secret.
 const (
@@ -63,6 +76,19 @@ const (
 	pendingPassphrase   = "pendingPassphrase"
 	issuedRotateRequest = "rotateRequest"
 	issuedRefusedGen    = "refusedSpecGeneration"
+	// The last failed attempt: how many in a row, when to try again, and
+	// the rotate annotation's value then (a new value does not wait).
+	failedAttempts = "failedAttempts"
+	failedRetryAt  = "retryAt"
+	failedRequest  = "failedRotateRequest"
+)
+
+// Backoff of failed issuing attempts: 30 s, doubling, at most an hour, so
+// that the reminder window before the deadline (14 days by default) holds
+// many attempts.
+const (
+	issueMinBackoff = 30 * time.Second
+	issueMaxBackoff = time.Hour
 )
 
 // ConditionKeyIssued reports zero-touch rotation; the reasons are in the API.
@@ -114,6 +140,39 @@ func (is issuance) int(key string) int64 {
 	return n
 }
 
+// retryAt is when a failed attempt may be repeated (zero: now).
+func (is issuance) retryAt() time.Time {
+	t, _ := time.Parse(time.RFC3339, is.get(failedRetryAt))
+	return t
+}
+
+// newRequest: the rotate annotation has a value neither handled nor
+// already tried and failed: an explicit request, which does not wait for
+// the backoff.
+func newRequest(k *keyopsv1.ExchangeAPIKey, is issuance) bool {
+	ann := k.Annotations[keyopsv1.AnnotationRotate]
+	return ann != "" && ann != is.get(issuedRotateRequest) && ann != is.get(failedRequest)
+}
+
+// failure records a failed attempt into set (saved with the step's own
+// write) and returns how long until the next one.
+func (r *Reconciler) failure(k *keyopsv1.ExchangeAPIKey, is issuance, set map[string]string, retryAfter time.Duration) time.Duration {
+	n := is.int(failedAttempts) + 1
+	wait := issueMinBackoff
+	for i := int64(1); i < n && wait < issueMaxBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, issueMaxBackoff)
+	if retryAfter > wait {
+		wait = retryAfter
+	}
+	set[failedAttempts] = strconv.FormatInt(n, 10)
+	// Rounded up to the second: the Secret holds RFC 3339 seconds.
+	set[failedRetryAt] = r.now().Add(wait + time.Second).UTC().Format(time.RFC3339)
+	set[failedRequest] = k.Annotations[keyopsv1.AnnotationRotate]
+	return wait + time.Second
+}
+
 // reconcileIssue runs one step of issuing or rotating k's key. Errors are
 // API-server errors (retried); the exchange's answers end in the condition.
 func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (issueObservation, error) {
@@ -137,6 +196,14 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 		return io, nil
 	}
 	now := r.now()
+	// Rotate requests while a rotation is in progress (a key pending, or
+	// the previous one waiting for its overlap) are that rotation.
+	if ann := k.Annotations[keyopsv1.AnnotationRotate]; ann != "" && ann != is.get(issuedRotateRequest) &&
+		(is.get(pendingLabel) != "" || is.get(issuedPrevious) != "") {
+		if err := r.save(ctx, is, map[string]string{issuedRotateRequest: ann}); err != nil {
+			return io, err
+		}
+	}
 	switch {
 	case is.get(pendingLabel) != "":
 		err = r.stepPending(ctx, k, req, is, &io)
@@ -150,6 +217,16 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 		if is.int(issuedRefusedGen) == k.Generation {
 			io.status, io.reason = metav1.ConditionFalse, keyopsv1.ReasonIssuedKeyTooPowerful
 			io.message = "the exchange gave the last key created more than spec.permissions allows, and it was deleted; change spec.permissions or spec.issue to try again"
+			break
+		}
+		if k.Spec.Permissions.RequireIPRestriction && len(k.Spec.Issue.IPAllowlist) == 0 {
+			// The key would be refused after creation: say so before.
+			io.status, io.reason = metav1.ConditionFalse, io.failReason(k)
+			io.message = "spec.permissions.requireIPRestriction is true and spec.issue.ipAllowlist is empty: the key would work from any IP; list the egress IPs of the bots and the operator in spec.issue.ipAllowlist"
+			break
+		}
+		if wait := is.retryAt().Sub(now); wait > 0 && !newRequest(k, is) {
+			io.waitRetry(k, is, wait)
 			break
 		}
 		err = r.stepCreate(ctx, k, req, is, &io, due)
@@ -199,15 +276,13 @@ func (r *Reconciler) issueAccount(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 	return &acct, req, nil
 }
 
-// loadIssuance reads the issuance Secret, creating it (empty, owned by k,
-// labelled so that the manager caches it) when it does not exist.
+// loadIssuance reads the issuance Secret from the API server (see the
+// header: never a cached copy), creating it (empty, owned by k, labelled so
+// that the manager watches it) when it does not exist.
 func (r *Reconciler) loadIssuance(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (issuance, error) {
 	key := types.NamespacedName{Namespace: k.Namespace, Name: issuedSecretName(k)}
 	var s corev1.Secret
-	err := r.Get(ctx, key, &s)
-	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, &s)
-	}
+	err := r.APIReader.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
 		s = corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: key.Name, Labels: map[string]string{
@@ -273,6 +348,22 @@ func issueLabel(k *keyopsv1.ExchangeAPIKey, gen int64) string {
 	return prefix + strconv.FormatInt(gen, 10)
 }
 
+// ownLabel says whether label is one of k's: its prefix and a generation.
+// With a user-chosen label ("bot" -> "bot-3") the digits-only rest keeps
+// another key's labels ("bot-x-1") out.
+func ownLabel(k *keyopsv1.ExchangeAPIKey, label string) bool {
+	rest, ok := strings.CutPrefix(label, labelPrefix(k))
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func labelPrefix(k *keyopsv1.ExchangeAPIKey) string {
 	if l := k.Spec.Issue.Label; l != "" {
 		if len(l) > 14 {
@@ -294,10 +385,7 @@ func (r *Reconciler) stepCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 		return nil
 	}
 	gen := max(is.int(issuedGeneration), is.int(pendingGeneration)) + 1
-	intent := map[string]string{
-		pendingLabel: issueLabel(k, gen), pendingGeneration: strconv.FormatInt(gen, 10),
-		issuedRotateRequest: k.Annotations[keyopsv1.AnnotationRotate],
-	}
+	intent := map[string]string{pendingLabel: issueLabel(k, gen), pendingGeneration: strconv.FormatInt(gen, 10)}
 	nk := exchange.NewSubAccountKey{Label: intent[pendingLabel], IPs: k.Spec.Issue.IPAllowlist}
 	for _, p := range k.Spec.Permissions.RequiredOrDefault() {
 		nk.Permissions = append(nk.Permissions, string(p))
@@ -327,12 +415,21 @@ func (r *Reconciler) stepCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 	created, err := r.SubAccounts.CreateSubAccountKey(ctx, req, nk)
 	if err != nil {
 		// Nothing was created: forget the intent so the next attempt starts
-		// clean (a timeout is resolved through the label at the next step).
-		if kind := exchange.KindOf(err); kind != exchange.Unavailable && kind != exchange.UnexpectedResponse {
-			_ = r.save(ctx, is, nil, pendingLabel, pendingGeneration, pendingPassphrase, pendingAPISecret)
-		}
+		// clean (a timeout is resolved through the label at the next step,
+		// so the intent stays). Either way the attempt waits its backoff.
 		io.failed(k, "creating a key on sub-account "+req.SubAccount, err)
-		return nil
+		var drop []string
+		if kind := exchange.KindOf(err); kind != exchange.Unavailable && kind != exchange.UnexpectedResponse {
+			drop = []string{pendingLabel, pendingPassphrase, pendingAPISecret}
+		}
+		set := map[string]string{}
+		retryAfter := time.Duration(0)
+		if e, ok := exchange.AsError(err); ok {
+			retryAfter = e.RetryAfter
+		}
+		io.wake = r.failure(k, is, set, retryAfter)
+		r.countFailure(k, io.reason)
+		return r.save(ctx, is, set, drop...)
 	}
 	rec := map[string]string{pendingAPIKey: created.APIKey}
 	if created.Secret != "" {
@@ -391,24 +488,39 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 			io.wake = 30 * time.Second
 			return nil
 		}
-		return r.dropPending(ctx, k, req, is, io, keyopsv1.ReasonIssueFailed, fmt.Sprintf("the new key %s did not verify (%v)", keyid.Mask(creds.APIKey), res.Err), false)
+		return r.dropPending(ctx, k, req, is, io, io.failReason(k), fmt.Sprintf("the new key %s did not verify (%v)", keyid.Mask(creds.APIKey), res.Err), false)
 	}
-	reason, msg := evaluatePolicy(k.Spec.Permissions, policycheck.Status(res.Permissions))
+	perms := policycheck.Status(res.Permissions)
+	reason, msg := evaluatePolicy(k.Spec.Permissions, perms)
+	if reason == keyopsv1.ReasonCompliant {
+		// The cluster's policy floor applies to issued keys as to any key.
+		policies, nsLabels, err := r.observePolicies(ctx, k.Namespace)
+		if err != nil {
+			return err
+		}
+		if vs := policy.Evaluate(policies, nsLabels, k, perms); len(vs) > 0 {
+			reason, msg = keyopsv1.ReasonPolicyViolation, policy.Message(vs)
+		}
+	}
 	switch reason {
 	case keyopsv1.ReasonCompliant:
-	case keyopsv1.ReasonMissingPermission:
-		return r.dropPending(ctx, k, req, is, io, keyopsv1.ReasonIssueFailed, "the new key "+keyid.Mask(creds.APIKey)+" "+msg, false)
-	default:
+	case keyopsv1.ReasonForbiddenPermission, keyopsv1.ReasonPolicyViolation:
+		// More than allowed: the same request would get the same key.
 		return r.dropPending(ctx, k, req, is, io, keyopsv1.ReasonIssuedKeyTooPowerful, "the exchange gave the new key "+keyid.Mask(creds.APIKey)+" more than allowed: "+msg, true)
+	default:
+		// Missing a permission, or not IP-restricted as required.
+		return r.dropPending(ctx, k, req, is, io, io.failReason(k), "the new key "+keyid.Mask(creds.APIKey)+" does not comply: "+msg, false)
 	}
 	promote := map[string]string{
 		issuedAPIKey: creds.APIKey, issuedAPISecret: creds.APISecret, issuedPassphrase: creds.Passphrase,
 		issuedLabel: label, issuedGeneration: is.get(pendingGeneration), issuedCreatedAt: r.now().UTC().Format(time.RFC3339),
+		// The request this rotation answers, and any made meanwhile.
+		issuedRotateRequest: k.Annotations[keyopsv1.AnnotationRotate],
 	}
 	if cur := is.current().APIKey; cur != "" {
 		promote[issuedPrevious], promote[issuedPrevLabel] = cur, is.get(issuedLabel)
 	}
-	if err := r.save(ctx, is, promote, pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase); err != nil {
+	if err := r.save(ctx, is, promote, pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest); err != nil {
 		return err
 	}
 	io.events = append(io.events, event{reason: keyopsv1.EventKeyIssued, message: fmt.Sprintf("key %s verified with %s; it goes to the bots now", keyid.Mask(creds.APIKey), policycheck.Status(res.Permissions).Summary)})
@@ -424,22 +536,31 @@ func (r *Reconciler) dropPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 	}
 	r.countDeleted(k)
 	set := map[string]string{}
+	wait := time.Duration(0)
 	if final {
 		// No retry in a loop: the same request would get the same key.
 		set[issuedRefusedGen] = strconv.FormatInt(k.Generation, 10)
+	} else {
+		wait = r.failure(k, is, set, 0)
 	}
 	if err := r.save(ctx, is, set, pendingLabel, pendingAPIKey, pendingAPISecret, pendingPassphrase); err != nil {
 		return err
 	}
+	r.countFailure(k, reason)
+	io.status, io.reason, io.message = metav1.ConditionFalse, reason, msg+"; it was deleted at the exchange, and the bots keep the key they have"
+	if !final {
+		io.message += fmt.Sprintf("; retrying at %s", r.now().Add(wait).UTC().Format(time.RFC3339))
+	}
+	io.events = append(io.events, event{warning: true, reason: reason, message: io.message})
+	io.wake = wait
+	return nil
+}
+
+// countFailure counts a failed or refused issue (metrics).
+func (r *Reconciler) countFailure(k *keyopsv1.ExchangeAPIKey, reason string) {
 	if r.IssueFailed != nil {
 		r.IssueFailed(string(k.Spec.Exchange), reason)
 	}
-	io.status, io.reason, io.message = metav1.ConditionFalse, reason, msg+"; it was deleted at the exchange, and the bots keep the key they have"
-	io.events = append(io.events, event{warning: true, reason: reason, message: io.message})
-	if !final {
-		io.wake = time.Minute
-	}
-	return nil
 }
 
 // stepRetire deletes the previous key once the bots have run on the new one
@@ -449,6 +570,12 @@ func (r *Reconciler) stepRetire(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 	start := overlapStart(k, is.current())
 	if start == nil {
 		io.reason, io.message = keyopsv1.ReasonIssuing, fmt.Sprintf("key %s is being handed to the bots; key %s is deleted %s after they run on it", keyid.Mask(is.current().APIKey), keyid.Mask(prev), k.Spec.Rotation.OverlapOrDefault())
+		// Status writes (the handover, the restart) do not trigger a
+		// reconcile: look again soon, less often the longer it takes.
+		io.wake = time.Second
+		if t, err := time.Parse(time.RFC3339, is.get(issuedCreatedAt)); err == nil {
+			io.wake = min(max(now.Sub(t)/4, time.Second), time.Minute)
+		}
 		return nil
 	}
 	if left := start.Add(k.Spec.Rotation.OverlapOrDefault()).Sub(now); left > 0 {
@@ -502,7 +629,7 @@ func (r *Reconciler) deleteLeftovers(ctx context.Context, k *keyopsv1.ExchangeAP
 	}
 	keep := map[string]bool{is.current().APIKey: true, is.get(issuedPrevious): true}
 	for _, sk := range keys {
-		if keep[sk.APIKey] || !strings.HasPrefix(sk.Label, labelPrefix(k)) {
+		if keep[sk.APIKey] || !ownLabel(k, sk.Label) {
 			continue
 		}
 		if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, sk.APIKey); err != nil {
@@ -529,10 +656,23 @@ func (r *Reconciler) deleteIssuedKeys(ctx context.Context, k *keyopsv1.ExchangeA
 			keys = append(keys, v)
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && is.get(pendingLabel) == "" {
 		return nil
 	}
 	_, req, why := r.issueAccount(ctx, k)
+	if why == nil {
+		// A key created but not recorded (a crash before the record) is
+		// found by its label; so are older leftovers.
+		listed, err := r.SubAccounts.ListSubAccountKeys(ctx, req)
+		if err != nil && exchange.KindOf(err).Transient() {
+			return err
+		}
+		for _, sk := range listed {
+			if ownLabel(k, sk.Label) && !slices.Contains(keys, sk.APIKey) {
+				keys = append(keys, sk.APIKey)
+			}
+		}
+	}
 	var left []string
 	for _, apiKey := range keys {
 		if why != nil {
@@ -547,6 +687,9 @@ func (r *Reconciler) deleteIssuedKeys(ctx context.Context, k *keyopsv1.ExchangeA
 			continue
 		}
 		r.countDeleted(k)
+	}
+	if why != nil && is.get(pendingLabel) != "" && is.get(pendingAPIKey) == "" {
+		left = append(left, "a key labelled "+is.get(pendingLabel)+" that may have been created")
 	}
 	if len(left) > 0 {
 		cause := "the exchange refused"
@@ -564,17 +707,37 @@ func (r *Reconciler) countDeleted(k *keyopsv1.ExchangeAPIKey) {
 	}
 }
 
+// failReason is IssueFailed for the first key, RotationFailed once the
+// bots have one.
+func (io *issueObservation) failReason(k *keyopsv1.ExchangeAPIKey) string {
+	if io.issued != nil || k.Status.Issued != nil {
+		return keyopsv1.ReasonRotationFailed
+	}
+	return keyopsv1.ReasonIssueFailed
+}
+
+// waitRetry reports a failed attempt whose backoff has not passed: the
+// condition it left, and when the next attempt is.
+func (io *issueObservation) waitRetry(k *keyopsv1.ExchangeAPIKey, is issuance, wait time.Duration) {
+	io.status, io.reason = metav1.ConditionFalse, io.failReason(k)
+	io.message = fmt.Sprintf("the last attempt failed; retrying at %s", is.retryAt().UTC().Format(time.RFC3339))
+	if c := meta.FindStatusCondition(k.Status.Conditions, conditionKeyIssued); c != nil && c.Status == metav1.ConditionFalse {
+		io.reason, io.message = c.Reason, c.Message
+	}
+	io.wake = wait
+}
+
 // failed records an exchange error of a step.
 func (io *issueObservation) failed(k *keyopsv1.ExchangeAPIKey, what string, err error) {
-	reason := keyopsv1.ReasonIssueFailed
-	if k.Status.Issued != nil {
-		reason = keyopsv1.ReasonRotationFailed
-	}
+	reason := io.failReason(k)
 	if exchange.KindOf(err) == exchange.SubAccountNotFound {
 		reason = keyopsv1.ReasonSubAccountNotFound
 	}
 	io.status, io.reason = metav1.ConditionFalse, reason
-	io.message = fmt.Sprintf("%s: %v; the bots keep the key they have; retrying", what, err)
+	io.message = fmt.Sprintf("%s: %v; retrying", what, err)
+	if reason != keyopsv1.ReasonIssueFailed {
+		io.message = fmt.Sprintf("%s: %v; the bots keep the key they have; retrying", what, err)
+	}
 	io.wake = time.Minute
 	if e, ok := exchange.AsError(err); ok && e.RetryAfter > io.wake {
 		io.wake = e.RetryAfter

@@ -220,6 +220,10 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		Jitter:          o.Jitter,
 		Endpoints:       endpoints,
 		Restarts:        ops.WorkloadRestarted,
+		SubAccounts:     prober,
+		Issued:          ops.KeyIssued,
+		KeyDeleted:      ops.KeyDeleted,
+		IssueFailed:     ops.IssueFailed,
 		WatchNamespaces: o.WatchNamespaces,
 	}
 	conc := o.MaxConcurrentReconciles
