@@ -217,6 +217,9 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 		if is.int(issuedRefusedGen) == k.Generation {
 			io.status, io.reason = metav1.ConditionFalse, keyopsv1.ReasonIssuedKeyTooPowerful
 			io.message = "the exchange gave the last key created more than spec.permissions allows, and it was deleted; change spec.permissions or spec.issue to try again"
+			if c := meta.FindStatusCondition(k.Status.Conditions, conditionKeyIssued); c != nil && c.Reason == io.reason {
+				io.message = c.Message // says which permissions
+			}
 			break
 		}
 		if k.Spec.Permissions.RequireIPRestriction && len(k.Spec.Issue.IPAllowlist) == 0 {
@@ -381,7 +384,7 @@ func labelPrefix(k *keyopsv1.ExchangeAPIKey) string {
 // stepCreate records the intent, creates the key and records the answer.
 func (r *Reconciler) stepCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey, req exchange.SubAccountRequest, is issuance, io *issueObservation, due string) error {
 	if err := r.deleteLeftovers(ctx, k, req, is, io); err != nil {
-		io.failed(k, "listing the sub-account's keys", err)
+		io.failed(k, "listing the keys of sub-account "+req.SubAccount, err)
 		return nil
 	}
 	gen := max(is.int(issuedGeneration), is.int(pendingGeneration)) + 1
@@ -454,7 +457,7 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 	if is.get(pendingAPIKey) == "" {
 		keys, err := r.SubAccounts.ListSubAccountKeys(ctx, req)
 		if err != nil {
-			io.failed(k, "listing the sub-account's keys", err)
+			io.failed(k, "listing the keys of sub-account "+req.SubAccount, err)
 			return nil
 		}
 		for _, sk := range keys {
@@ -735,7 +738,7 @@ func (io *issueObservation) failed(k *keyopsv1.ExchangeAPIKey, what string, err 
 	}
 	io.status, io.reason = metav1.ConditionFalse, reason
 	io.message = fmt.Sprintf("%s: %v; retrying", what, err)
-	if reason != keyopsv1.ReasonIssueFailed {
+	if io.failReason(k) == keyopsv1.ReasonRotationFailed {
 		io.message = fmt.Sprintf("%s: %v; the bots keep the key they have; retrying", what, err)
 	}
 	io.wake = time.Minute
