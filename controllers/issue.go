@@ -300,6 +300,9 @@ func (r *Reconciler) loadIssuance(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 		if err := r.Create(ctx, &s); err != nil {
 			return issuance{}, err
 		}
+		if s.Data == nil { // the answer to an empty Secret's create has none
+			s.Data = map[string][]byte{}
+		}
 		return issuance{secret: &s}, nil
 	}
 	if err != nil {

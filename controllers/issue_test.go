@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -227,6 +228,7 @@ func deleteKey(t *testing.T, ns, name string) {
 // after the overlap and not before, overlap 0s, one restart per rotation,
 // and deletion (policy Delete) deleting the keys at the exchange.
 func TestIssuedKeyLifecycle(t *testing.T) {
+	t.Cleanup(func() { noIssuePanics(t) })
 	for _, ex := range issueExchanges {
 		t.Run(string(ex), func(t *testing.T) {
 			t.Parallel()
@@ -334,6 +336,21 @@ func TestIssuedKeyLifecycle(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// noIssuePanics fails when a reconcile of the issuing path panicked:
+// controller-runtime recovers and retries, so nothing else would show it.
+func noIssuePanics(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile(mgrLog.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Observed a panic") && strings.Contains(line, "controllers/issue.go") {
+			t.Fatalf("a reconcile panicked in the issuing path: %.600s", line)
+		}
 	}
 }
 
@@ -694,6 +711,19 @@ func TestIssuedKeyAccountReasons(t *testing.T) {
 				g.Expect(cond(getKey(g, e.ns, "bot"), keyopsv1.ConditionKeyIssued)).To(Equal("False/" + keyopsv1.ReasonAccountNotReady))
 			}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 			g.Expect(string(e.issuance(g, "bot").Data["pendingLabel"])).To(BeEmpty(), "an attempt was made through an account that is not Ready")
+
+			// A key waiting for its account goes on as soon as the account
+			// is Ready, not at its next retry (a minute).
+			early := e.issuedKey("early")
+			early.Spec.Issue.AccountRef.Name = "late"
+			create(t, early)
+			g.Eventually(func(g Gomega) {
+				g.Expect(cond(getKey(g, e.ns, "early"), keyopsv1.ConditionKeyIssued)).To(Equal("False/" + keyopsv1.ReasonAccountNotFound))
+			}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+			late := newAccount(e.ns, "late", ex)
+			late.Spec.CredentialsSecretRef.Name = "master-key"
+			create(t, late)
+			e.waitIssued("early", 1)
 		})
 	}
 }

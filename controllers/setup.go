@@ -64,6 +64,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		WatchesRawSource(source.Kind(metaCache, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.keysForSource),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		// An ExchangeAccount turning Ready lets its issued keys go on at once.
+		Watches(&keyopsv1.ExchangeAccount{}, handler.EnqueueRequestsFromMapFunc(r.keysForAccount)).
 		WithOptions(opts)
 	if len(r.WatchNamespaces) == 0 {
 		// The cluster's policy floor: a policy change, or a namespace's new
@@ -97,4 +99,20 @@ func identityOnly(in any) (any, error) {
 	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 	}}, nil
+}
+
+// keysForAccount maps an ExchangeAccount to the ExchangeAPIKeys issued
+// through it (spec.issue.accountRef, same namespace).
+func (r *Reconciler) keysForAccount(ctx context.Context, o client.Object) []reconcile.Request {
+	var list keyopsv1.ExchangeAPIKeyList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, k := range list.Items {
+		if k.Spec.Issue != nil && k.Spec.Issue.AccountRef.Name == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+		}
+	}
+	return out
 }
