@@ -554,6 +554,9 @@ func (r *Reconciler) dropPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 	}
 	r.countFailure(k, reason)
 	io.status, io.reason, io.message = metav1.ConditionFalse, reason, msg+"; it was deleted at the exchange, and the bots keep the key they have"
+	if is.current().APIKey == "" {
+		io.message = msg + "; it was deleted at the exchange, and no key was handed to the bots"
+	}
 	if !final {
 		io.message += fmt.Sprintf("; retrying at %s", r.now().Add(wait).UTC().Format(time.RFC3339))
 	}

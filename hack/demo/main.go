@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -168,6 +169,10 @@ func run(keep bool) error {
 	}
 	fmt.Printf("\nexchange requests made: %d (one probe per key, plus the revalidation)\n", sim.TotalRequests())
 
+	if err := zeroTouch(ctx, c, sim, simURL, root, keys, mgrErr); err != nil {
+		return err
+	}
+
 	if !keep {
 		step("done: stopping the operator, the simulator and the control plane")
 		return nil
@@ -231,8 +236,13 @@ func applySamples(ctx context.Context, c client.Client, dir, simURL string) ([]s
 	if err := yaml.Unmarshal(b, &kust); err != nil {
 		return nil, err
 	}
+	return applyFiles(ctx, c, dir, simURL, kust.Resources...)
+}
+
+// applyFiles creates each object of the files in dir, in order.
+func applyFiles(ctx context.Context, c client.Client, dir, simURL string, files ...string) ([]string, error) {
 	var out []string
-	for _, file := range kust.Resources {
+	for _, file := range files {
 		raw, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
 			return nil, err
@@ -363,7 +373,9 @@ func printState(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-func printEvents(ctx context.Context, c client.Client) error {
+// printEvents lists the namespace's Events, or only those about the named
+// objects.
+func printEvents(ctx context.Context, c client.Client, only ...string) error {
 	var list eventsv1.EventList
 	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
 		return err
@@ -372,12 +384,20 @@ func printEvents(ctx context.Context, c client.Client) error {
 	fmt.Println("\nEvents:")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  TYPE\tREASON\tOBJECT\tMESSAGE")
+	kinds := map[string]string{"ExchangeAPIKey": "eak", "ExchangeAccount": "eacct", "Deployment": "deploy"}
 	for _, e := range list.Items {
+		if len(only) > 0 && !slices.Contains(only, e.Regarding.Name) {
+			continue
+		}
 		msg := e.Note
 		if len(msg) > 110 {
 			msg = msg[:107] + "..."
 		}
-		fmt.Fprintf(tw, "  %s\t%s\teak/%s\t%s\n", e.Type, e.Reason, e.Regarding.Name, msg)
+		kind := kinds[e.Regarding.Kind]
+		if kind == "" {
+			kind = strings.ToLower(e.Regarding.Kind)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%s\n", e.Type, e.Reason, kind, e.Regarding.Name, msg)
 	}
 	return tw.Flush()
 }

@@ -143,7 +143,7 @@ func NewOperations() *Operations {
 		}, []string{"exchange"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "exchangeapikey_issue_failures_total",
-			Help: "Issued keys refused after creation, by exchange and reason.",
+			Help: "Failed or refused attempts to issue a sub-account key (spec.issue), by exchange and KeyIssued reason.",
 		}, []string{"exchange", "reason"}),
 	}
 }
@@ -154,7 +154,7 @@ func (o *Operations) KeyIssued(exchange string) { o.issued.WithLabelValues(excha
 // KeyDeleted counts a sub-account key deleted at the exchange.
 func (o *Operations) KeyDeleted(exchange string) { o.deleted.WithLabelValues(exchange).Inc() }
 
-// IssueFailed counts an issued key refused after creation.
+// IssueFailed counts a failed create or a key refused after creation.
 func (o *Operations) IssueFailed(exchange, reason string) {
 	o.failures.WithLabelValues(exchange, reason).Inc()
 }
