@@ -46,8 +46,10 @@ func TestShardsSplitKeys(t *testing.T) {
 	create(t, pol)
 	t.Cleanup(func() { _ = k8s.Delete(ctx(), pol) })
 	shards := map[string]*shardLog{"a": {}, "b": {}}
+	// A run label keeps each run's shards to its own keys (go test -count).
+	selector := func(shard string) string { return "shard=" + shard + ",shards-test-run=" + ns }
 	for name, log := range shards {
-		startShard(t, "shard="+name, log)
+		startShard(t, selector(name), log)
 	}
 
 	owner := map[string]string{"a1": "a", "a2": "a", "b1": "b", "b2": "b", "none": ""}
@@ -57,7 +59,7 @@ func TestShardsSplitKeys(t *testing.T) {
 		putSource(t, ns, name+"-source", c)
 		k := newKey(ns, name, exchange.Binance, "")
 		if shard != "" {
-			k.Labels = map[string]string{"shard": shard}
+			k.Labels = map[string]string{"shard": shard, "shards-test-run": ns}
 		}
 		create(t, k)
 	}
@@ -88,7 +90,7 @@ func TestShardsSplitKeys(t *testing.T) {
 			case c.resource == "exchangeapikeys" && (c.verb == "list" || c.verb == "watch"):
 				keyWatches++
 				g.Expect(c.namespace+"/"+c.name).To(Equal("/"), "shard %s: %v", shard, c)
-				g.Expect(c.labelSelector).To(Equal("shard="+shard), "shard %s: %v", shard, c)
+				g.Expect(c.labelSelector).To(Equal(selector(shard)), "shard %s: %v", shard, c)
 			case c.resource == "exchangeaccounts" || c.resource == "clusterexchangekeypolicies/status":
 				t.Errorf("shard %s: %v: a shard runs neither the ExchangeAccount nor the policy status controller", shard, c)
 			case c.namespace != "":
