@@ -52,6 +52,8 @@ func main() {
 	flag.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (GET /metrics). false serves plain HTTP and needs a loopback --metrics-bind-address.")
 	watchNamespaces := flag.String("watch-namespaces", "", "Comma-separated namespaces to watch, e.g. team-a,team-b (default: all). The manager then needs Roles in these namespaces only (config/namespaced).")
+	flag.StringVar(&o.KeySelector, "key-selector", "", "Label selector of the ExchangeAPIKeys this install reconciles, e.g. shard=a (default: all). Makes the install one shard of a fleet, with a leader-election Lease of its own; see docs/scaling.md.")
+	flag.BoolVar(&o.WithAccountController, "with-account-controller", false, "With --key-selector: also run the ExchangeAccount controller in this shard. Set it on exactly one shard of a fleet; an install without --key-selector always runs it.")
 	flag.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", "Address of the pprof endpoint (e.g. 127.0.0.1:6060); empty disables it.")
 	flag.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address the health probe endpoint binds to.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Enable leader election, for running more than one replica.")
@@ -96,6 +98,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if _, err := operator.ParseKeySelector(o.KeySelector); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if err := operator.CheckMetricsServing(o.MetricsBindAddress, o.MetricsSecure); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -110,7 +116,7 @@ func main() {
 		log.Error(err, "unable to build the manager")
 		os.Exit(1)
 	}
-	log.Info("starting manager", "version", operator.Version, "watchNamespaces", o.WatchNamespaces, "metricsSecure", o.MetricsSecure)
+	log.Info("starting manager", "version", operator.Version, "watchNamespaces", o.WatchNamespaces, "keySelector", o.KeySelector, "metricsSecure", o.MetricsSecure)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

@@ -6,7 +6,9 @@ package operator
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"slices"
@@ -56,7 +58,18 @@ type Options struct {
 	// WatchNamespaces restricts every watch and cache to these namespaces
 	// (empty: all namespaces). The manager then needs Roles in these
 	// namespaces only (config/namespaced).
-	WatchNamespaces         []string
+	WatchNamespaces []string
+	// KeySelector (--key-selector, a label selector) makes this install one
+	// shard of a fleet: it watches, caches and reconciles only the
+	// ExchangeAPIKeys it selects (filtered by the API server, at the watch),
+	// and elects its leader on a Lease of its own (LeaderElectionID).
+	// Empty: every ExchangeAPIKey. docs/scaling.md tells when and how.
+	KeySelector string
+	// WithAccountController runs the ExchangeAccount controller in a shard
+	// (KeySelector set): set it on exactly one shard of a fleet, or the
+	// master keys are checked once per shard. An install without a
+	// KeySelector always runs it.
+	WithAccountController   bool
 	PprofBindAddress        string
 	HealthProbeBindAddress  string
 	LeaderElection          bool
@@ -122,6 +135,10 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if _, err := ParseNamespaces(strings.Join(o.WatchNamespaces, ",")); err != nil {
 		return nil, err
 	}
+	keySel, err := ParseKeySelector(o.KeySelector)
+	if err != nil {
+		return nil, err
+	}
 	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
 	if err := endpoints.Validate(); err != nil {
 		return nil, err
@@ -151,6 +168,19 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		}
 		namespaces[ns] = cache.Config{}
 	}
+	byObject := map[client.Object]cache.ByObject{
+		// The cache holds only the Secrets this operator writes; source
+		// Secrets are read on demand (see controllers.SetupWithManager).
+		&corev1.Secret{}: {Label: managed},
+	}
+	if keySel != nil {
+		// A shard's informer lists and watches with ?labelSelector=: the
+		// API server sends it its own keys only, so the other shards'
+		// keys are neither cached nor reconciled here, and every read of
+		// keys from the cache (source Secret and policy mappings, restart
+		// peers, metrics) sees this shard's keys only.
+		byObject[&keyopsv1.ExchangeAPIKey{}] = cache.ByObject{Label: keySel}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Logger:                  capVerbosity(ctrl.Log, MaxLogVerbosity),
@@ -159,7 +189,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		HealthProbeBindAddress:  o.HealthProbeBindAddress,
 		PprofBindAddress:        o.PprofBindAddress,
 		LeaderElection:          o.LeaderElection,
-		LeaderElectionID:        "exchange-key-operator.keyops.io",
+		LeaderElectionID:        LeaderElectionID(keySel),
 		LeaderElectionNamespace: o.LeaderElectionNS,
 
 		// main exits as soon as the manager stops, so stepping down on
@@ -171,9 +201,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		RetryPeriod:                   durationOrNil(o.RetryPeriod),
 
 		Cache: cache.Options{
-			// The cache holds only the Secrets this operator writes; source
-			// Secrets are read on demand (see controllers.SetupWithManager).
-			ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managed}},
+			ByObject:          byObject,
 			DefaultNamespaces: namespaces,
 			DefaultTransform:  cache.TransformStripManagedFields(),
 		},
@@ -233,12 +261,20 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
 		return nil, fmt.Errorf("setting up controller: %w", err)
 	}
-	if len(o.WatchNamespaces) == 0 {
+	if len(o.WatchNamespaces) == 0 && keySel == nil {
 		// Policies are cluster-scoped: a namespace-scoped manager neither
-		// reads nor enforces them.
+		// reads nor enforces them. A shard enforces them on its keys (the
+		// ExchangeAPIKey controller), but counts only its own keys, so it
+		// leaves the policies' status alone: several shards would each
+		// overwrite it with their share.
 		if err := (&controllers.PolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the ClusterExchangeKeyPolicy controller: %w", err)
 		}
+	}
+	if keySel != nil && !o.WithAccountController {
+		// ExchangeAccounts are not sharded: one install of the fleet
+		// checks each master key (--with-account-controller).
+		return mgr, nil
 	}
 	var master controllers.MasterChecker = prober
 	if o.MasterChecker != nil {
@@ -258,6 +294,39 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)
 	}
 	return mgr, nil
+}
+
+// defaultLeaderElectionID is the Lease of an unsharded install.
+const defaultLeaderElectionID = "exchange-key-operator.keyops.io"
+
+// ParseKeySelector reads --key-selector: a label selector of ExchangeAPIKeys
+// (kubectl's syntax: shard=a, shard in (a,b), !shard); blank means every
+// key (nil).
+func ParseKeySelector(s string) (labels.Selector, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--key-selector: %q is not a label selector: %w", s, err)
+	}
+	if sel.Empty() {
+		return nil, nil
+	}
+	return sel, nil
+}
+
+// LeaderElectionID is the Lease a manager leads on: the default for an
+// unsharded install, and one per selector for a shard, so that every shard
+// of a fleet has a leader, and the replicas of one shard share one. The
+// hash is of the selector's canonical form (requirements sorted by key), so
+// that "a=1,b=2" and "b=2,a=1" are the same shard.
+func LeaderElectionID(keySelector labels.Selector) string {
+	if keySelector == nil || keySelector.Empty() {
+		return defaultLeaderElectionID
+	}
+	sum := sha256.Sum256([]byte(keySelector.String()))
+	return "exchange-key-operator-" + hex.EncodeToString(sum[:])[:10] + ".keyops.io"
 }
 
 // CheckMetricsServing refuses plain-HTTP metrics on anything but a loopback

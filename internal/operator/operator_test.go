@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr/funcr"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestCheckMetricsServing(t *testing.T) {
@@ -73,5 +74,48 @@ func TestCapVerbosity(t *testing.T) {
 	}
 	if l.V(8).Enabled() {
 		t.Fatal("V(8) must read as disabled, or client-go builds the body dump anyway")
+	}
+}
+
+func TestParseKeySelector(t *testing.T) {
+	for _, s := range []string{"", "  "} {
+		if sel, err := ParseKeySelector(s); sel != nil || err != nil {
+			t.Errorf("ParseKeySelector(%q) = %v, %v; want every key (nil)", s, sel, err)
+		}
+	}
+	for _, s := range []string{"shard=a", "shard in (a,b)", "!shard", "team=x,shard!=b"} {
+		if sel, err := ParseKeySelector(s); sel == nil || err != nil {
+			t.Errorf("ParseKeySelector(%q) = %v, %v", s, sel, err)
+		}
+	}
+	for _, s := range []string{"shard in (a", "shard=a=b", "Shard_A!!"} {
+		if _, err := ParseKeySelector(s); err == nil || !strings.Contains(err.Error(), "--key-selector") || !strings.Contains(err.Error(), s) {
+			t.Errorf("ParseKeySelector(%q) = %v, want an error naming the flag and the value", s, err)
+		}
+	}
+}
+
+// Each shard leads on a Lease of its own; the replicas of one shard, and an
+// unsharded install, keep sharing one.
+func TestLeaderElectionID(t *testing.T) {
+	id := func(s string) string {
+		sel, err := ParseKeySelector(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return LeaderElectionID(sel)
+	}
+	if got := id(""); got != "exchange-key-operator.keyops.io" {
+		t.Errorf("unsharded: %q, want the Lease of earlier versions", got)
+	}
+	a, b := id("shard=a"), id("shard=b")
+	if a == b || a == id("") || b == id("") {
+		t.Errorf("shards share a Lease: a=%q b=%q", a, b)
+	}
+	if id("team=x,shard=a") != id("shard=a,team=x") {
+		t.Errorf("the same selector written in another order gets another Lease")
+	}
+	if errs := validation.IsDNS1123Subdomain(a); len(errs) > 0 {
+		t.Errorf("Lease name %q: %v", a, errs)
 	}
 }

@@ -54,7 +54,7 @@ func TestRender(t *testing.T) {
 			c := d.Spec.Template.Spec.Containers[0]
 			wantArgs(t, c.Args, "--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
 				"--max-concurrent-reconciles=16", "--kube-api-qps=200", "--kube-api-burst=400", "--zap-log-level=info")
-			noArgPrefix(t, c.Args, "--watch-namespaces", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
+			noArgPrefix(t, c.Args, "--watch-namespaces", "--key-selector", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
 			if len(c.Env) != 0 {
 				t.Errorf("env = %v, want none", c.Env)
 			}
@@ -222,6 +222,14 @@ func TestRender(t *testing.T) {
 			}
 			absent(t, objs, "Service", "ServiceMonitor")
 			noMetricsRBAC(t, objs)
+		},
+	}, {
+		// One shard of a fleet: the selector reaches the flag as one
+		// argument, spaces and parentheses included.
+		name:   "keySelector",
+		values: `keySelector: "shard in (a,b),team!=x"`,
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			wantArgs(t, deployment(t, objs).Spec.Template.Spec.Containers[0].Args, "--key-selector=shard in (a,b),team!=x")
 		},
 	}, {
 		name:   "pdbOff",

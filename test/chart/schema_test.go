@@ -27,6 +27,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"insecure endpoints as a string", `manager: {allowInsecureEndpoints: "yes"}`, []string{"/manager/allowInsecureEndpoints", "want boolean"}},
 		{"watch namespace not a DNS label", `watchNamespaces: [Team_A]`, []string{"/watchNamespaces/0"}},
 		{"watch namespaces as a string", `watchNamespaces: "a,b"`, []string{"/watchNamespaces", "want array"}},
+		{"key selector as a list", `keySelector: [shard=a]`, []string{"/keySelector", "want string"}},
 		{"metrics port out of range", `metrics: {port: 70000}`, []string{"/metrics/port"}},
 		{"metrics secure as a string", `metrics: {secure: "no"}`, []string{"/metrics/secure", "want boolean"}},
 		{"ServiceMonitor with plain HTTP metrics", "serviceMonitor: {enabled: true}\nmetrics: {secure: false}", []string{"serviceMonitor.enabled needs metrics.secure"}},
