@@ -12,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/notify"
 )
 
@@ -35,8 +36,9 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 		case rot.NotifyingReason == d.notify:
 			// An earlier attempt claimed this reminder and its outcome was
 			// lost (the manager died, or the API server went away, between
-			// the call and its record). At most once: count it delivered.
-			return r.recordNotified(ctx, k, d.notify)
+			// the call and its record). A lost reminder is worse than a
+			// duplicate: send it again, under the same ID, which the
+			// receiver may use to drop the duplicate.
 		}
 	}
 	// Claim the reminder before the call, with the resourceVersion as a
@@ -70,6 +72,7 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 		verb = "was due for rotation on"
 	}
 	err := r.Notifier.Notify(ctx, url, notify.Message{
+		ID: keyid.Short(keyid.Fingerprint(string(k.UID) + "/" + d.notify)),
 		Text: fmt.Sprintf(":key: %s API key %s (ExchangeAPIKey %s/%s) %s %s. Put a new key in Secret %s.",
 			k.Spec.Exchange, d.status.KeyID, k.Namespace, k.Name, verb, rotateBy.UTC().Format("2006-01-02 15:04 MST"), k.Spec.CredentialsSecretRef.Name),
 		Reason: reason, Namespace: k.Namespace, Name: k.Name, Exchange: string(k.Spec.Exchange),
@@ -79,12 +82,12 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 		// Not delivered: release the claim so that the retry sends it.
 		release, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifyingReason": nil}}})
 		if perr := r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, release)); perr != nil {
-			logf.FromContext(ctx).Info("reminder not delivered and its claim not released; it counts as delivered", "error", perr.Error())
+			logf.FromContext(ctx).Info("reminder not delivered and its claim not released", "error", perr.Error())
 		}
 		return err
 	}
 	if err := r.recordNotified(ctx, k, d.notify); err != nil {
-		// The claim stays: a retry counts it delivered, never sends again.
+		// The claim stays: a retry sends it again under the same ID.
 		logf.FromContext(ctx).Info("reminder delivered but not yet recorded", "error", err.Error())
 	}
 	return nil

@@ -23,6 +23,11 @@ import (
 // Message is the JSON body. Text makes it a valid Slack message; the other
 // fields are for machines. None of it is key material: KeyID is masked.
 type Message struct {
+	// ID is the same for every delivery of one reminder (retries, and a
+	// resend after the manager died not knowing whether it arrived): it
+	// is sent as the Idempotency-Key header too, so that a receiver can
+	// drop a duplicate. It names the reminder, not the key material.
+	ID        string    `json:"id"`
 	Text      string    `json:"text"`
 	Reason    string    `json:"reason"`
 	Namespace string    `json:"namespace"`
@@ -110,7 +115,7 @@ func (w *Webhook) Notify(ctx context.Context, url string, m Message) error {
 			}
 			wait *= 2
 		}
-		last = w.post(ctx, url, body)
+		last = w.post(ctx, url, body, m.ID)
 		if last == nil || errors.Is(last, errRefused) {
 			// A refusal is final: the URL will not change by waiting.
 			return last
@@ -119,7 +124,7 @@ func (w *Webhook) Notify(ctx context.Context, url string, m Message) error {
 	return last
 }
 
-func (w *Webhook) post(ctx context.Context, url string, body []byte) error {
+func (w *Webhook) post(ctx context.Context, url string, body []byte, id string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("webhook URL is not a valid URL")
@@ -129,6 +134,9 @@ func (w *Webhook) post(ctx context.Context, url string, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", w.UserAgent)
+	if id != "" {
+		req.Header.Set("Idempotency-Key", id)
+	}
 	resp, err := w.Client.Do(req)
 	if err != nil {
 		if r := refusal(err); r != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,3 +231,29 @@ func (e *endless) Close() error { return nil }
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Every delivery of one reminder, retries included, carries its ID as the
+// Idempotency-Key, so a receiver can drop a duplicate.
+func TestRetriesCarryOneIdempotencyKey(t *testing.T) {
+	var keys []string
+	var mu sync.Mutex
+	srv, _ := countingServer(t, true, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		if len(keys) == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	})
+	w := NewWebhook("test", false)
+	w.Backoff = time.Millisecond
+	w.Client.Transport.(*http.Transport).TLSClientConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	if err := w.Notify(context.Background(), srv.URL+"/hook", Message{ID: "0123abcd"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keys) != 2 || keys[0] != "0123abcd" || keys[1] != "0123abcd" {
+		t.Fatalf("Idempotency-Key per attempt: %q", keys)
+	}
+}

@@ -308,11 +308,22 @@ func historyString(k *keyopsv1.ExchangeAPIKey) string {
 
 // checkReminders: each key that sends reminders got exactly one per
 // transition: RotationDueSoon for the initial key, and one for the new key
-// once it is in use (both are 80 days old on the exchange).
+// once it is in use (both are 80 days old on the exchange). A reminder is
+// counted once per idempotency ID (the ID is the receiver's defence against
+// a resend after the manager died between the call and its record), and
+// every delivery of one transition must carry one ID.
 func (sc *scenario) checkReminders(v violations) {
 	got := map[string]int{}
+	ids := map[string]map[string]bool{}
 	for _, m := range sc.hook.messages() {
-		got[m.Name+" "+m.Reason+" "+m.KeyID]++
+		k := m.Name + " " + m.Reason + " " + m.KeyID
+		if ids[k] == nil {
+			ids[k] = map[string]bool{}
+		}
+		if m.ID == "" || !ids[k][m.ID] {
+			got[k]++
+		}
+		ids[k][m.ID] = true
 	}
 	want := map[string]bool{}
 	for _, p := range sc.fleet.keys {
