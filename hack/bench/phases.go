@@ -628,7 +628,7 @@ func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label str
 			return err
 		}
 		gens[i] = d.Generation
-		if d.Spec.Template.Annotations[keyopsv1.AnnotationKeyFingerprint] == k.fp {
+		if rolledFor(&d, k) {
 			oldOK++
 		}
 	}
@@ -675,7 +675,7 @@ func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label str
 			if err := c.Get(ctx, types.NamespacedName{Namespace: k.ns, Name: k.restart}, &d); err != nil {
 				continue
 			}
-			if d.Spec.Template.Annotations[keyopsv1.AnnotationKeyFingerprint] == k.fp {
+			if rolledFor(&d, k) {
 				rolled++
 			}
 			if d.Generation == gens[i]+1 {
@@ -704,7 +704,10 @@ func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label str
 	b.rep.add(section, fmt.Sprintf("rotate %d of %d keys at once: time until all Ready on the new key", n, len(s.keys)),
 		fmt.Sprintf("%.2fs (%.0f keys/s)", dur.Seconds(), float64(n)/dur.Seconds()), "", "")
 	b.rep.add(section, "restart targets rolled to the initial key before rotation", fmt.Sprintf("%d/%d", oldOK, n), fmt.Sprint(n), verdict(oldOK == n))
-	b.rep.add(section, "restart targets on the new key, generation +1, when the keys were Ready", fmt.Sprintf("%d/%d, %d/%d", rolled, n, once, n), fmt.Sprintf("%d, %d", n, n), verdict(rolled == n && once == n))
+	// Restarts follow the handover after spec.restartDebounce (5 s by
+	// default), so that keys changed together roll a shared workload once:
+	// at Ready time they may not have happened yet.
+	b.rep.add(section, "restart targets on the new key, generation +1, when the keys were Ready (restarts wait restartDebounce)", fmt.Sprintf("%d/%d, %d/%d", rolled, n, once, n), "", "")
 	b.rep.add(section, fmt.Sprintf("the same %.0fs later (rolled exactly once)", settle.Seconds()), fmt.Sprintf("%d/%d, %d/%d", rolled2, n, once2, n), fmt.Sprintf("%d, %d", n, n), verdict(rolled2 == n && once2 == n))
 	b.rep.add(section, "exchange calls", fmt.Sprint(calls), fmt.Sprintf("= %d (one per new key)", n), verdict(calls == n))
 	b.rep.add(section, "API writes by the operator, per rotated key", fmt.Sprintf("%.2f (%s)", opW/float64(n), detail), "", "")
@@ -888,4 +891,11 @@ func (b *bench) deleteSet(ctx context.Context, s *keySet) error {
 		}
 	}
 	return nil
+}
+
+// rolledFor: the workload's per-key restart bookkeeping records k's current
+// material (the operator's annotation on the workload's metadata).
+func rolledFor(d *appsv1.Deployment, k *benchKey) bool {
+	c := k.creds
+	return d.Annotations[keyopsv1.RestartAnnotationPrefix+k.name] == keyid.Short(keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase))
 }
