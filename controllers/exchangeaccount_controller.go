@@ -164,7 +164,7 @@ func (r *AccountReconciler) observe(ctx context.Context, a *keyopsv1.ExchangeAcc
 		return obs, err
 	}
 	obs.source = src
-	obs.endpointErr = r.checkEndpoint(a)
+	obs.endpointErr = checkEndpoint(r.Endpoints, a.Spec.Exchange, a.Spec.Endpoint)
 	if accountCheckDue(a, src, obs.endpointErr, obs.now) {
 		req := exchange.SubAccountRequest{
 			Exchange: exchange.Name(a.Spec.Exchange), Endpoint: a.Spec.Endpoint, Demo: a.Spec.DemoTrading, Master: src.creds,
@@ -185,26 +185,16 @@ func (r *AccountReconciler) observe(ctx context.Context, a *keyopsv1.ExchangeAcc
 // are few and reconciled rarely) and checks its material the way an
 // ExchangeAPIKey's source is checked.
 func (r *AccountReconciler) readSource(ctx context.Context, a *keyopsv1.ExchangeAccount) (sourceResult, error) {
-	as := &keyopsv1.ExchangeAPIKey{
-		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name},
-		Spec:       keyopsv1.ExchangeAPIKeySpec{Exchange: a.Spec.Exchange, CredentialsSecretRef: a.Spec.CredentialsSecretRef},
-	}
+	ref := a.Spec.CredentialsSecretRef
 	var s corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.CredentialsSecretRef.Name}, &s)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: ref.Name}, &s)
 	if apierrors.IsNotFound(err) {
-		return readSource(as, nil), nil
+		return readCredentials(a.Namespace, a.Spec.Exchange, ref, nil), nil
 	}
 	if err != nil {
 		return sourceResult{}, err
 	}
-	return readSource(as, &s), nil
-}
-
-// checkEndpoint applies the same endpoint policy as for ExchangeAPIKeys:
-// the master key must not be sent anywhere a key may not.
-func (r *AccountReconciler) checkEndpoint(a *keyopsv1.ExchangeAccount) error {
-	k := &keyopsv1.ExchangeAPIKey{Spec: keyopsv1.ExchangeAPIKeySpec{Exchange: a.Spec.Exchange, Endpoint: a.Spec.Endpoint}}
-	return (&Reconciler{Endpoints: r.Endpoints}).checkEndpoint(k)
+	return readCredentials(a.Namespace, a.Spec.Exchange, ref, &s), nil
 }
 
 // accountCheckDue says whether this reconcile must ask the exchange: on a

@@ -223,7 +223,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 	if obs.target, err = r.observeTarget(ctx, k); err != nil {
 		return obs, err
 	}
-	obs.endpointErr = r.checkEndpointOf(string(k.Spec.Exchange), endpoint)
+	obs.endpointErr = checkEndpoint(r.Endpoints, k.Spec.Exchange, endpoint)
 	if obs.policies, obs.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
 		return obs, err
 	}
@@ -278,16 +278,19 @@ func (r *Reconciler) observePolicies(ctx context.Context, namespace string) ([]k
 	return list.Items, ns.Labels, nil
 }
 
-// checkEndpoint applies the manager's endpoint policy to spec.endpoint.
-func (r *Reconciler) checkEndpoint(k *keyopsv1.ExchangeAPIKey) error {
-	if r.Endpoints != nil {
-		return r.Endpoints.Check(string(k.Spec.Exchange), k.Spec.Endpoint)
+// checkEndpoint applies the manager's endpoint policy p to an endpoint of
+// exchange ex (an ExchangeAPIKey's, or an ExchangeAccount's: a master key
+// must not go anywhere a key may not). A nil policy allows the exchange's
+// default host and https endpoints only.
+func checkEndpoint(p EndpointChecker, ex keyopsv1.Exchange, endpoint string) error {
+	if p != nil {
+		return p.Check(string(ex), endpoint)
 	}
-	if k.Spec.Endpoint == "" {
+	if endpoint == "" {
 		return nil
 	}
-	if u, err := url.Parse(k.Spec.Endpoint); err != nil || u.Scheme != "https" {
-		return fmt.Errorf("endpoint %s is not https; the manager refuses plain-HTTP exchange endpoints unless started with --allow-insecure-endpoints", k.Spec.Endpoint)
+	if u, err := url.Parse(endpoint); err != nil || u.Scheme != "https" {
+		return fmt.Errorf("endpoint %s is not https; the manager refuses plain-HTTP exchange endpoints unless started with --allow-insecure-endpoints", endpoint)
 	}
 	return nil
 }

@@ -262,7 +262,7 @@ func (r *Reconciler) issueAccount(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 	if r.SubAccounts == nil {
 		return &acct, req, &issueProblem{keyopsv1.ReasonIssueFailed, "this manager has no sub-account key client"}
 	}
-	if err := r.checkEndpointOf(string(acct.Spec.Exchange), acct.Spec.Endpoint); err != nil {
+	if err := checkEndpoint(r.Endpoints, acct.Spec.Exchange, acct.Spec.Endpoint); err != nil {
 		return &acct, req, &issueProblem{keyopsv1.ReasonEndpointNotAllowed, err.Error()}
 	}
 	ref := acct.Spec.CredentialsSecretRef
@@ -270,11 +270,13 @@ func (r *Reconciler) issueAccount(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, &s); err != nil {
 		return &acct, req, &issueProblem{keyopsv1.ReasonAccountNotReady, fmt.Sprintf("master key Secret %s/%s: %s", k.Namespace, ref.Name, reasonOf(err))}
 	}
-	kk, sk, pk := ref.Keys()
+	master := readCredentials(k.Namespace, acct.Spec.Exchange, ref, &s)
+	if !master.ok() {
+		return &acct, req, &issueProblem{keyopsv1.ReasonAccountNotReady, "master key: " + master.message}
+	}
 	req = exchange.SubAccountRequest{
 		Exchange: exchange.Name(acct.Spec.Exchange), Endpoint: acct.Spec.Endpoint, Demo: acct.Spec.DemoTrading,
-		Master:     exchange.Credentials{APIKey: string(s.Data[kk]), APISecret: string(s.Data[sk]), Passphrase: string(s.Data[pk])},
-		SubAccount: k.Spec.Issue.SubAccount,
+		Master: master.creds, SubAccount: k.Spec.Issue.SubAccount,
 	}
 	return &acct, req, nil
 }
@@ -785,9 +787,4 @@ func newPassphrase() string {
 		b = append(b, alphabet[n.Int64()])
 	}
 	return string(b)
-}
-
-// checkEndpointOf applies the endpoint policy to an account's endpoint.
-func (r *Reconciler) checkEndpointOf(ex, endpoint string) error {
-	return r.checkEndpoint(&keyopsv1.ExchangeAPIKey{Spec: keyopsv1.ExchangeAPIKeySpec{Exchange: keyopsv1.Exchange(ex), Endpoint: endpoint}})
 }

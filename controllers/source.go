@@ -25,20 +25,27 @@ type sourceResult struct {
 
 func (s sourceResult) ok() bool { return s.reason == "" }
 
-// readSource extracts and checks the key material. secret is nil when the
-// Secret does not exist.
+// readSource extracts and checks an ExchangeAPIKey's key material. secret
+// is nil when the Secret does not exist.
 func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult {
 	ref := k.Spec.CredentialsSecretRef
 	if k.Spec.Issue != nil {
 		// The issuance Secret, with the default keys.
 		ref = keyopsv1.CredentialsSecretRef{Name: issuedSecretName(k)}
 	}
+	return readCredentials(k.Namespace, k.Spec.Exchange, ref, secret)
+}
+
+// readCredentials extracts and checks the key material ref names in secret
+// (an ExchangeAPIKey's source, or an ExchangeAccount's master key), by the
+// exchange's rules. secret is nil when the Secret does not exist.
+func readCredentials(namespace string, ex keyopsv1.Exchange, ref keyopsv1.CredentialsSecretRef, secret *corev1.Secret) sourceResult {
 	if secret == nil {
 		return sourceResult{reason: keyopsv1.ReasonSourceSecretMissing,
-			message: fmt.Sprintf("source Secret %s/%s not found", k.Namespace, ref.Name)}
+			message: fmt.Sprintf("source Secret %s/%s not found", namespace, ref.Name)}
 	}
 	keyKey, secretKey, passKey := ref.Keys()
-	needPass := exchange.CapabilitiesOf(exchange.Name(k.Spec.Exchange)).NeedsPassphrase
+	needPass := exchange.CapabilitiesOf(exchange.Name(ex)).NeedsPassphrase
 	wanted := []string{keyKey, secretKey}
 	if needPass {
 		wanted = append(wanted, passKey)
@@ -46,24 +53,24 @@ func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) sourceResult 
 	for _, name := range wanted {
 		if _, ok := secret.Data[name]; !ok {
 			return sourceResult{reason: keyopsv1.ReasonSourceKeyMissing,
-				message: fmt.Sprintf("source Secret %s/%s has no key %q", k.Namespace, ref.Name, name)}
+				message: fmt.Sprintf("source Secret %s/%s has no key %q", namespace, ref.Name, name)}
 		}
 		if len(secret.Data[name]) == 0 {
 			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
-				message: fmt.Sprintf("source Secret %s/%s key %q is empty", k.Namespace, ref.Name, name)}
+				message: fmt.Sprintf("source Secret %s/%s key %q is empty", namespace, ref.Name, name)}
 		}
 		if !utf8.Valid(secret.Data[name]) {
 			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
-				message: fmt.Sprintf("source Secret %s/%s key %q is not text", k.Namespace, ref.Name, name)}
+				message: fmt.Sprintf("source Secret %s/%s key %q is not text", namespace, ref.Name, name)}
 		}
 	}
 	c := exchange.Credentials{APIKey: string(secret.Data[keyKey]), APISecret: string(secret.Data[secretKey])}
 	if needPass {
 		c.Passphrase = string(secret.Data[passKey])
 	}
-	if err := exchange.CheckCredentials(exchange.Name(k.Spec.Exchange), c); err != nil {
+	if err := exchange.CheckCredentials(exchange.Name(ex), c); err != nil {
 		return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
-			message: fmt.Sprintf("source Secret %s/%s: %s: %v", k.Namespace, ref.Name, k.Spec.Exchange, err)}
+			message: fmt.Sprintf("source Secret %s/%s: %s: %v", namespace, ref.Name, ex, err)}
 	}
 	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey), material: keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase)}
 }

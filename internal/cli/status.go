@@ -20,6 +20,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/policy"
 )
 
 // maxEvents is how many Events the details show per key, newest first.
@@ -275,7 +276,7 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 	if st.Permissions != nil {
 		field("Permissions", fmt.Sprintf("%s (IP restriction: %s)", orDash(st.Permissions.Summary), orDash(string(st.Permissions.IPRestriction))))
 	}
-	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), shortDuration(k.Spec.Validation.IntervalOrDefault()))
+	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), policy.HumanDuration(k.Spec.Validation.IntervalOrDefault()))
 	val += when(st.LastValidationTime, now, "never")
 	if st.NextValidationTime != nil {
 		val += ", next " + when(st.NextValidationTime, now, "")
@@ -336,18 +337,6 @@ func age(t, now time.Time) string {
 		return "-"
 	}
 	return duration.HumanDuration(now.Sub(t))
-}
-
-// shortDuration drops zero minutes and seconds: 1h, not 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

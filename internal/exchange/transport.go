@@ -164,12 +164,6 @@ func (c *call) send(ctx context.Context, method, path, rawQuery string, body []b
 	return &response{Status: hr.StatusCode, Header: hr.Header, Body: data}, nil
 }
 
-// fallback maps an answer that the driver could not interpret: 5xx and 503
-// maintenance pages are Unavailable, anything else UnexpectedResponse.
-func (c *call) fallback(r *response, why string) *Error {
-	return fallback(c.ex, r.Status, why, r.Body)
-}
-
 // retryAfter parses Retry-After as seconds or an HTTP date.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	v := h.Get("Retry-After")

@@ -132,7 +132,7 @@ func evaluateOne(p *keyopsv1.ClusterExchangeKeyPolicy, key *keyopsv1.ExchangeAPI
 	if spec.MaxAge != nil && spec.MaxAge.Duration > 0 {
 		if asked := key.Spec.Rotation.MaxAgeOrDefault(); asked > spec.MaxAge.Duration {
 			add(RuleMaxAge, "caps rotation.maxAge at %s; the key asks for %s%s: set spec.rotation.maxAge to %s or less",
-				human(spec.MaxAge.Duration), human(asked), defaulted(key.Spec.Rotation.MaxAge == nil), human(spec.MaxAge.Duration))
+				HumanDuration(spec.MaxAge.Duration), HumanDuration(asked), defaulted(key.Spec.Rotation.MaxAge == nil), HumanDuration(spec.MaxAge.Duration))
 		}
 	}
 
@@ -188,9 +188,9 @@ func defaulted(isDefault bool) string {
 	return ""
 }
 
-// human prints a duration the way people write it in a spec: 2160h, 1h30m,
-// 90s.
-func human(d time.Duration) string {
+// HumanDuration prints a duration the way people write it in a spec: 2160h,
+// 1h30m, 90s (not 2160h0m0s).
+func HumanDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

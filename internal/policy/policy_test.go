@@ -338,8 +338,8 @@ func TestHuman(t *testing.T) {
 		1500 * time.Millisecond:        "1.5s",
 		720*time.Hour + 30*time.Minute: "720h30m",
 	} {
-		if got := human(d); got != want {
-			t.Errorf("human(%v) = %q, want %q", d, got, want)
+		if got := HumanDuration(d); got != want {
+			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 }
