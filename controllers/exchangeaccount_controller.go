@@ -16,19 +16,17 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
+	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
 )
 
 // MasterChecker checks a master key: does the exchange accept it, and may it
@@ -76,10 +74,10 @@ type AccountReconciler struct {
 	// Endpoints is the endpoint policy, as for ExchangeAPIKeys; nil allows
 	// the exchanges' default hosts and https endpoints only.
 	Endpoints EndpointChecker
-	// SecretMetadata is a metadata-only cache of Secrets to watch master
-	// key Secrets through (the ExchangeAPIKey controller's, shared); nil
-	// makes SetupWithManager build one of its own.
-	SecretMetadata cache.Cache
+	// Secrets is the Secret watch master key Secrets are watched through
+	// (the ExchangeAPIKey controller's, shared); nil makes SetupWithManager
+	// build one of its own.
+	Secrets *refwatch.Watcher
 }
 
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeaccounts,verbs=list;watch
@@ -352,34 +350,26 @@ func (r *AccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	}); err != nil {
 		return err
 	}
-	secrets := r.SecretMetadata
+	secrets := r.Secrets
 	if secrets == nil {
-		c, err := cache.New(mgr.GetConfig(), cache.Options{
-			HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), DefaultTransform: identityOnly,
-		})
+		w, err := NewSecretWatcher(mgr, nil)
 		if err != nil {
 			return err
 		}
-		if err := mgr.Add(c); err != nil {
-			return err
-		}
-		secrets = c
+		secrets = w
 	}
-	secretMeta := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("exchangeaccount").
 		For(&keyopsv1.ExchangeAccount{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		WatchesRawSource(source.Kind(secrets, secretMeta,
-			handler.TypedEnqueueRequestsFromMapFunc(r.accountsForSecret),
-			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WatchesRawSource(secrets.Source(r.accountsForSecret)).
 		WithOptions(opts).
 		Complete(r)
 }
 
 // accountsForSecret maps a Secret to the ExchangeAccounts whose master key it holds.
-func (r *AccountReconciler) accountsForSecret(ctx context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
+func (r *AccountReconciler) accountsForSecret(ctx context.Context, namespace, name string) []reconcile.Request {
 	var list keyopsv1.ExchangeAccountList
-	if err := r.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingFields{AccountSourceSecretIndex: s.Name}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{AccountSourceSecretIndex: name}); err != nil {
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(list.Items))
@@ -389,10 +379,7 @@ func (r *AccountReconciler) accountsForSecret(ctx context.Context, s *metav1.Par
 	return out
 }
 
-// SourceMetadata is the metadata-only Secret cache the ExchangeAPIKey
-// controller's SetupWithManager built (nil before), for the ExchangeAccount
-// controller to share instead of watching every Secret a second time.
-func (r *Reconciler) SourceMetadata() cache.Cache {
-	c, _ := r.sourceMeta.(cache.Cache)
-	return c
-}
+// SourceWatch is the Secret watch the ExchangeAPIKey controller's
+// SetupWithManager built (nil before), for the ExchangeAccount controller to
+// share instead of watching every Secret a second time.
+func (r *Reconciler) SourceWatch() *refwatch.Watcher { return r.sourceVersions }

@@ -25,6 +25,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
+	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
 	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
 )
 
@@ -62,14 +63,14 @@ type Reconciler struct {
 	// namespaces, like the manager's cache (empty: all namespaces).
 	WatchNamespaces []string
 
-	// sourceMeta is the metadata-only cache of Secrets (set up by
-	// SetupWithManager); sources remembers, per ExchangeAPIKey, the last
-	// source Secret read and its resourceVersion, so an unchanged source is
-	// not fetched again. Keyed by the ExchangeAPIKey, so that the copy goes
-	// when the key is deleted or pointed at another Secret.
-	sourceMeta client.Reader
-	sourcesMu  sync.Mutex
-	sources    map[types.NamespacedName]cachedSource
+	// sourceVersions knows the resourceVersions of the Secrets keys read
+	// (set up by SetupWithManager); sources remembers, per ExchangeAPIKey,
+	// the last source Secret read and its resourceVersion, so an unchanged
+	// source is not fetched again. Keyed by the ExchangeAPIKey, so that the
+	// copy goes when the key is deleted or pointed at another Secret.
+	sourceVersions *refwatch.Watcher
+	sourcesMu      sync.Mutex
+	sources        map[types.NamespacedName]cachedSource
 }
 
 // EndpointChecker refuses exchange endpoints the keys must not be sent to.
@@ -295,20 +296,19 @@ func checkEndpoint(p EndpointChecker, ex keyopsv1.Exchange, endpoint string) err
 	return nil
 }
 
-// readSource reads the source Secret: from memory when the metadata cache
-// shows the same resourceVersion as the last read, else with an uncached GET.
-// Most reconciles (the echo of our own writes, revalidations, drift repair)
-// then cost no read of the source at all.
+// readSource reads the source Secret: from memory when the Secret watch
+// shows the same resourceVersion as the last read, else with an uncached GET
+// whose version the watch then remembers. Most reconciles (the echo of our
+// own writes, revalidations, drift repair) then cost no read of the source.
 func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (sourceResult, error) {
 	owner := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
 	key := types.NamespacedName{Namespace: k.Namespace, Name: sourceName(k)}
-	if r.sourceMeta != nil {
-		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
-		if err := r.sourceMeta.Get(ctx, key, m); err == nil {
+	if r.sourceVersions != nil {
+		if rv, ok := r.sourceVersions.ResourceVersion(key.Namespace, key.Name); ok {
 			r.sourcesMu.Lock()
 			c, ok := r.sources[owner]
 			r.sourcesMu.Unlock()
-			if ok && c.secretName == key.Name && c.resourceVersion == m.ResourceVersion {
+			if ok && c.secretName == key.Name && c.resourceVersion == rv {
 				return readSource(k, c.secret), nil
 			}
 		}
@@ -321,6 +321,9 @@ func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey)
 	}
 	if err != nil {
 		return sourceResult{}, err
+	}
+	if r.sourceVersions != nil {
+		r.sourceVersions.Observed(key.Namespace, key.Name, s.ResourceVersion)
 	}
 	r.sourcesMu.Lock()
 	defer r.sourcesMu.Unlock()

@@ -52,7 +52,8 @@ func TestPhaseTargetHandover(t *testing.T) {
 		wantEvent  string
 		wantRotate bool
 	}{
-		{"first key", "", "", a, true, keyopsv1.EventSecretSynced, false},
+		// The first key is recorded in status, without an Event.
+		{"first key", "", "", a, true, "", false},
 		// A rotation is announced from status (phaseRotation), not here.
 		{"rotation", a.fingerprint, a.material, b, true, "", true},
 		{"new secret, same key", a.fingerprint, a.material, aNew, true, keyopsv1.EventSecretSynced, false},

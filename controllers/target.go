@@ -89,8 +89,10 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 	case prevFP == fp:
 		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s updated: key %s has new secret material", k.TargetName(), masked))
 	case prevFP == "":
+		// The first key is what the user asked for: status (SecretSynced,
+		// history) records it, and an Event per key would double the
+		// writes of applying a fleet. Events are for what changes later.
 		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
-		s.event(false, keyopsv1.EventSecretSynced, fmt.Sprintf("Secret %s created with key %s", k.TargetName(), masked))
 	default:
 		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
 		if st.Rotation == nil {

@@ -281,14 +281,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		master = o.MasterChecker
 	}
 	ar := &controllers.AccountReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Recorder:       mgr.GetEventRecorder("exchange-key-operator"),
-		Master:         master,
-		Clock:          clk,
-		Jitter:         o.Jitter,
-		Endpoints:      r.Endpoints,
-		SecretMetadata: r.SourceMetadata(),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("exchange-key-operator"),
+		Master:    master,
+		Clock:     clk,
+		Jitter:    o.Jitter,
+		Endpoints: r.Endpoints,
+		Secrets:   r.SourceWatch(),
 	}
 	if err := ar.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
 		return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)

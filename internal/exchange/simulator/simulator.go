@@ -96,6 +96,9 @@ type Simulator struct {
 	used     map[string]struct{} // exchange/nonce of single-use nonces
 	handlers map[exchange.Name]http.Handler
 	sub      *subRegistry // sub-account relations (subaccount.go)
+	// onKey, when set, hears of every request that named a key (a soak
+	// test's log of when each key was probed).
+	onKey func(n exchange.Name, apiKey string)
 }
 
 // handlerFactories is filled by each exchange's file in an init function.
@@ -108,6 +111,11 @@ type Option func(*Simulator)
 
 // WithClock sets the simulator's clock (before any skew).
 func WithClock(now func() time.Time) Option { return func(s *Simulator) { s.now = now } }
+
+// WithKeyLog calls f for every request that named a key, after counting it.
+func WithKeyLog(f func(n exchange.Name, apiKey string)) Option {
+	return func(s *Simulator) { s.onKey = f }
+}
 
 // New returns an empty simulator.
 func New(opts ...Option) *Simulator {
@@ -325,11 +333,14 @@ func (s *Simulator) ClearFaults() {
 // request, as soon as they have read the key header.
 func (s *Simulator) countKey(n exchange.Name, apiKey string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.byKey[n] == nil {
 		s.byKey[n] = map[string]int{}
 	}
 	s.byKey[n][apiKey]++
+	s.mu.Unlock()
+	if s.onKey != nil {
+		s.onKey(n, apiKey)
+	}
 }
 
 // Requests is how many requests named apiKey on exchange n.
