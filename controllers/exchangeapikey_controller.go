@@ -313,8 +313,7 @@ func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey)
 			}
 		}
 	}
-	var s corev1.Secret
-	err := r.APIReader.Get(ctx, key, &s)
+	s, err := r.getSource(ctx, key)
 	if apierrors.IsNotFound(err) {
 		r.forgetSource(owner)
 		return readSource(k, nil), nil
@@ -331,7 +330,30 @@ func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey)
 		r.sources = map[types.NamespacedName]cachedSource{}
 	}
 	r.sources[owner] = cachedSource{secretName: key.Name, resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
-	return readSource(k, &s), nil
+	return readSource(k, s), nil
+}
+
+// getSource reads a source Secret from the API server's watch cache
+// (resourceVersion "0": no round trip to etcd), and again with a consistent
+// read when that answer may be older than what the Secret watch has seen,
+// or says the Secret does not exist (it may just have been created). A
+// cached answer the watch knows nothing newer of is safe: a newer version
+// reaches the watch later, with a different resourceVersion, and enqueues
+// the key again.
+func (r *Reconciler) getSource(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	var s corev1.Secret
+	err := r.APIReader.Get(ctx, key, &s, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})
+	again := apierrors.IsNotFound(err)
+	if err == nil && r.sourceVersions != nil {
+		if rv, ok := r.sourceVersions.ResourceVersion(key.Namespace, key.Name); ok && rv != s.ResourceVersion {
+			again = true
+		}
+	}
+	if again {
+		s = corev1.Secret{}
+		err = r.APIReader.Get(ctx, key, &s)
+	}
+	return &s, err
 }
 
 // forgetSource drops the in-memory copy of an ExchangeAPIKey's source, so

@@ -17,11 +17,11 @@
 //	memory    peak RSS of a fresh manager, then of another one after
 //	          --unrelated Secrets were added to the cluster
 //
-// Every figure is first measured at the product's default flags; --tuned adds
-// a labelled second run of the convergence and churn phases. The key sets are
-// spread over the eight exchanges in proportion to the default per-exchange
-// rate limits (--spread uniform for round robin), and every tenth key shares
-// its material with the previous one, so that one probe must serve both.
+// Every figure is measured at the product's default flags (--manager-flags
+// for others). The key sets are spread over the eight exchanges in
+// proportion to the default per-exchange rate limits, and every tenth key
+// shares its material with the previous one, so that one probe must serve
+// both. --soak runs the soak test instead of the phases (soak.go).
 //
 // API writes come from the API server's own apiserver_request_total (verbs
 // POST, PUT, PATCH, DELETE, DELETECOLLECTION, APPLY), less the benchmark's own
@@ -58,46 +58,30 @@ var allPhases = []string{"raw", "disabled", "enforce", "idle", "churn", "memory"
 type config struct {
 	n, namespaces, unrelated, workers int
 	phases                            map[string]bool
-	spread                            string
 	sharedEvery                       int
 	idleInterval                      time.Duration
 	managerFlags                      []string
-	tuned                             bool
-	tunedFlags                        []string
 	pprofDir                          string
-	exchangeLatency                   time.Duration
 	timeout                           time.Duration
 	keep                              bool
-}
-
-// defaultTunedFlags lift every client-side limit the product has: the
-// simulator is not a real exchange, and envtest's API server is local.
-func defaultTunedFlags() string {
-	var rl []string
-	for _, n := range exchange.Names {
-		rl = append(rl, string(n)+"=1000:1000")
-	}
-	return "--kube-api-qps=1000 --kube-api-burst=2000 --max-concurrent-reconciles=16 --exchange-rate-limit=" + strings.Join(rl, ",")
+	soak                              time.Duration
 }
 
 func parseFlags() (config, error) {
 	var c config
-	var phases, mflags, tflags string
+	var phases, mflags string
 	flag.IntVar(&c.n, "n", 1000, "ExchangeAPIKeys per key set (Disabled, Enforce).")
 	flag.IntVar(&c.namespaces, "namespaces", 10, "Namespaces each key set is spread over.")
 	flag.IntVar(&c.unrelated, "unrelated", 50000, "Unrelated Secrets added for the memory phase.")
 	flag.IntVar(&c.workers, "workers", 32, "Parallel requests of the benchmark's own client (no client-side rate limit).")
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "Comma-separated phases to run: "+strings.Join(allPhases, ",")+" (idle and churn imply enforce).")
-	flag.StringVar(&c.spread, "spread", "weighted", "How Enforce keys are spread over the eight exchanges: weighted (in proportion to the default per-exchange rate limits) or uniform.")
 	flag.IntVar(&c.sharedEvery, "shared-every", 10, "Every k-th key reuses the previous key's material (one probe must serve both); 0 disables.")
 	flag.DurationVar(&c.idleInterval, "idle-interval", 0, "spec.validation.interval of the Enforce keys (0: chosen from N so that the idle window holds exactly one interval per key; see the output).")
 	flag.StringVar(&mflags, "manager-flags", "", "Flags for the main run's manager (default: none, i.e. the product defaults).")
-	flag.BoolVar(&c.tuned, "tuned", false, "Also run disabled, enforce and churn with --tuned-flags, labelled tuned.")
-	flag.StringVar(&tflags, "tuned-flags", defaultTunedFlags(), "Manager flags of the tuned run.")
 	flag.StringVar(&c.pprofDir, "pprof", "", "Directory for CPU and heap profiles of the manager (builds it with a pprof listener via go build -overlay).")
-	flag.DurationVar(&c.exchangeLatency, "exchange-latency", 0, "Delay of every simulator answer (the simulator's Slow fault), to model a real exchange's round trip; 0 answers at once.")
 	flag.DurationVar(&c.timeout, "timeout", 0, "Overall deadline (0: 15m for N<=1000, more for larger N).")
 	flag.BoolVar(&c.keep, "keep", false, "Keep the work directory (manager logs, kubeconfig).")
+	flag.DurationVar(&c.soak, "soak", 0, "Instead of the phases: the soak test for this long (make soak): --n Enforce keys revalidated every minute under injected faults, edits and rotations; fails on resource growth or a key probed more or less than once per interval.")
 	flag.Parse()
 	c.phases = map[string]bool{}
 	for _, p := range strings.Split(phases, ",") {
@@ -120,16 +104,12 @@ func parseFlags() (config, error) {
 	if c.phases["memory"] && !c.phases["disabled"] && !c.phases["enforce"] {
 		c.phases["disabled"] = true
 	}
-	if c.spread != "weighted" && c.spread != "uniform" {
-		return c, fmt.Errorf("--spread must be weighted or uniform")
-	}
 	if c.n < 10 || c.namespaces < 1 || c.workers < 1 {
 		return c, fmt.Errorf("--n must be at least 10, --namespaces and --workers at least 1")
 	}
 	c.managerFlags = strings.Fields(mflags)
-	c.tunedFlags = strings.Fields(tflags)
 	if c.timeout == 0 {
-		c.timeout = 15*time.Minute + time.Duration(c.n/1000)*3*time.Minute
+		c.timeout = 15*time.Minute + time.Duration(c.n/1000)*3*time.Minute + c.soak
 	}
 	return c, nil
 }
@@ -161,7 +141,12 @@ func run(cfg config) int {
 	}
 	b.cleanup()
 	// Without the compile of `go run` itself, which the caller sees too.
-	b.rep.add("run", "wall time of the benchmark process", fmt.Sprintf("%.0fs", time.Since(start).Seconds()), "< 600s (N=1000)", verdictIf(cfg.n <= 1000, time.Since(start) < 10*time.Minute))
+	// The issue's budgets: 10 minutes at N=1,000, 20 at N=10,000.
+	limit := 10 * time.Minute
+	if cfg.n >= 10000 {
+		limit = 20 * time.Minute
+	}
+	b.rep.add("run", "wall time of the benchmark process", fmt.Sprintf("%.0fs", time.Since(start).Seconds()), fmt.Sprintf("< %.0fs", limit.Seconds()), verdictIf(cfg.soak == 0 && (cfg.n == 1000 || cfg.n == 10000), time.Since(start) < limit))
 	b.rep.print(os.Stdout)
 	if code != 0 || cfg.keep {
 		fmt.Printf("\nWork directory (manager logs): %s\n", b.work)
@@ -196,6 +181,7 @@ type bench struct {
 	disabled *keySet
 	enforce  *keySet
 	convTime map[string]time.Duration
+	probes   *probeLog // the soak's log of probes
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -232,7 +218,12 @@ func (b *bench) run(ctx context.Context) error {
 	if b.cl, err = startCluster(b.root, b.work); err != nil {
 		return err
 	}
-	b.sim = simulator.New()
+	if b.cfg.soak > 0 {
+		b.probes = &probeLog{}
+		b.sim = simulator.New(simulator.WithKeyLog(b.probes.record))
+	} else {
+		b.sim = simulator.New()
+	}
 	b.srv = httptest.NewServer(b.sim)
 	if err := b.preflight(ctx); err != nil {
 		return err
@@ -241,6 +232,9 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 
+	if b.cfg.soak > 0 {
+		return b.runSoak(ctx, b.cfg.soak)
+	}
 	if b.cfg.phases["raw"] {
 		if err := b.phaseRaw(ctx); err != nil {
 			return fmt.Errorf("raw: %w", err)
@@ -248,11 +242,6 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if err := b.mainRun(ctx); err != nil {
 		return err
-	}
-	if b.cfg.tuned && (b.cfg.phases["disabled"] || b.cfg.phases["enforce"]) {
-		if err := b.tunedRun(ctx); err != nil {
-			return fmt.Errorf("tuned run: %w", err)
-		}
 	}
 	if b.cfg.phases["memory"] {
 		if err := b.phaseMemory(ctx); err != nil {
@@ -323,58 +312,6 @@ func (b *bench) mainRun(ctx context.Context) error {
 	}
 	hwm, rss := m.memory()
 	b.rep.add("memory", fmt.Sprintf("converging manager (%s): peak RSS over all phases above", label), fmt.Sprintf("%.0f MiB (now %.0f MiB)", hwm, rss), "", "")
-	return nil
-}
-
-// tunedRun repeats the convergence and churn phases on fresh key sets with
-// the tuned flags, then deletes those sets so that the memory phase sees the
-// same cluster either way.
-func (b *bench) tunedRun(ctx context.Context) error {
-	m, err := b.startManager(ctx, "tuned", b.cfg.tunedFlags)
-	if err != nil {
-		return err
-	}
-	defer func() { b.stopManager(m) }()
-	// It first reconciles every key already there (a full resync).
-	if _, err := m.waitIdle(ctx, float64(b.existingKeys()), 3*time.Second, 5*time.Minute); err != nil {
-		return err
-	}
-	var sets []*keySet
-	defer func() {
-		// Also after a failure or a deadline, but bounded.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		for _, s := range sets {
-			if err := b.deleteSet(dctx, s); err != nil {
-				b.logf("deleting set %s: %v", s.name, err)
-			}
-		}
-	}()
-	if b.cfg.phases["disabled"] {
-		s, err := b.newSet("tdisabled", "Disabled", 0)
-		if err != nil {
-			return err
-		}
-		sets = append(sets, s)
-		if err := b.phaseConverge(ctx, s, m, "tuned"); err != nil {
-			return err
-		}
-	}
-	if b.cfg.phases["enforce"] {
-		s, err := b.newSet("tenforce", "Enforce", 0)
-		if err != nil {
-			return err
-		}
-		sets = append(sets, s)
-		if err := b.phaseConverge(ctx, s, m, "tuned"); err != nil {
-			return err
-		}
-		if b.cfg.phases["churn"] {
-			if err := b.phaseChurn(ctx, s, m, "tuned"); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
 }
 
@@ -476,12 +413,6 @@ func (b *bench) preflight(ctx context.Context) error {
 		}
 	}
 	b.sim.ResetCounters()
-	if d := b.cfg.exchangeLatency; d > 0 {
-		for _, n := range exchange.Names {
-			b.sim.SetFault(n, simulator.Fault{Kind: simulator.FaultSlow, Delay: d})
-		}
-		b.rep.note("every simulator answer was delayed by %s (--exchange-latency)", d)
-	}
 	return nil
 }
 

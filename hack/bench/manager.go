@@ -243,6 +243,7 @@ type mgrStats struct {
 	clientRequests float64
 	heapInuse      float64
 	rssMetric      float64
+	goroutines     float64
 }
 
 func (m *manager) stats(ctx context.Context) (mgrStats, error) {
@@ -261,6 +262,7 @@ func (m *manager) stats(ctx context.Context) (mgrStats, error) {
 		clientRequests: sumProm(ss, "rest_client_requests_total", nil),
 		heapInuse:      sumProm(ss, "go_memstats_heap_inuse_bytes", nil),
 		rssMetric:      sumProm(ss, "process_resident_memory_bytes", nil),
+		goroutines:     sumProm(ss, "go_goroutines", nil),
 	}, nil
 }
 

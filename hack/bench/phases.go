@@ -198,7 +198,7 @@ func readyStatus(k *keyopsv1.ExchangeAPIKey, now time.Time) keyopsv1.ExchangeAPI
 
 func (b *bench) newSet(name string, mode keyopsv1.ValidationMode, interval time.Duration) (*keySet, error) {
 	// The mix is the same for every run: weighted by the default limits.
-	exs := exchangeSequence(b.cfg.n, b.cfg.spread, exchange.DefaultRateLimits)
+	exs := exchangeSequence(b.cfg.n, exchange.DefaultRateLimits)
 	s, err := newKeySet(name, mode, b.cfg.n, b.cfg.namespaces, b.cfg.sharedEvery, 10, exs)
 	if err != nil {
 		return nil, err
@@ -221,7 +221,7 @@ func (b *bench) idleInterval(limits map[exchange.Name]exchange.RateLimit) time.D
 		return b.cfg.idleInterval
 	}
 	counts := map[exchange.Name]int{}
-	for _, e := range exchangeSequence(b.cfg.n, b.cfg.spread, exchange.DefaultRateLimits) {
+	for _, e := range exchangeSequence(b.cfg.n, exchange.DefaultRateLimits) {
 		counts[e]++
 	}
 	var est float64

@@ -36,19 +36,12 @@ func register(sim *simulator.Simulator, ex exchange.Name, c exchange.Credentials
 	sim.AddKey(simulator.Key{Exchange: ex, APIKey: c.APIKey, Secret: c.APISecret, Passphrase: c.Passphrase, Permissions: []string{"read", "trade"}})
 }
 
-// exchangeSequence assigns n keys to exchanges. "weighted" gives each
-// exchange a share proportional to its rate limit (the mix a cluster sized to
-// its limits would have), interleaved by smooth weighted round robin so that
-// every exchange is busy from the first key to the last; "uniform" is
-// round robin.
-func exchangeSequence(n int, spread string, limits map[exchange.Name]exchange.RateLimit) []exchange.Name {
+// exchangeSequence assigns n keys to exchanges, each a share proportional
+// to its rate limit (the mix a cluster sized to its limits would have),
+// interleaved by smooth weighted round robin so that every exchange is busy
+// from the first key to the last.
+func exchangeSequence(n int, limits map[exchange.Name]exchange.RateLimit) []exchange.Name {
 	out := make([]exchange.Name, n)
-	if spread == "uniform" {
-		for i := range out {
-			out[i] = exchange.Names[i%len(exchange.Names)]
-		}
-		return out
-	}
 	weight := map[exchange.Name]float64{}
 	for _, e := range exchange.Names {
 		weight[e] = limits[e].PerSecond
