@@ -87,6 +87,7 @@ func (b *bench) runSoak(ctx context.Context, d time.Duration) error {
 	var samples []soakSample
 	var t0 time.Time
 	var edits, rotations, injected int
+	var faultLog []string
 	start := time.Now()
 	nextSample, nextFault, nextChange := start, start.Add(soakFaultGap), start.Add(soakChangeGap)
 	for now := time.Now(); now.Before(start.Add(d)); now = time.Now() {
@@ -117,6 +118,7 @@ func (b *bench) runSoak(ctx context.Context, d time.Duration) error {
 			}[rng.IntN(3)]
 			b.sim.SetFault(ex, f)
 			faults[ex] = append(faults[ex], now)
+			faultLog = append(faultLog, fmt.Sprintf("%s %s at %+.0fs", ex, f.Kind, now.Sub(start).Seconds()))
 			injected++
 		}
 		if !now.Before(nextChange) {
@@ -165,6 +167,7 @@ func (b *bench) runSoak(ctx context.Context, d time.Duration) error {
 		}
 	}
 	end := time.Now()
+	b.rep.note("soak: faults (seconds after the soak's start; the window starts at %+.0fs): %s", t0.Sub(start).Seconds(), strings.Join(faultLog, ", "))
 	b.soakReport(s, samples, faults, changed, t0, end, injected, edits, rotations)
 	return nil
 }
@@ -235,7 +238,8 @@ func (b *bench) soakReport(s *keySet, samples []soakSample, faults map[exchange.
 				long++
 			}
 			if len(worst) < 5 {
-				worst = append(worst, fmt.Sprintf("%s %s…: gap %s", k.ex, k.creds.APIKey[:4], g.Round(100*time.Millisecond)))
+				worst = append(worst, fmt.Sprintf("%s %s…: gap %s from +%s (probes at %s; faults on %s at %s)", k.ex, k.creds.APIKey[:4],
+					g.Round(100*time.Millisecond), in[i-1].Sub(t0).Round(100*time.Millisecond), offsets(ts, t0), k.ex, offsets(faults[k.ex], t0)))
 			}
 		}
 		// A key that stopped being probed: its last probe is more than one
@@ -259,6 +263,15 @@ func (b *bench) soakReport(s *keySet, samples []soakSample, faults map[exchange.
 	if len(worst) > 0 {
 		b.rep.note("soak: first unexplained gaps: %s", strings.Join(worst, "; "))
 	}
+}
+
+// offsets prints times as seconds after t0.
+func offsets(ts []time.Time, t0 time.Time) string {
+	var parts []string
+	for _, t := range ts {
+		parts = append(parts, fmt.Sprintf("%+.1f", t.Sub(t0).Seconds()))
+	}
+	return strings.Join(parts, " ")
 }
 
 // within reports whether any of ts lies in [from, to].
