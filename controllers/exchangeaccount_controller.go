@@ -342,8 +342,9 @@ func accountEvents(before, after []metav1.Condition) []event {
 }
 
 // SetupWithManager wires the ExchangeAccount controller. Master key Secrets
-// are watched through a metadata-only cache (shared with the ExchangeAPIKey
-// controller when given), mapped to accounts by index.
+// are watched through the Secret watch (shared with the ExchangeAPIKey
+// controller when given), which asks accountsForSecret whether an account
+// refers to a Secret.
 func (r *AccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &keyopsv1.ExchangeAccount{}, AccountSourceSecretIndex, func(o client.Object) []string {
 		return []string{o.(*keyopsv1.ExchangeAccount).Spec.CredentialsSecretRef.Name}

@@ -128,6 +128,9 @@ func (w *Watcher) Len() int {
 // Start lists and watches until ctx ends (manager.Runnable).
 func (w *Watcher) Start(ctx context.Context) error {
 	if w.ready != nil && !w.ready(ctx) {
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
 		return errors.New("refwatch: the referrers' caches did not sync")
 	}
 	var wg sync.WaitGroup
