@@ -9,7 +9,9 @@
 package simulator
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -230,6 +232,14 @@ func (s *Simulator) applyFault(w http.ResponseWriter, r *http.Request, f *Fault)
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"data":[{"perm":"read_only,tr`))
 	case FaultSlow:
+		// Read the body first: only then does the HTTP server notice a
+		// client that gave up (timed out) and cancel the request, which is
+		// then neither answered nor counted, as on a real exchange that
+		// never got to it.
+		if r.Body != nil {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		select {
 		case <-time.After(f.Delay):
 		case <-r.Context().Done():
