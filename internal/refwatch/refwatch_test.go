@@ -145,6 +145,22 @@ func (f *fixture) next(ctx context.Context) reconcile.Request {
 	return reconcile.Request{}
 }
 
+// expectNext asserts that the next request enqueued is for name.
+func (f *fixture) expectNext(ctx context.Context, name, why string) {
+	f.t.Helper()
+	if r := f.next(ctx); r.Name != name {
+		f.t.Fatalf("enqueued %v, want %s (%s)", r, name, why)
+	}
+}
+
+// expectForgotten asserts that the Watcher keeps no version of name.
+func (f *fixture) expectForgotten(name, why string) {
+	f.t.Helper()
+	if rv, ok := f.w.ResourceVersion(f.ns, name); ok {
+		f.t.Fatalf("the watcher remembers %s at %s, want nothing (%s)", name, rv, why)
+	}
+}
+
 // waitVersion polls until the Watcher knows name at rv.
 func (f *fixture) waitVersion(name, rv string) {
 	f.t.Helper()
@@ -193,9 +209,7 @@ func TestRemembersOnlyReferencedObjects(t *testing.T) {
 	// must be the first request to arrive.
 	f.update(ctx, "unrelated-0001", "2")
 	upd := f.update(ctx, "src", "2")
-	if r := f.next(ctx); r.Name != "src" {
-		t.Fatalf("enqueued %v, want src", r)
-	}
+	f.expectNext(ctx, "src", "the referenced change")
 	f.waitVersion("src", upd.ResourceVersion)
 	if n := f.w.Len(); n != 1 {
 		t.Fatalf("the watcher remembers %d objects, want 1", n)
@@ -205,12 +219,8 @@ func TestRemembersOnlyReferencedObjects(t *testing.T) {
 	if err := f.cs.CoreV1().Secrets(f.ns).Delete(ctx, "src", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if r := f.next(ctx); r.Name != "src" {
-		t.Fatalf("enqueued %v after the delete, want src", r)
-	}
-	if _, ok := f.w.ResourceVersion(f.ns, "src"); ok {
-		t.Fatal("the watcher still knows a deleted object")
-	}
+	f.expectNext(ctx, "src", "deleted")
+	f.expectForgotten("src", "deleted")
 }
 
 // A referrer that starts to refer to an object after it was listed reads it
@@ -222,16 +232,12 @@ func TestLateReferrerGetsLaterChanges(t *testing.T) {
 	f := newFixture(t, "refwatch-late")
 	first := f.create(ctx, "src")
 	f.start(ctx)
-	if _, ok := f.w.ResourceVersion(f.ns, "src"); ok {
-		t.Fatal("the watcher knows an object nothing refers to")
-	}
+	f.expectForgotten("src", "nothing refers to it")
 
 	f.refs.set(f.ns, "src", true)
 	f.w.Observed(f.ns, "src", first.ResourceVersion)
 	upd := f.update(ctx, "src", "2")
-	if r := f.next(ctx); r.Name != "src" {
-		t.Fatalf("enqueued %v, want src", r)
-	}
+	f.expectNext(ctx, "src", "a change after Observed")
 	f.waitVersion("src", upd.ResourceVersion)
 	// A GET that raced the watch reports the older version: kept newer.
 	f.w.Observed(f.ns, "src", first.ResourceVersion)
@@ -244,12 +250,8 @@ func TestLateReferrerGetsLaterChanges(t *testing.T) {
 	f.update(ctx, "src", "3")
 	f.refs.set(f.ns, "marker", true)
 	f.create(ctx, "marker")
-	if r := f.next(ctx); r.Name != "marker" {
-		t.Fatalf("enqueued %v, want only the marker (src is no longer referenced)", r)
-	}
-	if _, ok := f.w.ResourceVersion(f.ns, "src"); ok {
-		t.Fatal("the watcher still remembers an object nothing refers to")
-	}
+	f.expectNext(ctx, "marker", "src is no longer referenced")
+	f.expectForgotten("src", "no longer referenced")
 }
 
 // A relist (after a watch could not resume) finds what changed or went away
