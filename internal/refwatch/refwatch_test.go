@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,8 +76,12 @@ type fixture struct {
 	q    workqueue.TypedRateLimitingInterface[reconcile.Request]
 }
 
-func newFixture(t *testing.T, ns string) *fixture {
+// nsSeq makes each fixture's namespace new, also under -count.
+var nsSeq atomic.Int32
+
+func newFixture(t *testing.T, prefix string) *fixture {
 	t.Helper()
+	ns := fmt.Sprintf("%s-%d", prefix, nsSeq.Add(1))
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
