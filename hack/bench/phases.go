@@ -593,7 +593,6 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-
 // ------------------------------------------------------------------- churn
 
 func (b *bench) phaseChurn(ctx context.Context, s *keySet, m *manager, label string) error {
