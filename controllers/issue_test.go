@@ -152,6 +152,17 @@ func (e *issueEnv) ownKeys(g Gomega, prefix string) []exchange.SubAccountKey {
 	return out
 }
 
+// startIssued creates an issued key without overlap and waits for its first
+// key: the object, its keys' label prefix and the first key's credentials.
+func (e *issueEnv) startIssued(t *testing.T, g Gomega, name string) (*keyopsv1.ExchangeAPIKey, string, exchange.Credentials) {
+	t.Helper()
+	k := e.issuedKey(name)
+	k.Spec.Rotation.Overlap = &metav1.Duration{}
+	create(t, k)
+	k = e.waitIssued(name, 1)
+	return k, strings.TrimSuffix(k.Status.Issued.Label, "1"), e.current(g, name)
+}
+
 // waitIssued waits until generation gen is issued and in the bots' hands:
 // KeyIssued True, Ready, and the target holding it.
 func (e *issueEnv) waitIssued(name string, gen int64) *keyopsv1.ExchangeAPIKey {
@@ -471,12 +482,7 @@ func TestIssuedKeyFailuresKeepTheWorkingKey(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
 			e := newIssueEnv(t, ex)
-			k := e.issuedKey("bot")
-			k.Spec.Rotation.Overlap = &metav1.Duration{}
-			create(t, k)
-			k = e.waitIssued("bot", 1)
-			prefix := strings.TrimSuffix(k.Status.Issued.Label, "1")
-			first := e.current(g, "bot")
+			k, prefix, first := e.startIssued(t, g, "bot")
 
 			// Create refused: the master key lost what creating needs.
 			restore := e.breakMaster()
@@ -567,12 +573,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
 			e := newIssueEnv(t, ex)
-			k := e.issuedKey("bot")
-			k.Spec.Rotation.Overlap = &metav1.Duration{}
-			create(t, k)
-			k = e.waitIssued("bot", 1)
-			prefix := strings.TrimSuffix(k.Status.Issued.Label, "1")
-			first := e.current(g, "bot")
+			k, prefix, first := e.startIssued(t, g, "bot")
 			foreign := e.createAt(g, "manual-key")
 			orphan := e.createAt(g, prefix+"9")
 

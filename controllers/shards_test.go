@@ -127,19 +127,11 @@ func TestShardsSplitKeys(t *testing.T) {
 // until the test ends.
 func startShard(t *testing.T, keySelector string, log *shardLog) {
 	t.Helper()
-	opts := operator.Defaults()
+	opts := testManagerOptions()
 	opts.KeySelector = keySelector
 	opts.MetricsBindAddress = "0"
 	opts.SkipMetricsRegistration = true
-	opts.HealthProbeBindAddress = "0"
 	opts.LeaderElection = false
-	opts.AllowInsecureEndpoints = true
-	opts.Jitter = func() float64 { return 0 }
-	opts.ExchangeTimeout = 2 * time.Second
-	opts.ExchangeRateLimits = map[exchange.Name]exchange.RateLimit{}
-	for _, n := range exchange.Names {
-		opts.ExchangeRateLimits[n] = exchange.RateLimit{PerSecond: 1000, Burst: 1000}
-	}
 	cfg := impersonate(restCfg, operatorNamespace, operatorPrefix+"controller-manager", nil)
 	cfg.Wrap(log.wrap)
 	ctx, cancel := context.WithCancel(suiteCtx)

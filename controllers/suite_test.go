@@ -150,17 +150,9 @@ func run(m *testing.M) (code int) {
 	// Plain HTTP on loopback, so that the metrics tests scrape without a
 	// token; TestSecureMetrics covers HTTPS with authorization.
 	metricsAddr = freeAddr()
-	opts := operator.Defaults()
+	opts := testManagerOptions()
 	opts.MetricsBindAddress = metricsAddr
 	opts.MetricsSecure = false
-	opts.HealthProbeBindAddress = "0"
-	opts.AllowInsecureEndpoints = true
-	opts.Jitter = func() float64 { return 0 }
-	opts.ExchangeTimeout = 2 * time.Second
-	opts.ExchangeRateLimits = map[exchange.Name]exchange.RateLimit{}
-	for _, n := range exchange.Names {
-		opts.ExchangeRateLimits[n] = exchange.RateLimit{PerSecond: 1000, Burst: 1000}
-	}
 	mgr, err := operator.New(ctx, impersonate(cfg, operatorNamespace, operatorPrefix+"controller-manager", mgrRequests), opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building manager:", err)
@@ -441,3 +433,19 @@ func keyName(ns, name string) types.NamespacedName {
 }
 
 func newSecret() *corev1.Secret { return &corev1.Secret{} }
+
+// testManagerOptions are the product defaults as the suite's managers run
+// them: no health probes, the plain-HTTP simulator allowed, no jitter, a
+// short exchange timeout and per-exchange limits out of the way.
+func testManagerOptions() operator.Options {
+	opts := operator.Defaults()
+	opts.HealthProbeBindAddress = "0"
+	opts.AllowInsecureEndpoints = true
+	opts.Jitter = func() float64 { return 0 }
+	opts.ExchangeTimeout = 2 * time.Second
+	opts.ExchangeRateLimits = map[exchange.Name]exchange.RateLimit{}
+	for _, n := range exchange.Names {
+		opts.ExchangeRateLimits[n] = exchange.RateLimit{PerSecond: 1000, Burst: 1000}
+	}
+	return opts
+}
