@@ -101,8 +101,7 @@ func (b *bench) runSoak(ctx context.Context, d time.Duration) error {
 				if err != nil {
 					return err
 				}
-				hwm, rss := m.memory()
-				_ = hwm
+				_, rss := m.memory()
 				samples = append(samples, soakSample{at: now.Sub(t0), rss: rss, heap: st.heapInuse / (1 << 20),
 					goroutines: st.goroutines, socks: float64(openSockets(m.pid)), reconcileErrs: st.reconcileErrs})
 			}
@@ -125,21 +124,17 @@ func (b *bench) runSoak(ctx context.Context, d time.Duration) error {
 			nextChange = now.Add(soakChangeGap)
 			k := s.keys[rng.IntN(len(s.keys))]
 			old := string(k.ex) + "/" + k.creds.APIKey
+			fresh, err := newCreds(k.ex)
+			if err != nil {
+				return err
+			}
 			nc := k.creds
 			if rng.IntN(2) == 0 {
 				// A new secret for the same key (the exchange's "reset secret").
-				fresh, err := newCreds(k.ex)
-				if err != nil {
-					return err
-				}
 				nc.APISecret = fresh.APISecret
 				b.sim.UpdateKey(k.ex, nc.APIKey, func(sk *simulator.Key) { sk.Secret = nc.APISecret })
 				edits++
 			} else {
-				fresh, err := newCreds(k.ex)
-				if err != nil {
-					return err
-				}
 				register(b.sim, k.ex, fresh)
 				nc = fresh
 				rotations++

@@ -273,6 +273,10 @@ func (w *Watcher) watch(ctx context.Context, ns, rv string) error {
 func (w *Watcher) observe(ctx context.Context, ns, name, rv string, deleted, notify bool) bool {
 	w.mu.Lock()
 	subs := w.subs
+	queues := make([]workqueue.TypedRateLimitingInterface[reconcile.Request], len(subs))
+	for i, s := range subs {
+		queues[i] = s.queue
+	}
 	w.mu.Unlock()
 	hits := make([][]reconcile.Request, len(subs))
 	referenced := false
@@ -287,10 +291,6 @@ func (w *Watcher) observe(ctx context.Context, ns, name, rv string, deleted, not
 		w.versions[key] = rv
 	} else {
 		delete(w.versions, key)
-	}
-	queues := make([]workqueue.TypedRateLimitingInterface[reconcile.Request], len(subs))
-	for i, s := range subs {
-		queues[i] = s.queue
 	}
 	w.mu.Unlock()
 	if !referenced || !notify || (known && old == rv && !deleted) {
