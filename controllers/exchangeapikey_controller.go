@@ -214,9 +214,12 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		}
 	}
 	if src.ok() {
-		// A template that cannot render is a spec error: report it like
-		// unusable source material, before anything is written.
-		if _, err := desiredTarget(k, src); err != nil {
+		// A template the operator refuses is a spec error: report it like
+		// unusable source material, before anything is written. The verdict
+		// is the spec's alone (secretformat.Compile sees no key material),
+		// and a compiled template cannot fail to render: whether the key
+		// ends InvalidTemplate or Synced says nothing about the material.
+		if _, err := compileTarget(k); err != nil {
 			src = sourceResult{reason: keyopsv1.ReasonInvalidTemplate, message: err.Error()}
 		}
 	}
@@ -302,6 +305,10 @@ func checkEndpoint(p EndpointChecker, ex keyopsv1.Exchange, endpoint string) err
 // own writes, revalidations, drift repair) then cost no read of the source.
 func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (sourceResult, error) {
 	owner := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	if res, master, err := masterKeyUse(ctx, r.Client, k); err != nil || master {
+		r.forgetSource(owner)
+		return res, err
+	}
 	key := types.NamespacedName{Namespace: k.Namespace, Name: sourceName(k)}
 	if r.sourceVersions != nil {
 		if rv, ok := r.sourceVersions.ResourceVersion(key.Namespace, key.Name); ok {
@@ -406,15 +413,22 @@ func conflictMessage(k *keyopsv1.ExchangeAPIKey, s *corev1.Secret) string {
 	return fmt.Sprintf("Secret %s/%s already exists and is controlled by %s; it is left untouched: choose another spec.target.name or delete that Secret", k.Namespace, s.Name, owner)
 }
 
-// desiredTarget renders the target Secret for the current key.
+// compileTarget checks k's target format or template, from the spec alone.
+func compileTarget(k *keyopsv1.ExchangeAPIKey) (*secretformat.Renderer, error) {
+	return secretformat.Compile(string(k.Spec.Target.FormatOrDefault()), k.Spec.Target.Template)
+}
+
+// desiredTarget renders the target Secret for the current key. Its only
+// error is compileTarget's, which does not depend on the material.
 func desiredTarget(k *keyopsv1.ExchangeAPIKey, src sourceResult) (*corev1.Secret, error) {
-	data, err := secretformat.Render(string(k.Spec.Target.FormatOrDefault()), k.Spec.Target.Template, secretformat.Material{
-		APIKey: src.creds.APIKey, APISecret: src.creds.APISecret, Passphrase: src.creds.Passphrase,
-		Exchange: string(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
-	})
+	r, err := compileTarget(k)
 	if err != nil {
 		return nil, err
 	}
+	data := r.Render(secretformat.Material{
+		APIKey: src.creds.APIKey, APISecret: src.creds.APISecret, Passphrase: src.creds.Passphrase,
+		Exchange: string(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
+	})
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.TargetName(), Labels: map[string]string{}, Annotations: map[string]string{}},
 		Type:       corev1.SecretTypeOpaque,
@@ -438,7 +452,8 @@ func desiredTarget(k *keyopsv1.ExchangeAPIKey, src sourceResult) (*corev1.Secret
 func (r *Reconciler) syncTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src sourceResult) (bool, string, error) {
 	want, err := desiredTarget(k, src)
 	if err != nil {
-		// Only a template can fail; its error names the data key, never a value.
+		// Only the spec can be refused (observe reported it already); the
+		// error names the data key, never a value.
 		return false, "", reconcileError{reason: keyopsv1.ReasonInvalidTemplate, err: err}
 	}
 	if err := controllerutil.SetControllerReference(k, want, r.Scheme); err != nil {

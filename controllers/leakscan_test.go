@@ -11,7 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 )
 
@@ -226,4 +231,83 @@ func TestLeakScannerFindsEncodedSecrets(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].where != "manager log line 2" {
 		t.Fatalf("scanLines = %v, %v", got, err)
 	}
+}
+
+// The oracle case (issue 20): a template that fails or not depending on the
+// key material would answer a question about it in status. Two keys whose
+// secrets differ only in their first character, one on each side of the
+// oracle's comparison, end in exactly the same status and Events: the
+// oracle template is refused from its text alone, with a message saying
+// what a template may contain, and an allowed template syncs for both. The
+// same holds with validation Disabled and custom key names, which could
+// point a key at any text field of any Secret in the namespace.
+func TestTemplateOracleLearnsNothing(t *testing.T) {
+	base := creds(exchange.Binance)
+	low, high := base, base
+	low.APISecret, high.APISecret = "a"+base.APISecret[1:], "z"+base.APISecret[1:]
+	fixtures.add(low.APISecret, "oracle secret (a...)")
+	fixtures.add(high.APISecret, "oracle secret (z...)")
+	oracle := `{{ if lt (slice .APISecret 0 1) "c" }}{{ .Nope }}{{ end }}ok`
+	for _, tc := range []struct {
+		name, tmpl, want string
+		custom         bool
+	}{
+		{"oracle", oracle, "False/InvalidTemplate", false},
+		{"oracle-custom-keys", oracle, "False/InvalidTemplate", true},
+		{"allowed", "secret={{ .APISecret | b64enc }}", "True/Synced", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var statuses []string
+			for _, c := range []exchange.Credentials{low, high} {
+				ns := newNamespace(t)
+				src := sourceSecret(ns, "bot-source", c)
+				k := newKey(ns, "bot", exchange.Binance, keyopsv1.ValidationDisabled)
+				if tc.custom {
+					// Any Secret with text fields: the names are the user's.
+					src.Data = map[string][]byte{"user": []byte(c.APIKey), "password": []byte(c.APISecret)}
+					k.Spec.CredentialsSecretRef.APIKeyKey, k.Spec.CredentialsSecretRef.APISecretKey = "user", "password"
+				}
+				create(t, src)
+				k.Spec.Target.Template = map[string]string{"cfg": tc.tmpl}
+				create(t, k)
+				got := waitCond(t, ns, "bot", keyopsv1.ConditionSecretSynced, tc.want)
+				// Let it settle: a second reconcile must not tell them apart either.
+				time.Sleep(500 * time.Millisecond)
+				got = getKey(NewWithT(t), ns, "bot")
+				statuses = append(statuses, observable(got, events(t, ns, "bot"), ns))
+				if tc.want == "False/InvalidTemplate" {
+					msg := syncedMessage(got)
+					for _, want := range []string{"target.template[cfg]", "`if` (control flow)", "{{ .APISecret | b64enc }}", "b64enc quote toJson urlquery"} {
+						if !strings.Contains(msg, want) {
+							t.Errorf("message %q should say %q", msg, want)
+						}
+					}
+					var s corev1.Secret
+					if err := k8s.Get(ctx(), keyName(ns, "bot"), &s); err == nil {
+						t.Errorf("a target Secret was written for a refused template")
+					}
+				}
+			}
+			if statuses[0] != statuses[1] {
+				t.Fatalf("the two secrets are told apart:\n%s\n%s", statuses[0], statuses[1])
+			}
+		})
+	}
+}
+
+// observable is what someone without Secret read access sees of a key:
+// its conditions (type, status, reason, message) and Events by reason, with
+// the namespace made neutral.
+func observable(k *keyopsv1.ExchangeAPIKey, evs map[string]int, ns string) string {
+	var b strings.Builder
+	for _, c := range k.Status.Conditions {
+		fmt.Fprintf(&b, "%s=%s/%s: %s\n", c.Type, c.Status, c.Reason, strings.ReplaceAll(c.Message, ns, "NS"))
+	}
+	reasons := make([]string, 0, len(evs))
+	for r, n := range evs {
+		reasons = append(reasons, fmt.Sprintf("%s×%d", r, n))
+	}
+	sort.Strings(reasons)
+	fmt.Fprintf(&b, "events: %v; keyID %s", reasons, k.Status.KeyID)
+	return b.String()
 }

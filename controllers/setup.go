@@ -87,15 +87,22 @@ func (r *Reconciler) keysForSource(ctx context.Context, namespace, name string) 
 }
 
 // keysForAccount maps an ExchangeAccount to the ExchangeAPIKeys issued
-// through it (spec.issue.accountRef, same namespace).
+// through it (spec.issue.accountRef, same namespace), and to those whose
+// source Secret is its master key (refused with SourceIsMasterKey while it
+// is; an update maps the old and the new object, so a key is released when
+// the account stops naming its Secret).
 func (r *Reconciler) keysForAccount(ctx context.Context, o client.Object) []reconcile.Request {
 	var list keyopsv1.ExchangeAPIKeyList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
 		return nil
 	}
+	master := ""
+	if a, ok := o.(*keyopsv1.ExchangeAccount); ok {
+		master = a.Spec.CredentialsSecretRef.Name
+	}
 	var out []reconcile.Request
 	for _, k := range list.Items {
-		if k.Spec.Issue != nil && k.Spec.Issue.AccountRef.Name == o.GetName() {
+		if (k.Spec.Issue != nil && k.Spec.Issue.AccountRef.Name == o.GetName()) || (master != "" && sourceName(&k) == master) {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
 		}
 	}

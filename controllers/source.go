@@ -1,14 +1,20 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
 )
 
 // sourceResult is what the source Secret yielded: credentials, or the reason
@@ -59,6 +65,11 @@ func readCredentials(namespace string, ex keyopsv1.Exchange, ref keyopsv1.Creden
 			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
 				message: fmt.Sprintf("source Secret %s/%s key %q is empty", namespace, ref.Name, name)}
 		}
+		if len(secret.Data[name]) > secretformat.MaxFieldBytes {
+			// Bounds what a target template can render (secretformat).
+			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
+				message: fmt.Sprintf("source Secret %s/%s key %q is longer than %d bytes", namespace, ref.Name, name, secretformat.MaxFieldBytes)}
+		}
 		if !utf8.Valid(secret.Data[name]) {
 			return sourceResult{reason: keyopsv1.ReasonMalformedCredentials,
 				message: fmt.Sprintf("source Secret %s/%s key %q is not text", namespace, ref.Name, name)}
@@ -82,4 +93,30 @@ func sourceName(k *keyopsv1.ExchangeAPIKey) string {
 		return issuedSecretName(k)
 	}
 	return k.Spec.CredentialsSecretRef.Name
+}
+
+// masterKeyUse says whether the Secret k reads its key material from is an
+// ExchangeAccount's master key, with the refusal to report if so. The master
+// key is never a bot's key: the operator uses it only to manage sub-account
+// keys and never copies it into a target Secret. The check reads the
+// ExchangeAccounts of k's namespace (cached) before the Secret is read.
+func masterKeyUse(ctx context.Context, c client.Reader, k *keyopsv1.ExchangeAPIKey) (sourceResult, bool, error) {
+	var list keyopsv1.ExchangeAccountList
+	if err := c.List(ctx, &list, client.InNamespace(k.Namespace)); err != nil {
+		return sourceResult{}, false, err
+	}
+	name := sourceName(k)
+	var accounts []string
+	for _, a := range list.Items {
+		if a.Spec.CredentialsSecretRef.Name == name {
+			accounts = append(accounts, a.Name)
+		}
+	}
+	if len(accounts) == 0 {
+		return sourceResult{}, false, nil
+	}
+	sort.Strings(accounts)
+	return sourceResult{reason: keyopsv1.ReasonSourceIsMasterKey,
+		message: fmt.Sprintf("source Secret %s/%s holds the master key of ExchangeAccount %s; a master key is never a bot's key and is not copied into a target Secret: put a key made for the bot in another Secret, or let the operator issue one (spec.issue)",
+			k.Namespace, name, strings.Join(accounts, ", "))}, true, nil
 }

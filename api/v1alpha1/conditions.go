@@ -29,11 +29,17 @@ const (
 	// ReasonPreviousKeyKept: a new key failed validation; the target keeps
 	// the last good one.
 	ReasonPreviousKeyKept = "PreviousKeyKept"
-	// ReasonInvalidTemplate: target.template does not parse or execute.
+	// ReasonInvalidTemplate: target.template does not parse, or uses more
+	// than substitutions of fields and the allowed encodings. Decided from
+	// the template alone, never from the key material.
 	ReasonInvalidTemplate = "InvalidTemplate"
 	// ReasonInsecureEndpoint: spec.endpoint is http:// and the manager does
 	// not allow insecure endpoints.
 	ReasonInsecureEndpoint = "InsecureEndpoint"
+	// ReasonSourceIsMasterKey: the source Secret is an ExchangeAccount's
+	// master key (its spec.credentialsSecretRef); an ExchangeAPIKey never
+	// copies a master key into a target, so nothing is synced.
+	ReasonSourceIsMasterKey = "SourceIsMasterKey"
 )
 
 // Reasons for KeyValid.

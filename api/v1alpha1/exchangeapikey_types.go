@@ -108,7 +108,12 @@ type TargetSpec struct {
 
 	// Template maps each target data key to a Go text/template over
 	// .APIKey .APISecret .Passphrase .Exchange .Endpoint. When set it
-	// replaces Format.
+	// replaces Format. A template may only substitute fields, optionally
+	// through the encodings b64enc, quote, toJson and urlquery
+	// ("{{ .APISecret | b64enc }}", "{{ quote .APIKey }}"): no control flow,
+	// comparisons, variables or other functions, so that nothing about the
+	// key material can be read back from whether it renders. Anything else
+	// is refused with reason InvalidTemplate.
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[-._a-zA-Z0-9]+$'))",message="target.template keys must be valid Secret data keys (letters, digits, '-', '_', '.')"
 	// +optional
