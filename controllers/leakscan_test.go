@@ -250,7 +250,7 @@ func TestTemplateOracleLearnsNothing(t *testing.T) {
 	oracle := `{{ if lt (slice .APISecret 0 1) "c" }}{{ .Nope }}{{ end }}ok`
 	for _, tc := range []struct {
 		name, tmpl, want string
-		custom         bool
+		custom           bool
 	}{
 		{"oracle", oracle, "False/InvalidTemplate", false},
 		{"oracle-custom-keys", oracle, "False/InvalidTemplate", true},
