@@ -296,7 +296,8 @@ func TestTemplateOracleLearnsNothing(t *testing.T) {
 }
 
 // observable is what someone without Secret read access sees of a key:
-// its conditions (type, status, reason, message) and Events by reason, with
+// its conditions (type, status, reason, message) and the reasons of its
+// Events, with
 // the namespace made neutral.
 func observable(k *keyopsv1.ExchangeAPIKey, evs map[string]int, ns string) string {
 	var b strings.Builder
@@ -304,8 +305,8 @@ func observable(k *keyopsv1.ExchangeAPIKey, evs map[string]int, ns string) strin
 		fmt.Fprintf(&b, "%s=%s/%s: %s\n", c.Type, c.Status, c.Reason, strings.ReplaceAll(c.Message, ns, "NS"))
 	}
 	reasons := make([]string, 0, len(evs))
-	for r, n := range evs {
-		reasons = append(reasons, fmt.Sprintf("%s×%d", r, n))
+	for r := range evs {
+		reasons = append(reasons, r)
 	}
 	sort.Strings(reasons)
 	fmt.Fprintf(&b, "events: %v; keyID %s", reasons, k.Status.KeyID)

@@ -23,6 +23,10 @@ func TestMasterKeyIsNeverABotKey(t *testing.T) {
 	a := newAccount(ns, "master", exchange.Bybit)
 	create(t, sourceSecret(ns, a.Spec.CredentialsSecretRef.Name, master))
 	create(t, a)
+	// The manager's cache of ExchangeAccounts sees the account first (a key
+	// synced before its Secret became a master key keeps its target; see
+	// SourceIsMasterKey).
+	time.Sleep(300 * time.Millisecond)
 	k := newKey(ns, "bot", exchange.Bybit, keyopsv1.ValidationDisabled)
 	k.Spec.CredentialsSecretRef.Name = a.Spec.CredentialsSecretRef.Name
 	create(t, k)
