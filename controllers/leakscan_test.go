@@ -297,8 +297,7 @@ func TestTemplateOracleLearnsNothing(t *testing.T) {
 
 // observable is what someone without Secret read access sees of a key:
 // its conditions (type, status, reason, message) and the reasons of its
-// Events, with
-// the namespace made neutral.
+// Events, with the namespace made neutral.
 func observable(k *keyopsv1.ExchangeAPIKey, evs map[string]int, ns string) string {
 	var b strings.Builder
 	for _, c := range k.Status.Conditions {

@@ -23,9 +23,8 @@ func TestMasterKeyIsNeverABotKey(t *testing.T) {
 	a := newAccount(ns, "master", exchange.Bybit)
 	create(t, sourceSecret(ns, a.Spec.CredentialsSecretRef.Name, master))
 	create(t, a)
-	// The manager's cache of ExchangeAccounts sees the account first (a key
-	// synced before its Secret became a master key keeps its target; see
-	// SourceIsMasterKey).
+	// Let the manager's cache see the account before the key: the check
+	// reads ExchangeAccounts from the cache.
 	time.Sleep(300 * time.Millisecond)
 	k := newKey(ns, "bot", exchange.Bybit, keyopsv1.ValidationDisabled)
 	k.Spec.CredentialsSecretRef.Name = a.Spec.CredentialsSecretRef.Name
