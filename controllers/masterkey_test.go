@@ -23,9 +23,11 @@ func TestMasterKeyIsNeverABotKey(t *testing.T) {
 	a := newAccount(ns, "master", exchange.Bybit)
 	create(t, sourceSecret(ns, a.Spec.CredentialsSecretRef.Name, master))
 	create(t, a)
-	// Let the manager's cache see the account before the key: the check
-	// reads ExchangeAccounts from the cache.
-	time.Sleep(300 * time.Millisecond)
+	// The check reads ExchangeAccounts from the manager's cache: the
+	// account's first status (any verdict) proves the cache holds it.
+	g.Eventually(func(g Gomega) {
+		g.Expect(getAccount(g, ns, "master").Status.Conditions).NotTo(BeEmpty())
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 	k := newKey(ns, "bot", exchange.Bybit, keyopsv1.ValidationDisabled)
 	k.Spec.CredentialsSecretRef.Name = a.Spec.CredentialsSecretRef.Name
 	create(t, k)
