@@ -16,8 +16,8 @@ const (
 	// floor): the exchanges' request budget is shared by every key and bot
 	// behind the operator's egress IP.
 	MinValidationInterval = time.Minute
-	DefaultMaxAge             = 90 * 24 * time.Hour
-	DefaultReminderBefore     = 14 * 24 * time.Hour
+	DefaultMaxAge         = 90 * 24 * time.Hour
+	DefaultReminderBefore = 14 * 24 * time.Hour
 )
 
 // DefaultRequired and DefaultForbidden apply when permissions are left out:

@@ -383,7 +383,7 @@ func createIssuedKey(t *testing.T, ns, name string) *keyopsv1.ExchangeAPIKey {
 		t.Fatal(err)
 	}
 	k.Status = keyopsv1.ExchangeAPIKeyStatus{
-		KeyID: keyid.Mask(testKey),
+		KeyID:  keyid.Mask(testKey),
 		Issued: &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(testKey), Fingerprint: keyid.Fingerprint(testKey), ExchangeKeyID: "4711", Label: "eak-" + name + "-1", CreatedAt: mt(t0.Add(-time.Hour))},
 		Conditions: []metav1.Condition{
 			{Type: keyopsv1.ConditionReady, Status: metav1.ConditionFalse, Reason: keyopsv1.ReasonRotationFailed, Message: "rotation failed", LastTransitionTime: metav1.NewTime(t0)},
