@@ -35,7 +35,10 @@ func TestAdmissionRejectsMalformedSpecs(t *testing.T) {
 			k.Spec.Permissions.Forbidden = []keyopsv1.Permission{"withdraw"}
 		}, "must not name the same permission"},
 		{"unknown permission", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Permissions.Required = []keyopsv1.Permission{"root"} }, `Unsupported value: "root"`},
-		{"zero interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("0s") }, "validation.interval must be a positive duration"},
+		{"zero interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("0s") }, "validation.interval must be at least 1m"},
+		// Issue 20 §2: one key at 1ms spent the install's exchange budget.
+		{"sub-minute interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("1ms") }, "shared by every key and bot behind the operator's egress IP"},
+		{"59s interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("59s") }, "validation.interval must be at least 1m"},
 		{"malformed interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = &metav1.Duration{} }, "spec.validation.interval"},
 		{"reminder not before max age", func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Rotation.MaxAge = dur("240h")

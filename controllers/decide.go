@@ -107,8 +107,20 @@ func probeDue(k *keyopsv1.ExchangeAPIKey, src sourceResult, endpointErr error, m
 	case st.KeyFingerprint != src.fingerprint, st.CredentialsHash != src.material, st.ObservedGeneration != k.Generation,
 		st.NextValidationTime == nil, !now.Before(st.NextValidationTime.Time):
 		return true, false
+	case keyValidReason(st) == keyopsv1.ReasonEndpointNotAllowed:
+		// The manager refused the endpoint before, and admits it now (the
+		// administrator's remedy, then a restart): the validation it held
+		// back is due, not the next scheduled one.
+		return true, false
 	}
 	return false, false
+}
+
+func keyValidReason(st *keyopsv1.ExchangeAPIKeyStatus) string {
+	if c := meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionKeyValid); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 // decide turns an observation into the desired status, the actions and the
@@ -168,7 +180,7 @@ type phaseState struct {
 func newPhaseState(k *keyopsv1.ExchangeAPIKey, obs observation) *phaseState {
 	s := &phaseState{
 		k: k, obs: obs, prev: k.Status, st: k.Status.DeepCopy(),
-		now: metav1.NewTime(obs.now), mode: effectiveMode(k, obs.policies, obs.nsLabels), interval: k.Spec.Validation.IntervalOrDefault(),
+		now: metav1.NewTime(obs.now), mode: effectiveMode(k, obs.policies, obs.nsLabels), interval: policy.ValidationInterval(obs.policies, obs.nsLabels, k),
 	}
 	s.st.ObservedGeneration = k.Generation
 	s.st.TargetSecretName = k.TargetName()

@@ -3,6 +3,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -24,6 +25,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/policy"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
 	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
@@ -71,6 +73,10 @@ type Reconciler struct {
 	sourceVersions *refwatch.Watcher
 	sourcesMu      sync.Mutex
 	sources        map[types.NamespacedName]cachedSource
+	// refused remembers, per key, the last reminder refusal reported, so
+	// that its Warning Event is emitted once per reminder and cause.
+	refusedMu sync.Mutex
+	refused   map[types.NamespacedName]string
 }
 
 // EndpointChecker refuses exchange endpoints the keys must not be sent to.
@@ -108,6 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, &k); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forgetSource(req.NamespacedName)
+			r.forgetRefusedReminder(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -152,10 +159,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		d = decide(&k, obs)
 	}
 	if d.notify != "" && r.Notifier != nil {
-		if err := r.notify(ctx, &k, d); err != nil {
+		var refused reminderRefused
+		if err := r.notify(ctx, &k, d); errors.As(err, &refused) {
+			// Permanent until the user acts: a Warning Event on the key
+			// names the rule; no retry loop.
+			r.reportRefusedReminder(&k, d.notify, refused)
+		} else if err != nil {
 			log.Info("rotation reminder not delivered; retrying with backoff", "error", err.Error())
 			actErr = err
 		} else {
+			r.forgetRefusedReminder(req.NamespacedName)
 			obs.notified = d.notify
 			d = decide(&k, obs)
 		}
@@ -236,7 +249,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,
 			Credentials: src.creds, Demo: demo,
 			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
-		}, freshAfter(k, now), force)
+		}, freshAfter(k, policy.ValidationInterval(obs.policies, obs.nsLabels, k), now), force)
 		obs.probe = &res
 		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
 	}
@@ -247,8 +260,8 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 // interval, and newer than k's own last validation. Status times are kept
 // to the second, so a second is added to be sure k's own previous answer
 // never passes for a new one.
-func freshAfter(k *keyopsv1.ExchangeAPIKey, now time.Time) time.Time {
-	t := now.Add(-k.Spec.Validation.IntervalOrDefault())
+func freshAfter(k *keyopsv1.ExchangeAPIKey, interval time.Duration, now time.Time) time.Time {
+	t := now.Add(-interval)
 	if lv := k.Status.LastValidationTime; lv != nil && lv.Add(time.Second).After(t) {
 		t = lv.Add(time.Second)
 	}

@@ -213,3 +213,52 @@ func TestRotationReminderWebhook(t *testing.T) {
 	g.Consistently(hook.delivered, 2*time.Second, 100*time.Millisecond).Should(HaveLen(1))
 	g.Expect(events(t, ns, "bot")["RotationDueSoon"]).To(Equal(1))
 }
+
+// Issue 20 §3: a webhook URL the operator refuses is reported on the key, as
+// a Warning Event that names the rule, once; it is not retried in a loop
+// (nothing is claimed, so the status is not rewritten either), and fixing
+// the URL delivers the reminder at the key's next reconcile.
+func TestRefusedReminderURLIsReportedOnTheKey(t *testing.T) {
+	for _, tc := range []struct{ name, url, rule string }{
+		{"plain http", "http://hooks.example.com/services/T0/B0/tok", "plain http is allowed to loopback addresses only"},
+		{"metadata", "https://169.254.169.254/latest/meta-data", "link-local address"},
+		{"file", "file:///etc/passwd", "the URL has no host"},
+		{"no host", "https:///path-only", "the URL has no host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ns := newNamespace(t)
+			create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"}, Data: map[string][]byte{"url": []byte(tc.url)}})
+			c := creds(exchange.Binance)
+			sim.AddKey(simulator.Key{Exchange: exchange.Binance, APIKey: c.APIKey, Secret: c.APISecret, Permissions: []string{"read"}, CreatedAt: time.Now().Add(-80 * 24 * time.Hour)})
+			putSource(t, ns, "bot-source", c)
+			k := newKey(ns, "bot", exchange.Binance, "")
+			k.Spec.Rotation.Notify = &keyopsv1.NotifySpec{WebhookSecretRef: keyopsv1.SecretKeyRef{Name: "hook"}}
+			create(t, k)
+
+			waitCond(t, ns, "bot", keyopsv1.ConditionRotationDue, "True/RotationDueSoon")
+			waitEvent(t, ns, "bot", keyopsv1.EventReminderFailed)
+			text := allEventText(t, ns)
+			g.Expect(text).To(ContainSubstring(tc.rule))
+			g.Expect(text).To(ContainSubstring("hook"), "the Event names the Secret")
+			g.Expect(text).NotTo(ContainSubstring("tok"), "the URL is a credential: never in Events")
+			before := getKey(g, ns, "bot").ResourceVersion
+			g.Consistently(func(g Gomega) {
+				g.Expect(events(t, ns, "bot")[keyopsv1.EventReminderFailed]).To(Equal(1))
+				g.Expect(getKey(g, ns, "bot").ResourceVersion).To(Equal(before), "no retry loop rewriting status")
+			}, 3*time.Second, 200*time.Millisecond).Should(Succeed())
+
+			// The remedy: a URL the operator accepts; the next reconcile
+			// delivers.
+			hook := &hookReceiver{}
+			srv := httptest.NewServer(hook)
+			defer srv.Close()
+			var s corev1.Secret
+			g.Expect(k8s.Get(ctx(), keyName(ns, "hook"), &s)).To(Succeed())
+			s.Data["url"] = []byte(srv.URL + "/hook")
+			g.Expect(k8s.Update(ctx(), &s)).To(Succeed())
+			revalidate(t, ns, "bot", "after-fix")
+			g.Eventually(hook.delivered, 20*time.Second, 50*time.Millisecond).Should(HaveLen(1))
+		})
+	}
+}

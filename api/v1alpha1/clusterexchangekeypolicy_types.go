@@ -38,6 +38,17 @@ type ClusterExchangeKeyPolicySpec struct {
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 
+	// MinValidationInterval raises the floor of the selected keys'
+	// spec.validation.interval (1m without a policy): a key asking for less
+	// is validated at this interval instead. Not a violation: the key is
+	// only validated less often. The largest floor of the selecting
+	// policies applies.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="minValidationInterval must be a positive duration such as 15m"
+	// +optional
+	MinValidationInterval *metav1.Duration `json:"minValidationInterval,omitempty"`
+
 	// AllowedExchanges lists the exchanges keys may be for. Left out or
 	// empty, every exchange is allowed.
 	// +kubebuilder:validation:MaxItems=8

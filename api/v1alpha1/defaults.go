@@ -11,8 +11,13 @@ const (
 	DefaultPassphraseKey      = "passphrase"
 	DefaultWebhookKey         = "url"
 	DefaultValidationInterval = time.Hour
-	DefaultMaxAge             = 90 * 24 * time.Hour
-	DefaultReminderBefore     = 14 * 24 * time.Hour
+	// MinValidationInterval is the floor of spec.validation.interval, at
+	// admission and in the controller (for objects stored before the
+	// floor): the exchanges' request budget is shared by every key and bot
+	// behind the operator's egress IP.
+	MinValidationInterval = time.Minute
+	DefaultMaxAge         = 90 * 24 * time.Hour
+	DefaultReminderBefore = 14 * 24 * time.Hour
 )
 
 // DefaultRequired and DefaultForbidden apply when permissions are left out:
@@ -71,12 +76,16 @@ func (v *ValidationSpec) ModeOrDefault() ValidationMode {
 	return v.Mode
 }
 
-// IntervalOrDefault is the revalidation interval.
+// IntervalOrDefault is the revalidation interval: the spec's, or the
+// default, and never below MinValidationInterval, whatever the stored
+// object says (objects stored before the admission floor, or written past
+// it). A ClusterExchangeKeyPolicy may raise the floor further (see
+// policy.ValidationInterval).
 func (v *ValidationSpec) IntervalOrDefault() time.Duration {
 	if v.Interval == nil || v.Interval.Duration <= 0 {
 		return DefaultValidationInterval
 	}
-	return v.Interval.Duration
+	return max(v.Interval.Duration, MinValidationInterval)
 }
 
 // MaxAgeOrDefault is the rotation max age.

@@ -162,10 +162,15 @@ type ValidationSpec struct {
 	// +optional
 	Mode ValidationMode `json:"mode,omitempty"`
 
-	// Interval between revalidations. Defaults to 1h.
+	// Interval between revalidations. Defaults to 1h; at least 1m
+	// (MinValidationInterval), and a ClusterExchangeKeyPolicy may raise the
+	// floor (minValidationInterval): every probe is a signed request that
+	// counts against the exchange's request budget, which every key and
+	// bot behind the operator's egress IP shares. The controller applies
+	// the floor whatever the stored spec says.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="validation.interval must be a positive duration such as 1h or 30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="validation.interval must be at least 1m (such as 1h or 30m): every validation is a request to the exchange, and the exchange's request budget is shared by every key and bot behind the operator's egress IP"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 }

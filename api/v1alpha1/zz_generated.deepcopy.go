@@ -101,6 +101,11 @@ func (in *ClusterExchangeKeyPolicySpec) DeepCopyInto(out *ClusterExchangeKeyPoli
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.MinValidationInterval != nil {
+		in, out := &in.MinValidationInterval, &out.MinValidationInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.AllowedExchanges != nil {
 		in, out := &in.AllowedExchanges, &out.AllowedExchanges
 		*out = make([]Exchange, len(*in))

@@ -42,6 +42,11 @@ func newAnnotateCommand(a *app, verb, annotation, short, long string) *cobra.Com
 			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: ns, Name: args[0]}, k); err != nil {
 				return err
 			}
+			if annotation == AnnotationRotate && k.Spec.Issue == nil {
+				// The operator rotates only keys it issues: the annotation
+				// would do nothing, and exit 0 would say it did.
+				return &exitError{code: ExitFailed, err: fmt.Errorf("exchangeapikey %s/%s: the operator did not issue this key (no spec.issue), so it cannot rotate it: put a new key in Secret %s (spec.credentialsSecretRef) and the operator validates and syncs it", ns, args[0], k.Spec.CredentialsSecretRef.Name)}
+			}
 			if k.Annotations[annotation] == value {
 				// The operator acts on a change of value: a second request
 				// within the same second is the same request.

@@ -220,7 +220,7 @@ func (a *app) check(cmd *cobra.Command, o *checkOptions) error {
 	if res.Compliant() {
 		status, r.Verdict = "True", VerdictAccepted
 	}
-	r.Compliant = &checkCondition{Status: status, Reason: res.Reason, Message: res.Message}
+	r.Compliant = &checkCondition{Status: status, Reason: res.Reason, Message: checkAdvice(res.Message)}
 	r.Reason, r.Message = res.Reason, res.Message
 	return a.finish(cmd.OutOrStdout(), o, r)
 }
@@ -402,4 +402,17 @@ func writeCheckReport(out io.Writer, r *checkReport) error {
 		field("Verdict", fmt.Sprintf("NO VERDICT (%s): %s", r.Reason, msg))
 	}
 	return tw.Flush()
+}
+
+// checkAdvice rewrites the policy's advice, which names the spec's fields
+// (the controller's words), into this command's flags: here the policy is
+// what the flags say.
+func checkAdvice(msg string) string {
+	return strings.NewReplacer(
+		"change spec.permissions.forbidden", "change --forbidden",
+		"change spec.permissions.required", "change --required",
+		"and spec.permissions.requireIPRestriction is true", "and --require-ip-restriction is set",
+		"spec.permissions.requireIPRestriction is true", "--require-ip-restriction is set",
+		"set requireIPRestriction to false for this key", "leave out --require-ip-restriction",
+	).Replace(msg)
 }

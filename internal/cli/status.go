@@ -31,6 +31,8 @@ const maxEvents = 10
 var conditionOrder = []string{
 	keyopsv1.ConditionReady, keyopsv1.ConditionKeyValid, keyopsv1.ConditionPermissionsCompliant,
 	keyopsv1.ConditionSecretSynced, keyopsv1.ConditionRotationDue,
+	// Issued keys (spec.issue): where zero-touch failures appear.
+	keyopsv1.ConditionKeyIssued,
 }
 
 type statusOptions struct {
@@ -290,6 +292,32 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 		}
 	}
 	field("Rotate by", rot)
+	if k.Spec.Issue != nil || st.Issued != nil {
+		iss := "not yet"
+		if i := st.Issued; i != nil {
+			iss = orDash(i.KeyID)
+			if i.ExchangeKeyID != "" {
+				iss += " (exchange key ID " + i.ExchangeKeyID + ")"
+			}
+			if i.Label != "" {
+				iss += ", label " + i.Label
+			}
+			if i.CreatedAt != nil {
+				iss += ", created " + when(i.CreatedAt, now, "")
+			}
+		}
+		if k.Spec.Issue != nil {
+			iss += "; on sub-account " + k.Spec.Issue.SubAccount
+		}
+		field("Issued", iss)
+		if pk := st.PreviousKey; pk != nil {
+			prev := orDash(pk.KeyID)
+			if pk.DeleteAfter != nil {
+				prev += ", deleted at the exchange after " + pk.DeleteAfter.UTC().Format(time.RFC3339)
+			}
+			field("Previous key", prev)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

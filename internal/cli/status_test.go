@@ -273,7 +273,11 @@ func TestRevalidateAndRotate(t *testing.T) {
 	for verb, annotation := range map[string]string{"revalidate": keyopsv1.AnnotationRevalidate, "rotate": "exchange.keyops.io/rotate"} {
 		t.Run(verb, func(t *testing.T) {
 			ns := newNamespace(t)
-			createKey(t, ns, "binance-bot", true)
+			if verb == "rotate" {
+				createIssuedKey(t, ns, "binance-bot")
+			} else {
+				createKey(t, ns, "binance-bot", true)
+			}
 			before := getRaw(t, ns, "binance-bot")
 			start := time.Now().UTC().Truncate(time.Second)
 			r := kubectl(t, verb, "binance-bot", "-n", ns)
@@ -287,7 +291,7 @@ func TestRevalidateAndRotate(t *testing.T) {
 			if err != nil || at.Before(start) || at.After(end) {
 				t.Fatalf("%s=%q, want the RFC 3339 time of the call (between %s and %s)", annotation, value, start, end)
 			}
-			if after.GetAnnotations()["team"] != "bots" {
+			if verb != "rotate" && after.GetAnnotations()["team"] != "bots" {
 				t.Errorf("other annotations lost: %v", after.GetAnnotations())
 			}
 			specBefore, _ := json.Marshal(before.Object["spec"])
@@ -360,5 +364,59 @@ func TestStatusWithoutEventAccess(t *testing.T) {
 	// The role is what stops the Events, not something else.
 	if r := kubectl(t, "status", "binance-bot", "-n", ns); !strings.Contains(r.stdout, "note-hidden") {
 		t.Fatal(r)
+	}
+}
+
+// createIssuedKey creates a key the operator issues (spec.issue), with the
+// status of a failed zero-touch rotation.
+func createIssuedKey(t *testing.T, ns, name string) *keyopsv1.ExchangeAPIKey {
+	t.Helper()
+	c, _ := cluster(t)
+	k := &keyopsv1.ExchangeAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: keyopsv1.ExchangeAPIKeySpec{
+			Exchange: "binance",
+			Issue:    &keyopsv1.IssueSpec{AccountRef: keyopsv1.AccountReference{Name: "main"}, SubAccount: "bots1"},
+		},
+	}
+	if err := c.Create(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	k.Status = keyopsv1.ExchangeAPIKeyStatus{
+		KeyID:  keyid.Mask(testKey),
+		Issued: &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(testKey), Fingerprint: keyid.Fingerprint(testKey), ExchangeKeyID: "4711", Label: "eak-" + name + "-1", CreatedAt: mt(t0.Add(-time.Hour))},
+		Conditions: []metav1.Condition{
+			{Type: keyopsv1.ConditionReady, Status: metav1.ConditionFalse, Reason: keyopsv1.ReasonRotationFailed, Message: "rotation failed", LastTransitionTime: metav1.NewTime(t0)},
+			{Type: keyopsv1.ConditionKeyIssued, Status: metav1.ConditionFalse, Reason: keyopsv1.ReasonRotationFailed, Message: "binance refused to create a key on sub-account bots1: master key lacks permission", LastTransitionTime: metav1.NewTime(t0)},
+		},
+	}
+	if err := c.Status().Update(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Issue 20 §3: the details show KeyIssued and status.issued, where
+// zero-touch failures appear; rotate on a key the operator did not issue
+// says so and exits non-zero.
+func TestStatusShowsIssuedAndRotateRefusesUnissued(t *testing.T) {
+	ns := newNamespace(t)
+	createIssuedKey(t, ns, "issued-bot")
+	r := kubectl(t, "status", "issued-bot", "-n", ns)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, want := range []string{"KeyIssued", "master key lacks permission", "Issued:", "4711", "sub-account bots1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	createKey(t, ns, "own-bot", true)
+	r = kubectl(t, "rotate", "own-bot", "-n", ns)
+	if r.code == 0 || !strings.Contains(r.stderr, "did not issue") {
+		t.Fatalf("rotate on a key the operator did not issue: %s", r)
+	}
+	if v := getRaw(t, ns, "own-bot").GetAnnotations()["exchange.keyops.io/rotate"]; v != "" {
+		t.Errorf("annotated anyway: %q", v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Kind classifies a failed probe so that callers can switch on it.
@@ -96,13 +97,16 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, " code %s", e.Code)
 	}
 	if e.Message != "" {
-		fmt.Fprintf(&b, ": %s", e.Message)
+		fmt.Fprintf(&b, ": %s", capBytes(e.Message, MaxQuoteBytes))
 	}
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	if e.Excerpt != "" {
-		fmt.Fprintf(&b, ": body %q", e.Excerpt)
+		// The body is whatever the endpoint sent (an admitted custom
+		// endpoint may be anyone's): quoted, capped, and marked as its
+		// words, not the operator's.
+		fmt.Fprintf(&b, ": the endpoint's response, quoted and cut to %d bytes: %q", MaxQuoteBytes, capBytes(e.Excerpt, MaxQuoteBytes))
 	}
 	return b.String()
 }
@@ -140,6 +144,22 @@ func fallback(ex Name, status int, why string, body []byte) *Error {
 		e.Kind = Unavailable
 	}
 	return e
+}
+
+// MaxQuoteBytes caps each piece of an exchange's answer (its message, an
+// excerpt of its body) that a status message quotes.
+const MaxQuoteBytes = 256
+
+// capBytes cuts s to at most n bytes, on a rune boundary, marking the cut.
+func capBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // sanitize keeps printable characters only and cuts to max runes, so that a

@@ -213,9 +213,40 @@ func (p *Prober) ban(base string, d time.Duration) {
 	}
 }
 
+// CredentialLimits are the largest API key, secret and passphrase, in
+// bytes, the operator sends to an exchange (docs/exchanges.md#key-sizes).
+// The key travels in a request header and the secret is parsed and signed
+// with: material beyond them is refused before any request, so that a
+// tenant's Secret cannot make the operator send megabyte headers to an
+// exchange on the install's shared budget.
+type CredentialLimits struct {
+	APIKey, APISecret, Passphrase int
+}
+
+// No exchange's API documentation states a maximum length for its keys,
+// secrets or passphrases, so the bounds are the operator's own: far above
+// the longest material each exchange issues (a Binance RSA-4096 private
+// key is about 3.3 KB of PEM; Coinbase CDP key names about 100 bytes;
+// OKX and KuCoin passphrases are set by the user when creating the key),
+// and far below what a header or a parser should carry.
+var defaultCredentialLimits = CredentialLimits{APIKey: 1 << 10, APISecret: 4 << 10, Passphrase: 1 << 10}
+
+// LimitsOf returns the credential size limits of exchange n.
+func LimitsOf(Name) CredentialLimits { return defaultCredentialLimits }
+
 // CheckCredentials rejects key material that cannot be right for the
 // exchange, without calling it. Messages name the field, never its value.
 func CheckCredentials(n Name, c Credentials) error {
+	lim := LimitsOf(n)
+	for _, f := range []struct {
+		name  string
+		value string
+		max   int
+	}{{"API key", c.APIKey, lim.APIKey}, {"API secret", c.APISecret, lim.APISecret}, {"passphrase", c.Passphrase, lim.Passphrase}} {
+		if len(f.value) > f.max {
+			return fmt.Errorf("%s is %d bytes, more than the %d bytes the operator accepts for %s (docs/exchanges.md#key-sizes); nothing was sent to the exchange", f.name, len(f.value), f.max, n)
+		}
+	}
 	if c.APIKey == "" {
 		return fmt.Errorf("API key is empty")
 	}

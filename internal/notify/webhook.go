@@ -127,7 +127,7 @@ func (w *Webhook) Notify(ctx context.Context, url string, m Message) error {
 func (w *Webhook) post(ctx context.Context, url string, body []byte, id string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook URL is not a valid URL")
+		return fmt.Errorf("%w: the URL does not parse", errRefused)
 	}
 	if err := w.allowed(req.URL); err != nil {
 		return err
@@ -173,6 +173,22 @@ func (w *Webhook) allowed(u *neturl.URL) error {
 	}
 	return nil
 }
+
+// CheckURL applies the rules made before any connection (scheme, host,
+// IP-literal ranges) to url, without sending anything. A refusal is
+// permanent: IsRefused is true, and its text names the rule, never the URL.
+func (w *Webhook) CheckURL(url string) error {
+	u, err := neturl.Parse(strings.TrimSpace(url))
+	if err != nil {
+		return fmt.Errorf("%w: the URL does not parse", errRefused)
+	}
+	return w.allowed(u)
+}
+
+// IsRefused says whether err is a refusal by the webhook policy (a rule on
+// the URL or the address it resolves to), which no retry can change: the
+// URL must. Its text names the rule and never holds the URL.
+func IsRefused(err error) bool { return errors.Is(err, errRefused) }
 
 // checkRedirect follows a redirect only to the same scheme and host[:port]
 // as the URL first asked for, a few times at most.

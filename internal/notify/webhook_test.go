@@ -257,3 +257,29 @@ func TestRetriesCarryOneIdempotencyKey(t *testing.T) {
 		t.Fatalf("Idempotency-Key per attempt: %q", keys)
 	}
 }
+
+// Issue 20 §3: the rules are checked before anything is sent, and a refusal
+// is recognisable as permanent (the controller reports it on the key
+// instead of retrying); its text names the rule, never the URL.
+func TestCheckURLRefusesByRule(t *testing.T) {
+	w := NewWebhook("test", false)
+	for url, rule := range map[string]string{
+		"http://hooks.example.com/T0/tok":  "must be https",
+		"https://169.254.169.254/latest":   "link-local",
+		"https://100.100.100.200/":         "cloud metadata",
+		"file:///etc/passwd":               "no host",
+		"https:///tok":                     "no host",
+		"https://hooks.example.com/T0/tok": "",
+	} {
+		err := w.CheckURL(url)
+		if rule == "" {
+			if err != nil {
+				t.Errorf("%s: %v", url, err)
+			}
+			continue
+		}
+		if err == nil || !IsRefused(err) || !strings.Contains(err.Error(), rule) || strings.Contains(err.Error(), "tok") {
+			t.Errorf("%s: %v, want a refusal naming %q and not the URL", url, err, rule)
+		}
+	}
+}

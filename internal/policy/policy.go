@@ -86,6 +86,22 @@ func Selecting(policies []keyopsv1.ClusterExchangeKeyPolicy, nsLabels map[string
 	return out
 }
 
+// ValidationInterval is the interval a key is validated at: its own
+// (defaulted, at least keyopsv1.MinValidationInterval), raised to the
+// largest minValidationInterval of the policies that select its namespace.
+// It is a floor, not a violation: the key is only validated less often, so
+// that no tenant spends the exchange request budget that every key and bot
+// behind the egress IP shares.
+func ValidationInterval(policies []keyopsv1.ClusterExchangeKeyPolicy, nsLabels map[string]string, key *keyopsv1.ExchangeAPIKey) time.Duration {
+	d := key.Spec.Validation.IntervalOrDefault()
+	for _, p := range Selecting(policies, nsLabels) {
+		if m := p.Spec.MinValidationInterval; m != nil && m.Duration > d {
+			d = m.Duration
+		}
+	}
+	return d
+}
+
 // Evaluate returns every violation of every policy that selects the key's
 // namespace (the strictest wins: nothing one policy allows relaxes another),
 // sorted by policy name, then rule, then message. perms is what the

@@ -582,3 +582,43 @@ func namespaced(t *testing.T, g grant) bool {
 	}
 	return ns
 }
+
+// Issue 20 §3: the schema refuses what the manager refuses at start-up, so
+// that a bad value fails at helm install, not as a crash-looping pod: a
+// keySelector that is not a label selector (operator.ParseKeySelector
+// decides), and a plain-http manager.allowedEndpoints entry unless
+// allowInsecureEndpoints is set (endpoint.Policy.Validate decides).
+func TestSchemaAgreesWithManagerStartup(t *testing.T) {
+	for _, sel := range []string{
+		"", "shard=a", "shard==a", "shard!=a", "shard in (a,b)", "shard notin (a)", "shard", "!shard",
+		"keyops.io/shard=a,tier in (x, y),!legacy", "shard in (a)", "n>3",
+		"shard=", "shard in (a", "shard=a b", "shard=(a)", "=a", "shard in a", "sh ard=a", "shard=a,", "-shard=a", "shard=a=b",
+	} {
+		t.Run("keySelector "+sel, func(t *testing.T) {
+			_, mgrErr := operator.ParseKeySelector(sel)
+			_, helmErr := render(t, "keySelector: "+strconv.Quote(sel))
+			if (mgrErr == nil) != (helmErr == nil) {
+				t.Fatalf("manager: %v; helm: %v", mgrErr, helmErr)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		values string
+		ok     bool
+	}{
+		{"manager: {allowedEndpoints: [https://binance-proxy.internal:8443]}", true},
+		{"manager: {allowedEndpoints: [http://binance-proxy.internal:8443]}", false},
+		{"manager: {allowedEndpoints: [http://127.0.0.1:9000], allowInsecureEndpoints: true}", true},
+		{"manager: {allowedEndpoints: [http://127.0.0.1:9000], allowInsecureEndpoints: false}", false},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			_, err := render(t, tc.values)
+			if (err == nil) != tc.ok {
+				t.Fatalf("helm accepted=%v, want %v: %v", err == nil, tc.ok, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "/manager/allowedEndpoints/0") {
+				t.Errorf("helm's error does not name the value: %v", err)
+			}
+		})
+	}
+}
