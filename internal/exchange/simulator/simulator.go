@@ -90,24 +90,24 @@ type Fault struct {
 // Simulator is an http.Handler. Use New, then serve it (httptest.NewServer,
 // or http.Serve on a loopback listener).
 type Simulator struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	skew   time.Duration
-	keys   map[exchange.Name]map[string]*Key
-	faults map[exchange.Name]*Fault
-	// keyFaults apply to one key's requests (exchange/apiKey), after the
-	// request is counted against it (Coinbase only, see SetKeyFault).
-	keyFaults map[string]*Fault
-	byKey     map[exchange.Name]map[string]int
-	byPath    map[exchange.Name]map[string]int
-	total     int
-	nonces    map[string]uint64   // exchange/key -> last accepted nonce (the key's floor)
-	used      map[string]struct{} // exchange/nonce of single-use nonces
-	handlers  map[exchange.Name]http.Handler
-	sub       *subRegistry // sub-account relations (subaccount.go)
+	mu       sync.Mutex
+	now      func() time.Time
+	skew     time.Duration
+	keys     map[exchange.Name]map[string]*Key
+	faults   map[exchange.Name]*Fault
+	byKey    map[exchange.Name]map[string]int
+	byPath   map[exchange.Name]map[string]int
+	total    int
+	nonces   map[string]uint64   // exchange/key -> last accepted nonce (the key's floor)
+	used     map[string]struct{} // exchange/nonce of single-use nonces
+	handlers map[exchange.Name]http.Handler
+	sub      *subRegistry // sub-account relations (subaccount.go)
 	// onKey, when set, hears of every request that named a key (a soak
 	// test's log of when each key was probed).
 	onKey func(n exchange.Name, apiKey string)
+	// perKey holds faults of one key's requests (exchange/apiKey), applied
+	// after the request is counted (Coinbase only, see SetKeyFault).
+	perKey map[string]*Fault
 }
 
 // handlerFactories is filled by each exchange's file in an init function.
@@ -129,16 +129,16 @@ func WithKeyLog(f func(n exchange.Name, apiKey string)) Option {
 // New returns an empty simulator.
 func New(opts ...Option) *Simulator {
 	s := &Simulator{
-		now:       time.Now,
-		keys:      map[exchange.Name]map[string]*Key{},
-		faults:    map[exchange.Name]*Fault{},
-		keyFaults: map[string]*Fault{},
-		byKey:     map[exchange.Name]map[string]int{},
-		byPath:    map[exchange.Name]map[string]int{},
-		nonces:    map[string]uint64{},
-		used:      map[string]struct{}{},
-		handlers:  map[exchange.Name]http.Handler{},
-		sub:       newSubRegistry(),
+		now:      time.Now,
+		keys:     map[exchange.Name]map[string]*Key{},
+		faults:   map[exchange.Name]*Fault{},
+		perKey:   map[string]*Fault{},
+		byKey:    map[exchange.Name]map[string]int{},
+		byPath:   map[exchange.Name]map[string]int{},
+		nonces:   map[string]uint64{},
+		used:     map[string]struct{}{},
+		handlers: map[exchange.Name]http.Handler{},
+		sub:      newSubRegistry(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -352,7 +352,7 @@ func (s *Simulator) SetKeyFault(n exchange.Name, apiKey string, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cp := f
-	s.keyFaults[string(n)+"/"+apiKey] = &cp
+	s.perKey[string(n)+"/"+apiKey] = &cp
 }
 
 // takeKeyFault returns the active fault for apiKey, consuming one use.
@@ -360,14 +360,14 @@ func (s *Simulator) takeKeyFault(n exchange.Name, apiKey string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := string(n) + "/" + apiKey
-	f := s.keyFaults[id]
+	f := s.perKey[id]
 	if f == nil {
 		return nil
 	}
 	cp := *f
 	if f.Times > 0 {
 		if f.Times--; f.Times == 0 {
-			delete(s.keyFaults, id)
+			delete(s.perKey, id)
 		}
 	}
 	return &cp
@@ -378,7 +378,7 @@ func (s *Simulator) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = map[exchange.Name]*Fault{}
-	s.keyFaults = map[string]*Fault{}
+	s.perKey = map[string]*Fault{}
 }
 
 // countKey records a request that named apiKey. Handlers call it once per
