@@ -23,6 +23,15 @@ const (
 	historyLimit   = 10
 )
 
+// confirmDelay is how long after an ambiguous answer (one the exchange also
+// gives to valid keys) the confirming probe goes out, spread by
+// confirmJitter (2 to 6 s): long enough for a spurious answer to pass,
+// short enough that a verdict is not an interval late.
+const (
+	confirmDelay  = 4 * time.Second
+	confirmJitter = 0.5
+)
+
 // observation is everything one reconcile read, before any decision.
 type observation struct {
 	now    time.Time
@@ -237,9 +246,11 @@ func phaseValidation(s *phaseState) bool {
 		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonEndpointNotAllowed, obs.endpointErr.Error())
 	case s.mode == keyopsv1.ValidationDisabled:
 		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationDisabled, "spec.validation.mode is Disabled: the key is not checked with the exchange")
-		st.NextValidationTime, st.FailingSince, st.TransientFailures = nil, nil, 0
+		st.NextValidationTime, st.FailingSince, st.TransientFailures, st.UnconfirmedAnswer = nil, nil, 0, nil
 	case obs.probe != nil:
-		applyProbe(k, st, obs, s.interval, s.set)
+		if !s.holdUnconfirmed() {
+			applyProbe(k, st, obs, s.interval, s.set)
+		}
 		if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" {
 			st.RevalidateRequest = v
 		}
@@ -295,6 +306,52 @@ func phasePolicy(s *phaseState) bool {
 	return true
 }
 
+// holdUnconfirmed keeps the previous verdict on a first ambiguous answer:
+// one the exchange also gives to valid keys (exchange.Error.Ambiguous:
+// Coinbase's bare 401, Binance -2015). It records the answer in
+// status.unconfirmedAnswer, so that a restart does not forget it, and asks
+// for a confirming probe after confirmDelay. It returns false when the
+// answer is to be applied as it is: not ambiguous, the second ambiguous
+// answer in a row for the same material (the verdict), or the verdict the
+// key already has (no probe is spent confirming it again).
+//
+// A key that never verified gets the same rule: its KeyValid stays
+// Unknown/ValidationPending until the confirming probe, a few seconds, so
+// that a spurious answer is not reported (and recorded in the history) as
+// a rejection of a freshly pasted key either.
+func (s *phaseState) holdUnconfirmed() bool {
+	k, st, obs := s.k, s.st, s.obs
+	res, material := obs.probe, obs.source.material
+	e, _ := exchange.AsError(res.Err)
+	if e == nil || !e.Ambiguous {
+		return false
+	}
+	if p := st.UnconfirmedAnswer; p != nil && p.CredentialsHash == material {
+		return false // confirmed
+	}
+	reason, _ := definiteReason(k, st, e, s.fp)
+	kv := s.cond(keyopsv1.ConditionKeyValid)
+	sameMaterial := st.CredentialsHash == material && kv != nil
+	if sameMaterial && kv.Status == metav1.ConditionFalse && kv.Reason == reason {
+		return false // already the verdict
+	}
+	wait := time.Duration(float64(confirmDelay) * (1 + confirmJitter*obs.jitter))
+	next := metav1.NewTime(obs.now.Add(wait))
+	st.NextValidationTime = &next
+	st.UnconfirmedAnswer = &keyopsv1.UnconfirmedAnswer{
+		Reason: reason, Message: e.Error(), CredentialsHash: material,
+		ReceivedAt: metav1.NewTime(res.At.UTC().Truncate(time.Second)),
+	}
+	msg := fmt.Sprintf("%s gave an answer it also gives to valid keys (%s); key %s keeps its verdict until a second probe in %s confirms it", k.Spec.Exchange, e.Error(), st.KeyID, wait.Round(100*time.Millisecond))
+	if !sameMaterial {
+		// Nothing is known of this material yet: say what is awaited.
+		st.CredentialsHash = material
+		s.set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, keyopsv1.ReasonValidationPending, msg)
+	}
+	s.event(false, keyopsv1.EventAnswerUnconfirmed, msg)
+	return true
+}
+
 // effectiveMode is the key's validation mode under the policy floor: a mode
 // a selecting policy does not allow counts as Enforce, so that
 // allowedValidationModes: [Enforce] is a hard floor, not a report.
@@ -332,6 +389,15 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		}
 	} else if res.Err != nil {
 		perms = nil
+	}
+	// A definite or good answer ends the wait for a confirmation; a
+	// transient one says nothing about the key and leaves it pending.
+	unconfirmed := st.UnconfirmedAnswer
+	if unconfirmed != nil && unconfirmed.CredentialsHash != obs.source.material {
+		unconfirmed, st.UnconfirmedAnswer = nil, nil
+	}
+	if e, ok := exchange.AsError(res.Err); !ok || !e.Kind.Transient() {
+		st.UnconfirmedAnswer = nil
 	}
 	if perms != nil {
 		p := perms
@@ -383,6 +449,9 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 	st.TransientFailures, st.FailingSince = 0, nil
 	st.NextValidationTime = next(regular)
 	reason, msg := definiteReason(k, st, e, fp)
+	if e.Ambiguous && unconfirmed != nil {
+		msg += fmt.Sprintf(" (the same kind of answer twice, %s apart)", res.At.Sub(unconfirmed.ReceivedAt.Time).Round(time.Second))
+	}
 	if st.VerifiedFingerprint == fp && reason != keyopsv1.ReasonRevoked {
 		// The verified permissions are no longer trustworthy for this key.
 		st.VerifiedFingerprint = ""
@@ -416,11 +485,26 @@ func definiteReason(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatu
 		if e.IP != "" {
 			saw = fmt.Sprintf(" (%s saw the request come from %s)", ex, e.IP)
 		}
-		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected key %s with one answer for two causes%s: either the key is unknown (deleted, revoked, mistyped, or from another environment), or the operator's egress IP is not on its allowlist; check the key on the exchange and its allowlist", ex, st.KeyID, saw)
+		causes := exchange.KeyOrIPCauses(exchange.Name(ex))
+		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected key %s with one answer for %d causes%s, which it does not tell apart: %s; check each (the key material is in Secret %s, and the operator's egress IP must be on the allowlist)",
+			ex, st.KeyID, len(causes), saw, orList(causes), sourceName(k))
 	case exchange.ClockSkew:
 		return keyopsv1.ReasonClockSkew, fmt.Sprintf("%s rejected the request's timestamp or nonce even after resynchronising with its clock: check the node's time (NTP)", ex)
 	}
 	return keyopsv1.ReasonUnexpectedResponse, e.Error()
+}
+
+// orList joins "a", "b" and "c" as "either a, b, or c".
+func orList(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	case 2:
+		return "either " + items[0] + ", or " + items[1]
+	}
+	return "either " + strings.Join(items[:len(items)-1], ", ") + ", or " + items[len(items)-1]
 }
 
 // evaluatePolicy checks reported permissions against the key's own policy,

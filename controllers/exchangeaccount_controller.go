@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -324,7 +325,7 @@ func masterKeyReason(a *keyopsv1.ExchangeAccount, masked string, e *exchange.Err
 	case exchange.IPNotAllowed:
 		return keyopsv1.ReasonIPNotAllowed, fmt.Sprintf("the operator's egress IP is not on master key %s's allowlist on %s: add it, or route the operator through an allowlisted static IP (HTTPS_PROXY)", masked, ex)
 	case exchange.KeyOrIPRejected:
-		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected master key %s with one answer for two causes: the key is unknown, or the operator's egress IP is not on its allowlist (%s)", ex, masked, e.Error())
+		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected master key %s with one answer for several causes: %s (%s)", ex, masked, strings.Join(exchange.KeyOrIPCauses(exchange.Name(ex)), "; or "), e.Error())
 	case exchange.ClockSkew:
 		return keyopsv1.ReasonClockSkew, fmt.Sprintf("%s rejected the request's timestamp: check the node's time (NTP)", ex)
 	}

@@ -257,15 +257,26 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 }
 
 // freshAfter is how recent a shared probe result must be for k: within one
-// interval, and newer than k's own last validation. Status times are kept
-// to the second, so a second is added to be sure k's own previous answer
-// never passes for a new one.
+// interval, and newer than k's own last validation and than an unconfirmed
+// answer it waits to confirm (the confirming probe must be a new request,
+// or another key's answer received after it, never the answer itself).
+// Status times are kept to the second, so a second is added to be sure k's
+// own previous answer never passes for a new one.
 func freshAfter(k *keyopsv1.ExchangeAPIKey, interval time.Duration, now time.Time) time.Time {
 	t := now.Add(-interval)
-	if lv := k.Status.LastValidationTime; lv != nil && lv.Add(time.Second).After(t) {
-		t = lv.Add(time.Second)
+	for _, mt := range []*metav1.Time{k.Status.LastValidationTime, unconfirmedAt(k)} {
+		if mt != nil && mt.Add(time.Second).After(t) {
+			t = mt.Add(time.Second)
+		}
 	}
 	return t
+}
+
+func unconfirmedAt(k *keyopsv1.ExchangeAPIKey) *metav1.Time {
+	if u := k.Status.UnconfirmedAnswer; u != nil {
+		return &u.ReceivedAt
+	}
+	return nil
 }
 
 func outcome(err error) string {

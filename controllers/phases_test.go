@@ -234,7 +234,8 @@ func decideInvariants(t *testing.T, seed1, seed2 uint64, modeSel uint8) {
 		sources := []sourceResult{src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY"), src("CCCCkey-number-tri-XXXX"),
 			{reason: keyopsv1.ReasonSourceKeyMissing, message: "missing"}}
 		probes := []*probecache.Result{nil, ok("read"), ok("read", "trade"), ok("read", "withdraw"),
-			fail(exchange.InvalidKey), fail(exchange.Unavailable), fail(exchange.RateLimited), fail(exchange.NonceConflict), fail(exchange.KeyOrIPRejected)}
+			fail(exchange.InvalidKey), fail(exchange.Unavailable), fail(exchange.RateLimited), fail(exchange.NonceConflict), fail(exchange.KeyOrIPRejected),
+			{Err: &exchange.Error{Kind: exchange.KeyOrIPRejected, Exchange: "binance", Code: "-2015", Ambiguous: true}}}
 		// good tracks which fingerprints verified compliant at least once
 		// with the material now in the target.
 		verifiedCompliant := map[string]bool{}

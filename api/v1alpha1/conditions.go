@@ -58,9 +58,10 @@ const (
 	ReasonValidationDisabled  = "ValidationDisabled"
 	// ReasonValidationPending: no answer from the exchange yet.
 	ReasonValidationPending = "ValidationPending"
-	// ReasonKeyOrIPRejected: the exchange answered with one code for an
-	// unknown key and a caller outside the allowlist (Binance -2015); the
-	// message names both causes.
+	// ReasonKeyOrIPRejected: the exchange answered, twice in a row, with
+	// one answer for several causes: an unknown key and a caller outside
+	// the allowlist (Binance -2015), and for Coinbase's bare 401 also a
+	// wrong private key; the message names every cause the answer covers.
 	ReasonKeyOrIPRejected = "KeyOrIPRejected"
 	// ReasonNonceConflict: Kraken or Bitfinex refused every nonce the
 	// operator may send for this key; no verdict on the key.
@@ -110,6 +111,9 @@ const (
 	EventWorkloadRestarted = "WorkloadRestarted"
 	// EventReminderFailed: a rotation reminder could not be delivered.
 	EventReminderFailed = "ReminderNotDelivered"
+	// EventAnswerUnconfirmed: the exchange gave an answer it also gives to
+	// valid keys; no verdict until a second probe confirms it.
+	EventAnswerUnconfirmed = "AnswerUnconfirmed"
 )
 
 // Annotations and labels the operator reads or writes.

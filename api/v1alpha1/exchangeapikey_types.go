@@ -423,6 +423,20 @@ type RotationStatus struct {
 	Announced string `json:"announced,omitempty"`
 }
 
+// UnconfirmedAnswer is one ambiguous answer awaiting its confirming probe.
+type UnconfirmedAnswer struct {
+	// Reason is the KeyValid reason the answer becomes once confirmed.
+	Reason string `json:"reason"`
+	// Message is the exchange's answer (kind, HTTP status, code, message).
+	// +optional
+	Message string `json:"message,omitempty"`
+	// CredentialsHash is the material the answer was about; an answer
+	// about other material confirms nothing.
+	CredentialsHash string `json:"credentialsHash"`
+	// ReceivedAt is when the exchange gave it.
+	ReceivedAt metav1.Time `json:"receivedAt"`
+}
+
 // KeyHistoryEntry records one key seen in the source Secret.
 type KeyHistoryEntry struct {
 	KeyID       string      `json:"keyID"`
@@ -539,6 +553,14 @@ type ExchangeAPIKeyStatus struct {
 	// KeyExpiresAt is the exchange-reported expiry.
 	// +optional
 	KeyExpiresAt *metav1.Time `json:"keyExpiresAt,omitempty"`
+
+	// UnconfirmedAnswer is an answer the exchange also gives to valid keys
+	// (Coinbase's bare 401, Binance -2015), received once for the current
+	// material and not yet a verdict: the key keeps its previous verdict
+	// until a second probe, a few seconds later, gives the same kind of
+	// answer (then the verdict) or another one (then that one).
+	// +optional
+	UnconfirmedAnswer *UnconfirmedAnswer `json:"unconfirmedAnswer,omitempty"`
 
 	// RevalidateRequest is the last value of the
 	// exchange.keyops.io/revalidate annotation acted on.

@@ -300,7 +300,13 @@ func probeReason(e *exchange.Error, masked string) (string, string) {
 		if e.IP != "" {
 			saw = fmt.Sprintf(" (%s saw the request come from %s)", ex, e.IP)
 		}
-		return keyopsv1.ReasonKeyOrIPRejected, fmt.Sprintf("%s rejected key %s with one answer for two causes%s: either the key is unknown (deleted, mistyped, or from another environment), or this machine's egress IP is not on its allowlist", ex, masked, saw)
+		msg := fmt.Sprintf("%s rejected key %s with one answer for several causes%s: %s", ex, masked, saw, strings.Join(exchange.KeyOrIPCauses(ex), "; or "))
+		if e.Ambiguous {
+			// The operator confirms such an answer with a second probe
+			// before any verdict; a one-shot check can only say so.
+			msg += fmt.Sprintf("; %s also gives this answer to valid keys now and then, so run the check again before acting on it", ex)
+		}
+		return keyopsv1.ReasonKeyOrIPRejected, msg
 	case exchange.ClockSkew:
 		return keyopsv1.ReasonClockSkew, fmt.Sprintf("%s rejected the request's timestamp or nonce even after resynchronising with its clock: check this machine's time (NTP)", ex)
 	case exchange.RateLimited:

@@ -443,6 +443,7 @@ func binanceError(status int, body []byte) *Error {
 	code := strconv.Itoa(*e.Code)
 	kind := UnexpectedResponse
 	var ip string
+	ambiguous := false
 	switch *e.Code {
 	case -2014:
 		// BAD_API_KEY_FMT "API-key format invalid.": no key can look like
@@ -458,6 +459,7 @@ func binanceError(status int, body []byte) *Error {
 		// caller outside the allowlist, and Binance does not say which.
 		kind = KeyOrIPRejected
 		ip = binanceRequestIP(e.Msg)
+		ambiguous = true // a valid key from outside its allowlist gets it too (ambiguousAnswers)
 	case -1022:
 		kind = InvalidSignature // INVALID_SIGNATURE
 	case -1021:
@@ -483,6 +485,9 @@ func binanceError(status int, body []byte) *Error {
 	}
 	err := newError(Binance, kind, status, code, e.Msg)
 	err.IP = ip
+	if ambiguous {
+		markAmbiguous(err)
+	}
 	if kind == RateLimited {
 		err.Scope = ScopeEndpoint
 	}

@@ -47,8 +47,13 @@ import (
 // the grpc-gateway shape {"error", "code", "message", "error_details"} and
 // puts a stable reason in error_details (the coinbaseReason* constants); the
 // real exchange has been seen answering a bare "Unauthorized" text for every
-// JWT problem, which this client treats as an unexplained rejection and
-// disambiguates itself (see probe).
+// JWT problem, which this client treats as an unexplained rejection: it
+// rules out clock skew itself (see probe), and classifies the rest as
+// KeyOrIPRejected marked Ambiguous, because Coinbase gives the same answer
+// to an unknown or deleted key, a wrong private key, a caller outside the
+// key's IP allowlist, and now and then to a correctly signed token
+// (coinbase/coinbase-advanced-py issue 132). The controller confirms it
+// with a second probe before any verdict.
 const (
 	coinbasePermissionsPath = "/api/v3/brokerage/key_permissions"
 	coinbaseTimePath        = "/api/v3/brokerage/time"
@@ -337,7 +342,7 @@ func coinbaseParseError(status int, body []byte) *Error {
 			// The real exchange's usual answer: a bare text "Unauthorized".
 			t := strings.TrimSpace(string(body))
 			if t == "" || strings.EqualFold(t, "Unauthorized") {
-				return newError(Coinbase, InvalidKey, status, "", coinbaseUnexplainedMessage)
+				return markAmbiguous(newError(Coinbase, KeyOrIPRejected, status, "", coinbaseUnexplainedMessage))
 			}
 		}
 		return fallback(Coinbase, status, "error answer is not Coinbase's JSON error shape", body)
@@ -368,11 +373,12 @@ func coinbaseParseError(status int, body []byte) *Error {
 	grpc := string(bytes.Trim(eb.Code, `"`))
 	switch {
 	case status == http.StatusUnauthorized || eb.Error == "UNAUTHENTICATED" || grpc == "16":
-		// Authentication failed for a reason we cannot tell apart.
+		// Authentication failed for a reason we cannot tell apart: the
+		// same answer as the bare 401, so just as ambiguous.
 		if msg == "" {
 			msg = coinbaseUnexplainedMessage
 		}
-		return newError(Coinbase, InvalidKey, status, code, msg)
+		return markAmbiguous(newError(Coinbase, KeyOrIPRejected, status, code, msg))
 	case eb.Error == "RESOURCE_EXHAUSTED" || grpc == "8":
 		return &Error{Kind: RateLimited, Exchange: Coinbase, HTTPStatus: status, Code: code, Message: sanitize(msg, 200)}
 	case status >= 500:
@@ -385,12 +391,14 @@ func coinbaseParseError(status int, body []byte) *Error {
 	return e
 }
 
-const coinbaseUnexplainedMessage = "Coinbase rejected the JWT without a reason: unknown or revoked key, wrong private key, or clock skew"
+const coinbaseUnexplainedMessage = "Coinbase rejected the JWT without a reason: unknown or deleted key, wrong private key, caller outside the key's IP allowlist, or clock skew"
 
 // coinbaseUnexplained reports an authentication failure whose cause Coinbase
-// did not name, as opposed to one it did (KEY_NOT_FOUND).
+// did not name (its usual bare 401), as opposed to one it did (KEY_NOT_FOUND).
+// It is one of the ambiguousAnswers: Coinbase also gives it to valid keys
+// (coinbase-advanced-py issue 132) and to callers outside the allowlist.
 func coinbaseUnexplained(e *Error) bool {
-	return e.Kind == InvalidKey && e.Code != coinbaseReasonKeyNotFound
+	return e.Kind == KeyOrIPRejected
 }
 
 // coinbaseFlexInt accepts a number or a numeric string: the time endpoint's

@@ -395,10 +395,13 @@ func TestCoinbaseParseErrors(t *testing.T) {
 		{401, coinbaseErrBody(401, "KEY_EXPIRED"), Inactive},
 		{403, coinbaseErrBody(403, "IP_NOT_ALLOWED"), IPNotAllowed},
 		{403, coinbaseErrBody(403, "SOMETHING_ELSE"), PermissionDenied},
-		{401, coinbaseErrBody(401, "SOMETHING_NEW"), InvalidKey},
-		{401, "Unauthorized\n", InvalidKey},
-		{401, "", InvalidKey},
-		{401, `{"code":16,"message":"unauthenticated","details":[]}`, InvalidKey},
+		// An authentication failure Coinbase does not explain covers an
+		// unknown key, a wrong private key and a caller outside the
+		// allowlist, and valid keys get it now and then: ambiguous.
+		{401, coinbaseErrBody(401, "SOMETHING_NEW"), KeyOrIPRejected},
+		{401, "Unauthorized\n", KeyOrIPRejected},
+		{401, "", KeyOrIPRejected},
+		{401, `{"code":16,"message":"unauthenticated","details":[]}`, KeyOrIPRejected},
 		{400, `{"error":"RESOURCE_EXHAUSTED","code":8,"message":"too many requests"}`, RateLimited},
 		{400, `{"error":"INVALID_ARGUMENT","code":3,"message":"bad"}`, UnexpectedResponse},
 		{404, `404 page not found`, UnexpectedResponse},
@@ -424,6 +427,10 @@ func TestCoinbaseParseErrors(t *testing.T) {
 		}
 		if e.Exchange != Coinbase || e.HTTPStatus != tc.status {
 			t.Errorf("%d %s: error %+v", tc.status, tc.body, e)
+		}
+		// Exactly the unexplained 401s are marked ambiguous (ambiguousAnswers).
+		if e.Ambiguous != (tc.want == KeyOrIPRejected) {
+			t.Errorf("%d %s: ambiguous = %v", tc.status, tc.body, e.Ambiguous)
 		}
 	}
 	// Only a rejection Coinbase did not explain is worth a clock check.
@@ -523,7 +530,8 @@ func TestCoinbaseUnexplained401ChecksClock(t *testing.T) {
 		t.Errorf("learned offset %s, want about -10m", off)
 	}
 
-	// With the clock right, a bare 401 is the key's fault.
+	// With the clock right, a bare 401 is the key's or the allowlist's
+	// fault, or a spurious answer: KeyOrIPRejected, ambiguous.
 	mu.Lock()
 	skew, timeCalls = 0, 0
 	mu.Unlock()
@@ -539,8 +547,8 @@ func TestCoinbaseUnexplained401ChecksClock(t *testing.T) {
 	defer srvBad.Close()
 	_, err = p2.Probe(context.Background(), Request{Exchange: Coinbase, Endpoint: srvBad.URL, Credentials: Credentials{APIKey: "organizations/o/apiKeys/k", APISecret: secret}})
 	e, ok := AsError(err)
-	if !ok || e.Kind != InvalidKey {
-		t.Fatalf("want InvalidKey, got %v", err)
+	if !ok || e.Kind != KeyOrIPRejected || !e.Ambiguous {
+		t.Fatalf("want an ambiguous KeyOrIPRejected, got %v", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -35,9 +35,10 @@ const (
 	// UnexpectedResponse: HTML, truncated JSON, an unknown error code.
 	UnexpectedResponse Kind = "UnexpectedResponse"
 	// KeyOrIPRejected: the exchange answered with one code for "unknown key"
-	// and "caller outside the allowlist" (Binance -2015), so the answer is
-	// definite but cannot say which. IP, when set, is the address the
-	// exchange says it saw.
+	// and "caller outside the allowlist" (Binance -2015; Coinbase's bare 401
+	// also covers a wrong private key), so the answer cannot say which.
+	// KeyOrIPCauses lists the causes per exchange. IP, when set, is the
+	// address the exchange says it saw.
 	KeyOrIPRejected Kind = "KeyOrIPRejected"
 	// NonceConflict: the exchange refused every nonce we may send for this key
 	// (Kraken, Bitfinex), because another client of the same key already
@@ -85,6 +86,12 @@ type Error struct {
 	// IP is the caller address an exchange quoted in its answer
 	// (KeyOrIPRejected, IPNotAllowed), when it quoted one.
 	IP string
+	// Ambiguous marks an answer the exchange also gives to a valid key in
+	// good standing (see ambiguousAnswers): Coinbase's bare 401, Binance
+	// -2015. One such answer is no verdict; the controller confirms it with
+	// a second probe a few seconds later. Only drivers set it, through
+	// markAmbiguous, for the answers listed in ambiguousAnswers.
+	Ambiguous bool
 }
 
 func (e *Error) Error() string {
@@ -109,6 +116,64 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ": the endpoint's response, quoted and cut to %d bytes: %q", MaxQuoteBytes, capBytes(e.Excerpt, MaxQuoteBytes))
 	}
 	return b.String()
+}
+
+// IsAmbiguous reports whether err is an answer the exchange also gives to
+// valid keys, which needs a second probe before it is a verdict.
+func IsAmbiguous(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Ambiguous
+}
+
+// ambiguousAnswer is one answer an exchange gives to keys that do not work
+// and, now and then or from some callers, to keys that do. docs/exchanges.md
+// ("Ambiguous answers and their confirmation") lists exactly these.
+type ambiguousAnswer struct {
+	Exchange Name
+	// Answer is how the answer looks on the wire, as the docs show it.
+	Answer string
+	// Kind is what the driver classifies it as.
+	Kind Kind
+	// Why says which valid keys get it, and Source where that is stated.
+	Why    string
+	Source string
+}
+
+// ambiguousAnswers is the table the drivers' markAmbiguous calls follow.
+// An answer belongs here when the exchange is known to give it to a valid,
+// correctly signed request: spuriously (Coinbase), or because it covers
+// the caller's IP as well as the key (the key is valid, the caller is not
+// on its allowlist: the operator's egress may change between nodes). An
+// answer that names its cause (IPNotAllowed with the IP, KEY_NOT_FOUND,
+// INVALID_SIGNATURE) is a verdict at once.
+var ambiguousAnswers = []ambiguousAnswer{
+	{
+		Exchange: Coinbase, Answer: "HTTP 401 without a reason (bare `Unauthorized`, or `UNAUTHENTICATED` with no known `error_details`)", Kind: KeyOrIPRejected,
+		Why:    "Coinbase's answer to every authentication failure (unknown or deleted key, wrong private key, caller outside the key's IP allowlist), and now and then to a correctly signed token that is accepted on the next attempt",
+		Source: "https://github.com/coinbase/coinbase-advanced-py/issues/132; https://docs.cdp.coinbase.com/api-reference/authentication (IP allowlist)",
+	},
+	{
+		Exchange: Binance, Answer: "`-2015` REJECTED_MBX_KEY", Kind: KeyOrIPRejected,
+		Why:    "\"Invalid API-key, IP, or permissions for action\": also the answer to a valid key called from an IP outside its allowlist",
+		Source: "https://github.com/binance/binance-spot-api-docs/blob/master/errors.md",
+	},
+}
+
+// markAmbiguous marks e as one of the ambiguousAnswers.
+func markAmbiguous(e *Error) *Error {
+	e.Ambiguous = true
+	return e
+}
+
+// KeyOrIPCauses lists what a KeyOrIPRejected answer of exchange ex may
+// mean, for messages that must name every cause.
+func KeyOrIPCauses(ex Name) []string {
+	unknown := "the key is unknown (deleted, revoked, mistyped, or from another environment)"
+	ip := "the caller's IP is not on the key's IP allowlist"
+	if ex == Coinbase {
+		return []string{unknown, "the private key is not this key's", ip}
+	}
+	return []string{unknown, ip}
 }
 
 // KindOf returns the Kind of err, or "" when err is nil or not an *Error.

@@ -88,6 +88,9 @@ func (s *Simulator) coinbaseKeyPermissions(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	s.countKey(exchange.Coinbase, tok.header.Kid)
+	if f := s.takeKeyFault(exchange.Coinbase, tok.header.Kid); f != nil && s.applyFault(w, r, f) {
+		return
+	}
 	k, found := s.lookup(exchange.Coinbase, tok.header.Kid)
 	if !found {
 		coinbaseFail(w, http.StatusUnauthorized, "KEY_NOT_FOUND", "api key not found")

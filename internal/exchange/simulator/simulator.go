@@ -72,6 +72,10 @@ const (
 	FaultHTML          FaultKind = "HTML"          // 200 with an HTML page (captive portal, WAF)
 	FaultSlow          FaultKind = "Slow"          // answer after Delay
 	FaultTruncatedJSON FaultKind = "TruncatedJSON" // 200 with a cut-off JSON body
+	// FaultUnauthorized: 401 with the bare text "Unauthorized", Coinbase's
+	// answer to every authentication failure and, now and then, to a
+	// correctly signed token (coinbase/coinbase-advanced-py issue 132).
+	FaultUnauthorized FaultKind = "Unauthorized"
 )
 
 // Fault is applied to requests for one exchange before authentication.
@@ -101,6 +105,9 @@ type Simulator struct {
 	// onKey, when set, hears of every request that named a key (a soak
 	// test's log of when each key was probed).
 	onKey func(n exchange.Name, apiKey string)
+	// perKey holds faults of one key's requests (exchange/apiKey), applied
+	// after the request is counted (Coinbase only, see SetKeyFault).
+	perKey map[string]*Fault
 }
 
 // handlerFactories is filled by each exchange's file in an init function.
@@ -125,6 +132,7 @@ func New(opts ...Option) *Simulator {
 		now:      time.Now,
 		keys:     map[exchange.Name]map[string]*Key{},
 		faults:   map[exchange.Name]*Fault{},
+		perKey:   map[string]*Fault{},
 		byKey:    map[exchange.Name]map[string]int{},
 		byPath:   map[exchange.Name]map[string]int{},
 		nonces:   map[string]uint64{},
@@ -227,6 +235,10 @@ func (s *Simulator) applyFault(w http.ResponseWriter, r *http.Request, f *Fault)
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>Checking your browser</body></html>"))
+	case FaultUnauthorized:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte("Unauthorized\n"))
 	case FaultTruncatedJSON:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
@@ -332,11 +344,41 @@ func (s *Simulator) SetFault(n exchange.Name, f Fault) {
 	s.faults[n] = &cp
 }
 
+// SetKeyFault makes the next f.Times requests (all, if 0) that name apiKey
+// on exchange n fail as f says, after they are counted for the key: a fault
+// of one key that other keys' requests cannot consume. Only the Coinbase
+// handler applies key faults (FaultUnauthorized: its bare 401).
+func (s *Simulator) SetKeyFault(n exchange.Name, apiKey string, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := f
+	s.perKey[string(n)+"/"+apiKey] = &cp
+}
+
+// takeKeyFault returns the active fault for apiKey, consuming one use.
+func (s *Simulator) takeKeyFault(n exchange.Name, apiKey string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := string(n) + "/" + apiKey
+	f := s.perKey[id]
+	if f == nil {
+		return nil
+	}
+	cp := *f
+	if f.Times > 0 {
+		if f.Times--; f.Times == 0 {
+			delete(s.perKey, id)
+		}
+	}
+	return &cp
+}
+
 // ClearFaults removes every fault.
 func (s *Simulator) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = map[exchange.Name]*Fault{}
+	s.perKey = map[string]*Fault{}
 }
 
 // countKey records a request that named apiKey. Handlers call it once per
