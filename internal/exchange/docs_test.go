@@ -314,3 +314,48 @@ func TestDocReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestDocCodeTables: each exchange's error-code table in the doc
+// (<!-- codes:<exchange> -->, and <!-- subcodes:<exchange> --> for the
+// sub-account calls) has codes.go's rows in order: the code, the kind the
+// driver gives it, and its source link, or "unverified" for a code no
+// source settles.
+func TestDocCodeTables(t *testing.T) {
+	tables := readDocTables(t)
+	for _, tab := range []struct {
+		marker string
+		rows   map[Name][]codeRow
+	}{{"codes", probeCodes}, {"subcodes", subCodes}} {
+		for name := range tables {
+			if ex, ok := strings.CutPrefix(name, tab.marker+":"); ok {
+				if _, known := tab.rows[Name(ex)]; !known {
+					t.Errorf("%s has a %s table for %q, which codes.go does not list", exchangesDoc, tab.marker, ex)
+				}
+			}
+		}
+		for ex, want := range tab.rows {
+			marker := tab.marker + ":" + string(ex)
+			rows := docTable(t, tables, marker)
+			if len(rows) != len(want) {
+				t.Errorf("%s: doc has %d rows, codes.go %d", marker, len(rows), len(want))
+			}
+			for i := 0; i < len(rows) && i < len(want); i++ {
+				w, got := want[i], rows[i]
+				if cell := docCodeCell(want, w); got[0] != cell {
+					t.Errorf("%s row %d: code %s, want %s", marker, i+1, got[0], cell)
+					continue
+				}
+				if got[1] != "`"+string(w.Kind)+"`" {
+					t.Errorf("%s %s: doc kind %s, driver `%s`", marker, got[0], got[1], w.Kind)
+				}
+				if strings.HasPrefix(w.Source, unverifiedPrefix) {
+					if !strings.HasPrefix(got[2], "unverified") {
+						t.Errorf("%s %s: the source cell must say \"unverified\" (codes.go: %s), doc %q", marker, got[0], w.Source, got[2])
+					}
+				} else if !strings.Contains(got[2], "]("+sourceURL(w.Source)+")") {
+					t.Errorf("%s %s: the source cell %q does not link %s", marker, got[0], got[2], sourceURL(w.Source))
+				}
+			}
+		}
+	}
+}
