@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -975,4 +976,193 @@ func compareBinanceForm(t *testing.T, c ccxtCase, driver, ccxt string) {
 	if driver == ccxt {
 		t.Errorf("ccxt's parameter string equals the driver's: the stated difference is gone, drop it")
 	}
+}
+
+// Kinds, coarse enough to hold both classifications: what the exchange's
+// refusal is about.
+const (
+	kindAuth        = "authentication"
+	kindPermission  = "permission"
+	kindRateLimit   = "rate limit"
+	kindBadRequest  = "bad request"
+	kindUnavailable = "exchange not available"
+	kindLocation    = "restricted location"
+	// kindNone: no verdict (the driver's UnexpectedResponse, a key gone on
+	// delete).
+	kindNone = "no verdict"
+)
+
+// ccxtClassKinds maps ccxt's exception classes to kinds. The nearest class
+// of a chain that is listed decides (AccountSuspended is an
+// AuthenticationError, BadSymbol a BadRequest). ExchangeError, ccxt's
+// generic class, is listed as "": it claims no kind, so nothing is
+// compared.
+var ccxtClassKinds = map[string]string{
+	"AuthenticationError":  kindAuth,
+	"AccountSuspended":     kindAuth,
+	"InvalidNonce":         kindAuth,
+	"PermissionDenied":     kindPermission,
+	"AccountNotEnabled":    kindPermission,
+	"RateLimitExceeded":    kindRateLimit,
+	"DDoSProtection":       kindRateLimit,
+	"BadRequest":           kindBadRequest,
+	"InvalidOrder":         kindBadRequest,
+	"ArgumentsRequired":    kindBadRequest,
+	"NotSupported":         kindBadRequest,
+	"OperationRejected":    kindBadRequest,
+	"RestrictedLocation":   kindLocation,
+	"ExchangeNotAvailable": kindUnavailable,
+	"OnMaintenance":        kindUnavailable,
+	"RequestTimeout":       kindUnavailable,
+	"OperationFailed":      kindUnavailable,
+	"NetworkError":         kindUnavailable,
+	"ExchangeError":        "",
+}
+
+// driverKinds maps the drivers' kinds to the same kinds.
+var driverKinds = map[exchange.Kind]string{
+	exchange.InvalidKey:         kindAuth,
+	exchange.InvalidSignature:   kindAuth,
+	exchange.WrongPassphrase:    kindAuth,
+	exchange.KeyOrIPRejected:    kindAuth,
+	exchange.Inactive:           kindAuth,
+	exchange.ClockSkew:          kindAuth,
+	exchange.NonceConflict:      kindAuth,
+	exchange.IPNotAllowed:       kindPermission,
+	exchange.PermissionDenied:   kindPermission,
+	exchange.NotMasterKey:       kindPermission,
+	exchange.RateLimited:        kindRateLimit,
+	exchange.InvalidRequest:     kindBadRequest,
+	exchange.SubAccountNotFound: kindBadRequest,
+	exchange.DuplicateLabel:     kindBadRequest,
+	exchange.KeyLimitReached:    kindBadRequest,
+	exchange.Unavailable:        kindUnavailable,
+	exchange.UnexpectedResponse: kindNone,
+	exchange.ErrSubKeyGoneKind:  kindNone,
+}
+
+// ccxtProbeURL is a request URL of each exchange's probe: ccxt's Binance
+// picks its per-market table by host (api.binance.com: spot).
+func ccxtProbeURL(n exchange.Name) string { return ccxtOfficialHost[n] + "/" }
+
+// ccxtClass finds the class ccxt throws for a code: an exact match of the
+// code or the text, table by table in ccxt's order; else the longest broad
+// key found in the text or the code. It returns the class chain, or nil.
+func ccxtClass(x *ccxtExceptions, code, msg string) []string {
+	for _, tab := range x.Exact {
+		if c, ok := tab[code]; ok {
+			return c
+		}
+		if c, ok := tab[msg]; ok && msg != "" {
+			return c
+		}
+	}
+	for _, tab := range x.Broad {
+		best := ""
+		for k := range tab {
+			if (strings.Contains(msg, k) || strings.Contains(code, k)) && len(k) > len(best) {
+				best = k
+			}
+		}
+		if best != "" {
+			return tab[best]
+		}
+	}
+	return nil
+}
+
+func ccxtKindOf(chain []string) (kind string, class string, ok bool) {
+	for _, c := range chain {
+		if k, listed := ccxtClassKinds[c]; listed {
+			return k, c, true
+		}
+	}
+	return "", "", false
+}
+
+// TestCCXTErrorClassification: for every code in the drivers' tables
+// (codes.go) that ccxt's exceptions table also lists, exactly or broadly,
+// the driver's kind and ccxt's class agree in kind, or the difference is a
+// row of CCXTDifferences, asserted with ccxt's class.
+func TestCCXTErrorClassification(t *testing.T) {
+	var extra []map[string]any
+	for _, n := range exchange.Names {
+		extra = append(extra, map[string]any{"id": "exceptions/" + string(n), "exchange": ccxtIDs[n], "exceptionsFor": ccxtProbeURL(n)})
+	}
+	_, res := runCCXT(t, nil, extra)
+	diffs := map[string]exchange.CCXTDifference{}
+	key := func(n exchange.Name, sub bool, code, msg string) string {
+		return fmt.Sprintf("%s sub=%v %s %s", n, sub, code, msg)
+	}
+	for _, d := range exchange.CCXTDifferences {
+		k := key(d.Exchange, d.Sub, d.Code, d.Msg)
+		if _, dup := diffs[k]; dup {
+			t.Errorf("CCXTDifferences lists %s twice", k)
+		}
+		diffs[k] = d
+	}
+	used := map[string]bool{}
+	compared := 0
+	for _, tab := range []struct {
+		sub  bool
+		rows map[exchange.Name][]exchange.CodeRow
+	}{{false, exchange.ProbeCodes}, {true, exchange.SubCodes}} {
+		for n, rows := range tab.rows {
+			r, ok := res["exceptions/"+string(n)]
+			if !ok || r.Error != "" || r.Exceptions == nil {
+				t.Fatalf("%s: ccxt gave no exceptions tables: %s", n, r.Error)
+			}
+			dup := map[string]int{}
+			for _, row := range rows {
+				dup[row.Code]++
+			}
+			for _, row := range rows {
+				msg := ""
+				if dup[row.Code] > 1 {
+					msg = row.Msg
+				}
+				k := key(n, tab.sub, row.Code, msg)
+				ours, known := driverKinds[row.Kind]
+				if !known {
+					t.Errorf("%s: the driver's kind %s has no place in driverKinds", k, row.Kind)
+					continue
+				}
+				chain := ccxtClass(r.Exceptions, row.Code, row.Msg)
+				if chain == nil {
+					continue
+				}
+				theirs, class, listed := ccxtKindOf(chain)
+				if !listed {
+					t.Errorf("%s: ccxt class chain %v has no class in ccxtClassKinds", k, chain)
+					continue
+				}
+				if theirs == "" {
+					continue // ExchangeError: ccxt claims no kind
+				}
+				compared++
+				d, stated := diffs[k]
+				switch {
+				case ours == theirs && stated:
+					t.Errorf("%s: listed as a difference, but the driver's %s and ccxt's %s agree (%s): drop the row", k, row.Kind, class, ours)
+				case ours != theirs && !stated:
+					t.Errorf("%s: the driver says %s (%s), ccxt %s (%s): fix the driver, or list the difference with its reason in CCXTDifferences and docs/exchanges.md", k, row.Kind, ours, class, theirs)
+				case stated && d.CCXT != class:
+					t.Errorf("%s: listed with ccxt class %s, ccxt throws %s", k, d.CCXT, class)
+				}
+				used[k] = true
+			}
+		}
+	}
+	for k := range diffs {
+		if !used[k] {
+			t.Errorf("CCXTDifferences lists %s, which is no code both tables classify", k)
+		}
+	}
+	t.Logf("compared %d codes with ccxt; %d stated differences", compared, len(diffs))
+}
+
+// ccxtIDs are ccxt's ids of the exchanges.
+var ccxtIDs = map[exchange.Name]string{
+	exchange.Binance: "binance", exchange.Bitstamp: "bitstamp", exchange.Bitfinex: "bitfinex", exchange.Kraken: "kraken",
+	exchange.Coinbase: "coinbase", exchange.OKX: "okx", exchange.Bybit: "bybit", exchange.KuCoin: "kucoin",
 }

@@ -251,3 +251,47 @@ func sourceURL(src string) string {
 	u, _, _ := strings.Cut(src, " ")
 	return u
 }
+
+// ccxtDifference is a code whose kind differs from the kind of the
+// exception class ccxt 4.5.84 gives it, and why the driver's kind stands.
+// ccxt_conformance_test.go asserts every row against ccxt (the class, and
+// that the kinds do differ) and that no other code differs; docs_test.go
+// holds docs/exchanges.md's <!-- ccxt:differences --> table to it.
+type ccxtDifference struct {
+	Exchange Name
+	Sub      bool
+	// Code and, where the exchange tells one code apart by its text
+	// (Bitfinex 10100), Msg.
+	Code, Msg string
+	// CCXT is the exception class ccxt throws for the code.
+	CCXT string
+	Why  string
+}
+
+const (
+	whyNoVerdictRequest = "our request's fault (a header or parameter we always send correctly arrived wrong): no property of the key, so no verdict on it"
+	whyUnverified       = "the code's meaning is unverified (see its row): no verdict rather than a guess"
+)
+
+var ccxtDifferences = []ccxtDifference{
+	{Binance, false, "-1002", "", "AuthenticationError", whyUnverified + "; ccxt's own tables disagree (papi: PermissionDenied)"},
+	{Binance, false, "-1016", "", "BadRequest", "SERVICE_SHUTTING_DOWN \"This service is no longer available\" is Binance's side, not the request's or the key's: retried, no verdict (ccxt's papi table: NotSupported)"},
+	{Binance, true, "-1002", "", "AuthenticationError", "on endpoints Binance marks For Master Account, \"not authorized to execute this request\" refuses this key the call, which is a permission (ccxt's papi table: PermissionDenied)"},
+	{Bybit, false, "10001", "", "BadRequest", whyNoVerdictRequest},
+	{Bybit, false, "10007", "", "AuthenticationError", whyUnverified},
+	{Bybit, false, "10009", "", "AuthenticationError", "error.mdx: \"Service Restricted: access is currently unavailable for your region\" refuses the egress IP's region, whatever the key (ccxt's text is the older \"IP had been banned\"): no verdict on the key"},
+	{Bybit, false, "10017", "", "BadRequest", whyNoVerdictRequest},
+	{OKX, false, "50103", "", "AuthenticationError", whyNoVerdictRequest},
+	{OKX, false, "50104", "", "AuthenticationError", whyNoVerdictRequest},
+	{OKX, false, "50106", "", "AuthenticationError", whyNoVerdictRequest},
+	{OKX, false, "50107", "", "AuthenticationError", whyNoVerdictRequest},
+	{OKX, false, "50112", "", "AuthenticationError", whyNoVerdictRequest},
+	{OKX, false, "50114", "", "AuthenticationError", "\"Invalid authorization\" names no cause: no verdict on the key"},
+	{KuCoin, false, "400001", "", "AuthenticationError", whyNoVerdictRequest},
+	{KuCoin, false, "400006", "", "AuthenticationError", "\"The requested ip address is not in the api whitelist\": the caller, not the key, is refused (ccxt files every 4000xx under AuthenticationError)"},
+	{KuCoin, false, "400007", "", "AuthenticationError", "\"Your api key does not have sufficient permissions\": a missing permission (ccxt files every 4000xx under AuthenticationError)"},
+	{KuCoin, false, "400500", "", "RestrictedLocation", "a regional restriction on trading one token, which the read-only probe does not trade: no verdict on the key"},
+	{Bitstamp, false, "API0006", "", "PermissionDenied", "\"Your account is frozen\": no permission of the key can be granted to fix it; the key is not active"},
+	{Bitstamp, false, "API0009", "", "PermissionDenied", "\"update your profile with your FATCA information\": the account is blocked until its owner acts, not a permission of the key"},
+	{Bitfinex, false, "10100", "apikey: ip not allowed", "AuthenticationError", "10100 is Bitfinex's code for every refused key; a text naming the IP is the caller refused by the allowlist (unverified text, see its row)"},
+}

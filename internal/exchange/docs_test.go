@@ -359,3 +359,36 @@ func TestDocCodeTables(t *testing.T) {
 		}
 	}
 }
+
+// TestDocCCXTDifferences: the doc's <!-- ccxt:differences --> table lists
+// ccxtDifferences in order, with the driver's kind of each code (codes.go),
+// ccxt's class and the reason.
+func TestDocCCXTDifferences(t *testing.T) {
+	rows := docTable(t, readDocTables(t), "ccxt:differences")
+	if len(rows) != len(ccxtDifferences) {
+		t.Errorf("doc lists %d differences, ccxtDifferences %d", len(rows), len(ccxtDifferences))
+	}
+	for i := 0; i < len(rows) && i < len(ccxtDifferences); i++ {
+		d := ccxtDifferences[i]
+		codes := probeCodes[d.Exchange]
+		ex := string(d.Exchange)
+		if d.Sub {
+			codes, ex = subCodes[d.Exchange], ex+" (sub-account)"
+		}
+		var kind Kind
+		var cell string
+		for _, r := range codes {
+			if r.Code == d.Code && (d.Msg == "" || r.Msg == d.Msg) {
+				kind, cell = r.Kind, docCodeCell(codes, r)
+			}
+		}
+		if kind == "" {
+			t.Errorf("difference %s %s %q is no row of codes.go", ex, d.Code, d.Msg)
+			continue
+		}
+		want := []string{ex, cell, "`" + string(kind) + "`", "`" + d.CCXT + "`", d.Why}
+		if !slices.Equal(rows[i], want) {
+			t.Errorf("ccxt:differences row %d:\n doc  %q\n want %q", i+1, rows[i], want)
+		}
+	}
+}
