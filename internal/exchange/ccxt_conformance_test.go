@@ -17,6 +17,16 @@ package exchange_test
 // through its own implicit method for each probe endpoint (all eight exist
 // in ccxt); only the Bitstamp body-less variant and the check of the oracle
 // against Kraken's published vector call ccxt's sign() directly.
+//
+// The sub-account key calls ccxt can sign are cases too (ccxtSubCases):
+// create and delete a sub-account's key on Bybit and OKX through ccxt's
+// implicit methods, and on Binance through sign() (ccxt has no implicit
+// method for /sapi/v1/sub-account/subAccountApi).
+//
+// TestCCXTErrorClassification compares the drivers' error codes
+// (codes.go) with ccxt's exceptions tables: the kinds must agree, or the
+// difference is listed with its reason (CCXTDifferences, and
+// docs/exchanges.md).
 
 import (
 	"bytes"
