@@ -205,10 +205,10 @@ var subCodes = map[Name][]codeRow{
 		{"59505", "The passphrase format is incorrect.", InvalidRequest, srcOKXSubErrors + " (text also in ccxt okx.js)"},
 		{"59506", "APIKey does not exist.", errSubKeyGoneKind, srcOKXSubErrors + " (text also in ccxt okx.js); delete treats it as done"},
 		{"59508", "The sub account of {0} is suspended.", Inactive, srcOKXSubErrors + " (text also in ccxt okx.js)"},
-		{"59510", "", UnexpectedResponse, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: not mapped, OKX's words shown"},
-		{"59602", "", UnexpectedResponse, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: not mapped, OKX's words shown"},
-		{"59604", "", UnexpectedResponse, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: not mapped, OKX's words shown"},
-		{"59605", "", UnexpectedResponse, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: not mapped, OKX's words shown (a delete still ends idempotently through the list)"},
+		{"59510", "Sub-account does not exist", SubAccountNotFound, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
+		{"59602", "Number of API keys exceeds the limit", KeyLimitReached, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
+		{"59604", "Only the API key of the main account can access this API", NotMasterKey, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
+		{"59605", "This API key does not exist in your sub-account", errSubKeyGoneKind, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
 	},
 }
 

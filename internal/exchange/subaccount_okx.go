@@ -46,9 +46,10 @@ import (
 // "APIKey does not exist" -> gone (delete is idempotent); 59508 sub-account
 // suspended -> Inactive. 59510, 59602, 59604 and 59605 were once mapped here
 // as if ccxt listed them; it does not, and no source at hand says what they
-// mean, so they are unverified and not mapped: they surface as
-// UnexpectedResponse with OKX's own message (a delete refused that way
-// still ends idempotently: DeleteSubAccountKey asks the list).
+// mean, so they are unverified: each is mapped only when OKX's own message
+// says what the mapping claims (okxSubByText), and is otherwise
+// UnexpectedResponse with OKX's message (a delete refused that way still
+// ends idempotently: DeleteSubAccountKey asks the list).
 const (
 	okxSubKeyPath    = "/api/v5/users/subaccount/apikey"
 	okxSubDeletePath = "/api/v5/users/subaccount/delete-apikey"
@@ -63,6 +64,35 @@ var okxSubCodeKinds = map[string]Kind{
 	"59504": InvalidRequest,
 	"59505": InvalidRequest,
 	"59508": Inactive,
+}
+
+// okxSubByText are the unverified codes: the kind applies only when OKX's
+// message carries one of the words, so the operator claims no more than
+// the answer itself says.
+var okxSubByText = map[string]struct {
+	kind  Kind
+	words []string
+}{
+	"59510": {SubAccountNotFound, []string{"does not exist", "doesn't exist", "not exist"}},
+	"59602": {KeyLimitReached, []string{"limit", "exceed"}},
+	"59604": {NotMasterKey, []string{"main account", "master account"}},
+	"59605": {errSubKeyGoneKind, []string{"does not exist", "doesn't exist", "not exist"}},
+}
+
+// okxSubTextKind returns the kind of an unverified code whose message says
+// it, or "".
+func okxSubTextKind(code, msg string) Kind {
+	m, ok := okxSubByText[code]
+	if !ok {
+		return ""
+	}
+	lower := strings.ToLower(msg)
+	for _, w := range m.words {
+		if strings.Contains(lower, w) {
+			return m.kind
+		}
+	}
+	return ""
 }
 
 type okxSubDriver struct{}
@@ -254,10 +284,15 @@ func okxSubResult(resp *response, v any, secret bool) error {
 	body := resp.Body
 	var env okxEnvelope
 	if err := json.Unmarshal(body, &env); err == nil {
-		if env.Code == "59506" {
+		textKind := okxSubTextKind(env.Code, env.Msg)
+		if env.Code == "59506" || textKind == errSubKeyGoneKind {
 			return errSubKeyGone
 		}
-		if kind, ok := okxSubCodeKinds[env.Code]; ok {
+		kind, ok := okxSubCodeKinds[env.Code]
+		if textKind != "" {
+			kind, ok = textKind, true
+		}
+		if ok {
 			msg := env.Msg
 			if kind == NotMasterKey {
 				msg += " (OKX sub-account key management applies to master accounts only, " + okxSubDoc + ")"
