@@ -465,12 +465,16 @@ func binanceError(status int, body []byte) *Error {
 	case -1021:
 		kind = ClockSkew // INVALID_TIMESTAMP: outside recvWindow or 1000 ms ahead
 	case -1002:
-		// UNAUTHORIZED "You are not authorized to execute this request.":
-		// seen for keys lacking an endpoint's permission
-		// (binance/binance-connector-js#82), but apiRestrictions needs
-		// none, so here the key is known, correctly signed and still may
-		// not act: disabled rather than unknown (unverified).
-		kind = Inactive
+		// UNAUTHORIZED "You are not authorized to execute this request."
+		// (errors.md): Binance does not authorize this key for this
+		// request, the one meaning both this file and
+		// subaccount_binance.go give it. apiRestrictions needs no
+		// permission, and Binance documents no cause of -1002 for it, so
+		// the probe draws no conclusion about the key (unverified: no
+		// verdict, Binance's words in the message). On the master-only
+		// sub-account endpoints the same refusal means that key may not
+		// manage sub-account keys (NotMasterKey there).
+		kind = UnexpectedResponse
 	case -1003:
 		// TOO_MANY_REQUESTS: request weight is counted per IP.
 		kind = RateLimited

@@ -171,7 +171,8 @@ func TestBinanceErrors(t *testing.T) {
 		{"-1022 signature", 400, `{"code":-1022,"msg":"Signature for this request is not valid."}`, InvalidSignature, "-1022"},
 		{"-1021 ahead", 400, `{"code":-1021,"msg":"Timestamp for this request was 1000ms ahead of the server's time."}`, ClockSkew, "-1021"},
 		{"-1021 behind", 400, `{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}`, ClockSkew, "-1021"},
-		{"-1002 unauthorized", 401, `{"code":-1002,"msg":"You are not authorized to execute this request."}`, Inactive, "-1002"},
+		// -1002 UNAUTHORIZED has no documented cause for apiRestrictions: no verdict.
+		{"-1002 unauthorized", 401, `{"code":-1002,"msg":"You are not authorized to execute this request."}`, UnexpectedResponse, "-1002"},
 		{"-1003 in a 400", 400, `{"code":-1003,"msg":"Too much request weight used."}`, RateLimited, "-1003"},
 		{"-1001 disconnected", 500, `{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}`, Unavailable, "-1001"},
 		{"-1008 busy", 200, `{"code":-1008,"msg":"Server is currently overloaded with other requests."}`, Unavailable, "-1008"},

@@ -121,8 +121,12 @@ var bybitErrorKinds = map[int64]Kind{
 	10004: InvalidSignature, // "Error sign, please check your signature generation algorithm."
 	10005: PermissionDenied, // "Permission denied, please check your API key permissions."
 	10006: RateLimited,      // "Too many visits. Exceeded the API Rate Limit." (per UID)
-	10007: Inactive,         // "User authentication failed.": key known, user may not log in (unverified)
-	10008: Inactive,         // "Common banned, please check your account mode" (unverified)
+	// 10007 "User authentication failed." (error.mdx) says nothing of
+	// which part failed, and ccxt's older text for it is "api_key not
+	// found in your request parameters": unverified, so it is no verdict
+	// (UnexpectedResponse, Bybit's words in the message).
+	10007: UnexpectedResponse,
+	10008: Inactive, // "Common banned, please check your account mode" (error.mdx; ccxt: "User had been banned", AccountSuspended)
 	// 10009 "Service Restricted: Access is currently unavailable for your
 	// region": the egress IP's region is refused, whatever the key. No
 	// verdict on the key; retried.
@@ -181,7 +185,7 @@ func parseBybitKeyInfo(status int, body []byte) (*Permissions, error) {
 func bybitError(status int, code int64, msg string, body []byte) *Error {
 	c := strconv.FormatInt(code, 10)
 	kind, ok := bybitErrorKinds[code]
-	if !ok {
+	if !ok || kind == UnexpectedResponse {
 		e := unexpected(Bybit, status, "Bybit error "+c+": "+sanitize(msg, 160), body)
 		e.Code = c
 		return e

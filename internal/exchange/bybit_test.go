@@ -188,7 +188,9 @@ func TestBybitErrors(t *testing.T) {
 		{401, `{"retCode":10004,"retMsg":"Error sign","result":{}}`, InvalidSignature, "10004"},
 		{200, `{"retCode":10005,"retMsg":"Permission denied, please check your API key permissions.","result":{}}`, PermissionDenied, "10005"},
 		{200, `{"retCode":10006,"retMsg":"Too many visits!","result":{}}`, RateLimited, "10006"},
-		{200, `{"retCode":10007,"retMsg":"User authentication failed.","result":{}}`, Inactive, "10007"},
+		// 10007 names no cause (unverified): no verdict, the code kept.
+		{200, `{"retCode":10007,"retMsg":"User authentication failed.","result":{}}`, UnexpectedResponse, "10007"},
+		{200, `{"retCode":10008,"retMsg":"Common banned, please check your account mode","result":{}}`, Inactive, "10008"},
 		{200, `{"retCode":10008,"retMsg":"Common banned, please check your account mode","result":{}}`, Inactive, "10008"},
 		{200, `{"retCode":10009,"retMsg":"Service Restricted: Access is currently unavailable for your region. Please contact our support team for further assistance","result":{}}`, Unavailable, "10009"},
 		{200, `{"retCode":10010,"retMsg":"Unmatched IP, please check your API key's bound IP addresses.","result":{}}`, IPNotAllowed, "10010"},

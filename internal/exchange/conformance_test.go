@@ -27,16 +27,26 @@ type profile struct {
 	// keyOrIP: one answer for an unknown key and a caller outside the
 	// allowlist (Binance -2015), so both are KeyOrIPRejected.
 	keyOrIP bool
+	// inactive is what a frozen or disabled key gives, where the exchange
+	// documents no such answer (default Inactive). Binance: the simulator
+	// answers -1002 UNAUTHORIZED, which errors.md gives no cause: no
+	// verdict.
+	inactive exchange.Kind
+	// ipRefused is what a caller outside the allowlist gives, where the
+	// exchange documents no such answer (default IPNotAllowed). Kraken:
+	// the simulator answers "EGeneral:Permission denied", which Kraken
+	// documents as a missing key permission.
+	ipRefused exchange.Kind
 }
 
 // Binance's enableSpotAndMarginTrading grants trade and margin together;
 // Bybit's Spot:SpotTrade also trades spot margin and Options:OptionsTrade
 // also USDC perpetuals: those mixes include what the native implies.
 var profiles = map[exchange.Name]profile{
-	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}, {"read", "margin"}}, timestamped: true, keyOrIP: true},
+	exchange.Binance:  {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "trade", "margin", "futures", "options"}, {"read", "transfer"}, {"read", "margin"}}, timestamped: true, keyOrIP: true, inactive: exchange.UnexpectedResponse},
 	exchange.Bitstamp: {mixes: [][]string{{"read"}}, unchecked: true, timestamped: true},
 	exchange.Bitfinex: {mixes: [][]string{{"read"}, {"read", "trade", "margin", "futures"}, {"read", "trade", "withdraw", "margin", "futures"}, {"read", "transfer"}, {"read", "margin", "earn"}}, noIPReport: true},
-	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "earn"}}},
+	exchange.Kraken:   {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "earn"}}, ipRefused: exchange.PermissionDenied},
 	exchange.Coinbase: {mixes: [][]string{{"read"}, {"read", "trade", "futures", "options"}, {"read", "trade", "withdraw", "transfer", "futures", "options"}, {"read", "withdraw", "transfer"}}, timestamped: true, noIPReport: true},
 	exchange.OKX:      {mixes: [][]string{{"read"}, {"read", "trade", "transfer", "margin", "futures", "options", "earn"}, {"read", "trade", "withdraw", "transfer", "margin", "futures", "options", "earn"}}, passphrase: true, timestamped: true},
 	exchange.Bybit:    {mixes: [][]string{{"read"}, {"read", "trade", "margin"}, {"read", "trade", "withdraw", "margin"}, {"read", "futures"}, {"read", "futures", "options"}, {"read", "transfer", "earn"}}, timestamped: true},
@@ -165,7 +175,11 @@ func TestConformance(t *testing.T) {
 					}
 					return
 				}
-				expectKind(t, err, exchange.IPNotAllowed)
+				want := exchange.IPNotAllowed
+				if prof.ipRefused != "" {
+					want = prof.ipRefused
+				}
+				expectKind(t, err, want)
 			})
 
 			unknownKey := exchange.InvalidKey
@@ -191,7 +205,11 @@ func TestConformance(t *testing.T) {
 				c := h.register(t, n, "read")
 				h.sim.SetState(n, c.APIKey, simulator.Inactive)
 				_, err := h.probe(n, c)
-				expectKind(t, err, exchange.Inactive)
+				want := exchange.Inactive
+				if prof.inactive != "" {
+					want = prof.inactive
+				}
+				expectKind(t, err, want)
 			})
 
 			t.Run("wrong secret", func(t *testing.T) {

@@ -314,3 +314,81 @@ func TestDocReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestDocCodeTables: each exchange's error-code table in the doc
+// (<!-- codes:<exchange> -->, and <!-- subcodes:<exchange> --> for the
+// sub-account calls) has codes.go's rows in order: the code, the kind the
+// driver gives it, and its source link, or "unverified" for a code no
+// source settles.
+func TestDocCodeTables(t *testing.T) {
+	tables := readDocTables(t)
+	for _, tab := range []struct {
+		marker string
+		rows   map[Name][]codeRow
+	}{{"codes", probeCodes}, {"subcodes", subCodes}} {
+		for name := range tables {
+			if ex, ok := strings.CutPrefix(name, tab.marker+":"); ok {
+				if _, known := tab.rows[Name(ex)]; !known {
+					t.Errorf("%s has a %s table for %q, which codes.go does not list", exchangesDoc, tab.marker, ex)
+				}
+			}
+		}
+		for ex, want := range tab.rows {
+			marker := tab.marker + ":" + string(ex)
+			rows := docTable(t, tables, marker)
+			if len(rows) != len(want) {
+				t.Errorf("%s: doc has %d rows, codes.go %d", marker, len(rows), len(want))
+			}
+			for i := 0; i < len(rows) && i < len(want); i++ {
+				w, got := want[i], rows[i]
+				if cell := docCodeCell(want, w); got[0] != cell {
+					t.Errorf("%s row %d: code %s, want %s", marker, i+1, got[0], cell)
+					continue
+				}
+				if got[1] != "`"+string(w.Kind)+"`" {
+					t.Errorf("%s %s: doc kind %s, driver `%s`", marker, got[0], got[1], w.Kind)
+				}
+				if strings.HasPrefix(w.Source, unverifiedPrefix) {
+					if !strings.HasPrefix(got[2], "unverified") {
+						t.Errorf("%s %s: the source cell must say \"unverified\" (codes.go: %s), doc %q", marker, got[0], w.Source, got[2])
+					}
+				} else if !strings.Contains(got[2], "]("+sourceURL(w.Source)+")") {
+					t.Errorf("%s %s: the source cell %q does not link %s", marker, got[0], got[2], sourceURL(w.Source))
+				}
+			}
+		}
+	}
+}
+
+// TestDocCCXTDifferences: the doc's <!-- ccxt:differences --> table lists
+// ccxtDifferences in order, with the driver's kind of each code (codes.go),
+// ccxt's class and the reason.
+func TestDocCCXTDifferences(t *testing.T) {
+	rows := docTable(t, readDocTables(t), "ccxt:differences")
+	if len(rows) != len(ccxtDifferences) {
+		t.Errorf("doc lists %d differences, ccxtDifferences %d", len(rows), len(ccxtDifferences))
+	}
+	for i := 0; i < len(rows) && i < len(ccxtDifferences); i++ {
+		d := ccxtDifferences[i]
+		codes := probeCodes[d.Exchange]
+		ex := string(d.Exchange)
+		if d.Sub {
+			codes, ex = subCodes[d.Exchange], ex+" (sub-account)"
+		}
+		var kind Kind
+		var cell string
+		for _, r := range codes {
+			if r.Code == d.Code && (d.Msg == "" || r.Msg == d.Msg) {
+				kind, cell = r.Kind, docCodeCell(codes, r)
+			}
+		}
+		if kind == "" {
+			t.Errorf("difference %s %s %q is no row of codes.go", ex, d.Code, d.Msg)
+			continue
+		}
+		want := []string{ex, cell, "`" + string(kind) + "`", "`" + d.CCXT + "`", d.Why}
+		if !slices.Equal(rows[i], want) {
+			t.Errorf("ccxt:differences row %d:\n doc  %q\n want %q", i+1, rows[i], want)
+		}
+	}
+}

@@ -49,7 +49,9 @@ import (
 //	EAPI:Invalid nonce                   -> NonceConflict ("less than or equal to the
 //	                                        last accepted nonce for this API key";
 //	                                        the prober adapts, see nonce.go)
-//	EGeneral:Permission denied           -> IPNotAllowed (see below; unverified)
+//	EGeneral:Permission denied           -> PermissionDenied ("API key doesn't have
+//	                                        permission to make this request", spot-errors;
+//	                                        ccxt: PermissionDenied; see below)
 //	EAPI:Key disabled, EAPI:Key expired  -> Inactive (unverified: Kraken documents
 //	                                        no error for a disabled/expired key;
 //	                                        these are the simulator's strings)
@@ -68,12 +70,12 @@ import (
 //	EService:Deadline elapsed,
 //	EGeneral:Internal error[:<code>]     -> Unavailable
 //
-// GetApiKeyInfo needs no permission, so "EGeneral:Permission denied" ("API
-// key doesn't have permission to make this request") cannot mean a missing
-// key permission here; the likeliest remaining cause for a valid, correctly
-// signed key is its IP allowlist, so it is reported as IPNotAllowed. Kraken
-// does not document which error an allowlist refusal gives; this is a best
-// guess and the simulator uses the same string.
+// "EGeneral:Permission denied" is reported as what Kraken documents it to
+// be, "API key doesn't have permission to make this request"
+// (api/docs/guides/spot-errors), and ccxt classifies it the same way
+// (PermissionDenied). GetApiKeyInfo needs no key permission, so the message
+// says so too; Kraken documents no error for a caller outside the key's IP
+// allowlist, and the operator no longer claims that this is one.
 type krakenDriver struct{}
 
 const (
@@ -309,8 +311,8 @@ func krakenError(status int, msg string, body []byte) *Error {
 		kind = NonceConflict
 		text += " (another client of this key may have sent a larger nonce)"
 	case msg == "EGeneral:Permission denied":
-		kind = IPNotAllowed
-		text += " (GetApiKeyInfo needs no key permission, so the likely cause is the key's IP allowlist)"
+		kind = PermissionDenied
+		text += " (Kraken: the API key doesn't have permission to make this request; GetApiKeyInfo needs no key permission, and Kraken documents no other cause)"
 	case msg == "EAPI:Key disabled", msg == "EAPI:Key expired":
 		kind = Inactive
 	case msg == "EAPI:Rate limit exceeded":

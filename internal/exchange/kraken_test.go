@@ -180,7 +180,7 @@ func TestParseKrakenErrors(t *testing.T) {
 		{200, `{"error":["EAPI:Invalid key"]}`, InvalidKey, "EAPI:Invalid key"},
 		{200, `{"error":["EAPI:Invalid signature"]}`, InvalidSignature, "EAPI:Invalid signature"},
 		{200, `{"error":["EAPI:Invalid nonce"]}`, NonceConflict, "EAPI:Invalid nonce"},
-		{200, `{"error":["EGeneral:Permission denied"]}`, IPNotAllowed, "EGeneral:Permission denied"},
+		{200, `{"error":["EGeneral:Permission denied"]}`, PermissionDenied, "EGeneral:Permission denied"},
 		{200, `{"error":["EAPI:Key disabled"]}`, Inactive, "EAPI:Key disabled"},
 		{200, `{"error":["EAPI:Key expired"]}`, Inactive, "EAPI:Key expired"},
 		{200, `{"error":["EAPI:Rate limit exceeded"]}`, RateLimited, "EAPI:Rate limit exceeded"},

@@ -29,7 +29,7 @@ import (
 const (
 	// NotMasterKey: the key belongs to a sub-account (or is otherwise not
 	// the main account's), and only main-account keys manage sub-account
-	// keys (OKX 59500/59604, Binance -1002 on a master-only endpoint, Bybit
+	// keys (OKX 59500, Binance -1002 on a master-only endpoint, Bybit
 	// query-api isMaster false).
 	NotMasterKey Kind = "NotMasterKey"
 	// SubAccountNotFound: the named sub-account does not exist or does not

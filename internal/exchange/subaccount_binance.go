@@ -59,10 +59,14 @@ import (
 // of binance-spot-api-docs faqs/api_key_types.md) and keeps the private key;
 // the create answer's secretKey is then not a secret to keep.
 //
-// Errors: binanceError's codes, plus -1002 "You are not authorized to execute
-// this request" on these master-only endpoints -> NotMasterKey; -1102/-1130
-// (bad parameter) -> InvalidRequest. No code for "no such key" is
-// documented: DeleteSubAccountKey asks the list.
+// Errors: binanceError's codes, plus -1002 UNAUTHORIZED "You are not
+// authorized to execute this request" (binance-spot-api-docs errors.md; the
+// same meaning as in binanceError: Binance does not authorize this key for
+// this request). These endpoints are For Master Account and TRADE, so the
+// key may not manage sub-account keys -> NotMasterKey, with a message that
+// names both documented requirements and claims neither; -1102/-1130 (bad
+// parameter) -> InvalidRequest. No code for "no such key" is documented:
+// DeleteSubAccountKey asks the list.
 const (
 	binanceSubKeyPath  = "/sapi/v1/sub-account/subAccountApi"
 	binanceSubListPath = "/sapi/v1/sub-account/list"
@@ -311,7 +315,7 @@ func binanceSubResult(c *call, resp *response, v any, secret bool) error {
 		if json.Unmarshal(resp.Body, &e) == nil && e.Code != nil {
 			switch *e.Code {
 			case -1002:
-				return newError(Binance, NotMasterKey, resp.Status, "-1002", e.Msg+" (these endpoints are For Master Account: the key belongs to a sub-account, "+binanceSubDoc+")")
+				return newError(Binance, NotMasterKey, resp.Status, "-1002", e.Msg+" (Binance does not authorize this key to manage sub-account keys: these endpoints are For Master Account and need Enable Spot & Margin Trading, "+binanceSubDoc+")")
 			case -1102, -1130, -1100, -1106:
 				return newError(Binance, InvalidRequest, resp.Status, strconv.Itoa(*e.Code), e.Msg)
 			}

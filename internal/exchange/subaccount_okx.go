@@ -38,13 +38,18 @@ import (
 // (59504 "The sub account does not support the withdrawal function").
 //
 // Errors: the probe's codes (okxCodeKinds) plus the sub-account codes (text
-// from ccxt's OKX exceptions table, js/src/okx.js): 59500 and 59604 "Only the
-// APIKey of the main account has permission" -> NotMasterKey; 59501 and 59602
-// key limit -> KeyLimitReached; 59502 duplicate note -> DuplicateLabel; 59503
+// from the comments of ccxt 4.5.84's OKX exceptions table, js/src/okx.js,
+// which lists 59500-59508): 59500 "Only the APIKey of the main account has
+// permission" -> NotMasterKey; 59501 "Only 50 APIKeys can be created per
+// account" -> KeyLimitReached; 59502 duplicate note -> DuplicateLabel; 59503
 // (IPs), 59504 (withdraw), 59505 (passphrase format) -> InvalidRequest; 59506
-// and 59605 "APIKey does not exist" -> gone (delete is idempotent); 59508
-// sub-account suspended -> Inactive; 59510 "Sub-account does not exist" ->
-// SubAccountNotFound.
+// "APIKey does not exist" -> gone (delete is idempotent); 59508 sub-account
+// suspended -> Inactive. 59510, 59602, 59604 and 59605 were once mapped here
+// as if ccxt listed them; it does not, and no source at hand says what they
+// mean, so they are unverified: each is mapped only when OKX's own message
+// says what the mapping claims (okxSubByText), and is otherwise
+// UnexpectedResponse with OKX's message (a delete refused that way still
+// ends idempotently: DeleteSubAccountKey asks the list).
 const (
 	okxSubKeyPath    = "/api/v5/users/subaccount/apikey"
 	okxSubDeletePath = "/api/v5/users/subaccount/delete-apikey"
@@ -53,15 +58,41 @@ const (
 
 var okxSubCodeKinds = map[string]Kind{
 	"59500": NotMasterKey,
-	"59604": NotMasterKey,
 	"59501": KeyLimitReached,
-	"59602": KeyLimitReached,
 	"59502": DuplicateLabel,
 	"59503": InvalidRequest,
 	"59504": InvalidRequest,
 	"59505": InvalidRequest,
 	"59508": Inactive,
-	"59510": SubAccountNotFound,
+}
+
+// okxSubByText are the unverified codes: the kind applies only when OKX's
+// message carries one of the words, so the operator claims no more than
+// the answer itself says.
+var okxSubByText = map[string]struct {
+	kind  Kind
+	words []string
+}{
+	"59510": {SubAccountNotFound, []string{"does not exist", "doesn't exist", "not exist"}},
+	"59602": {KeyLimitReached, []string{"limit", "exceed"}},
+	"59604": {NotMasterKey, []string{"main account", "master account"}},
+	"59605": {errSubKeyGoneKind, []string{"does not exist", "doesn't exist", "not exist"}},
+}
+
+// okxSubTextKind returns the kind of an unverified code whose message says
+// it, or "".
+func okxSubTextKind(code, msg string) Kind {
+	m, ok := okxSubByText[code]
+	if !ok {
+		return ""
+	}
+	lower := strings.ToLower(msg)
+	for _, w := range m.words {
+		if strings.Contains(lower, w) {
+			return m.kind
+		}
+	}
+	return ""
 }
 
 type okxSubDriver struct{}
@@ -253,10 +284,15 @@ func okxSubResult(resp *response, v any, secret bool) error {
 	body := resp.Body
 	var env okxEnvelope
 	if err := json.Unmarshal(body, &env); err == nil {
-		if env.Code == "59506" || env.Code == "59605" {
+		textKind := okxSubTextKind(env.Code, env.Msg)
+		if env.Code == "59506" || textKind == errSubKeyGoneKind {
 			return errSubKeyGone
 		}
-		if kind, ok := okxSubCodeKinds[env.Code]; ok {
+		kind, ok := okxSubCodeKinds[env.Code]
+		if textKind != "" {
+			kind, ok = textKind, true
+		}
+		if ok {
 			msg := env.Msg
 			if kind == NotMasterKey {
 				msg += " (OKX sub-account key management applies to master accounts only, " + okxSubDoc + ")"

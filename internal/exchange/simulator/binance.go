@@ -133,7 +133,8 @@ func (h *binanceHandler) authenticate(w http.ResponseWriter, r *http.Request) (K
 		return Key{}, false
 	}
 	// Binance has no documented answer for a disabled key; the simulator
-	// uses -1002 and the client maps it to Inactive (see binance.go).
+	// uses -1002 UNAUTHORIZED, which the client reports as no verdict
+	// (UnexpectedResponse: errors.md gives it no cause; see binance.go).
 	if k.State == Inactive || h.s.expired(k) {
 		writeJSON(w, http.StatusUnauthorized, binanceErr{-1002, "You are not authorized to execute this request."})
 		return Key{}, false

@@ -18,9 +18,9 @@ import (
 //
 // HTTP statuses of the error answers are a guess where Bybit's docs are
 // silent: 10003 comes with 401 (the docs tie 401 to "use the correct key"),
-// every other retCode with 200. Inactive keys answer 10007 ("User
-// authentication failed") and expired ones 33004 ("Your api key has
-// expired"); neither is confirmed for query-api.
+// every other retCode with 200. Inactive keys answer 10008 ("Common banned,
+// please check your account mode") and expired ones 33004 ("Your api key
+// has expired"); neither is confirmed for query-api.
 func init() { registerHandler(exchange.Bybit, newBybitHandler) }
 
 type bybitHandler struct{ s *Simulator }
@@ -103,7 +103,7 @@ func (h *bybitHandler) queryAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if key.State == Inactive {
-		bybitAnswer(w, http.StatusOK, now, 10007, "User authentication failed.", nil)
+		bybitAnswer(w, http.StatusOK, now, 10008, "Common banned, please check your account mode", nil)
 		return
 	}
 	if !callerAllowed(key, r) {

@@ -107,7 +107,7 @@ func TestBybitSimRejects(t *testing.T) {
 		{"timestamp from the future", "bybit-key", "bybit-secret", bybitTestNow.Add(time.Second), "192.0.2.1:1", 200, 10002},
 		{"unknown key", "nobody", "bybit-secret", bybitTestNow, "192.0.2.1:1", 401, 10003},
 		{"ip outside the allowlist", "bybit-ip", "bybit-secret", bybitTestNow, "192.0.2.1:1", 200, 10010},
-		{"inactive key", "bybit-frozen", "bybit-secret", bybitTestNow, "192.0.2.1:1", 200, 10007},
+		{"inactive key", "bybit-frozen", "bybit-secret", bybitTestNow, "192.0.2.1:1", 200, 10008},
 		{"expired key", "bybit-old", "bybit-secret", bybitTestNow, "192.0.2.1:1", 200, 33004},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

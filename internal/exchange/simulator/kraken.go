@@ -24,7 +24,9 @@ import (
 // Kraken answers them.
 //
 // Unverified choices (Kraken documents no error for these cases):
-//   - a caller outside the key's IP allowlist gets "EGeneral:Permission denied";
+//   - a caller outside the key's IP allowlist gets "EGeneral:Permission denied"
+//     (which the client reports as what Kraken documents it to be, a
+//     missing permission: Kraken names no allowlist error);
 //   - an inactive (frozen) key gets "EAPI:Key disabled" and an expired one
 //     "EAPI:Key expired".
 func init() {

@@ -107,7 +107,7 @@ func (s *Simulator) bybitAuth(w http.ResponseWriter, r *http.Request, body []byt
 	case s.expired(k):
 		bybitAnswer(w, http.StatusOK, now, 33004, "Your api key has expired.", nil)
 	case k.State == Inactive:
-		bybitAnswer(w, http.StatusOK, now, 10007, "User authentication failed.", nil)
+		bybitAnswer(w, http.StatusOK, now, 10008, "Common banned, please check your account mode", nil)
 	case !callerAllowed(k, r):
 		bybitAnswer(w, http.StatusOK, now, 10010, "Unmatched IP, please check your API key's bound IP addresses.", nil)
 	default:

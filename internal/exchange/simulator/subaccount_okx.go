@@ -34,8 +34,10 @@ import (
 // Codes (ccxt's OKX exceptions table): 59500 main account only, 59501 at
 // most 50 keys per account, 59502 duplicate note among live keys, 59503 at
 // most 20 IPs, 59504 no withdrawal for sub-accounts, 59505 passphrase
-// format, 59506 APIKey does not exist, 59510 sub-account does not exist,
-// 50011 rate limit (HTTP 429), 50120 missing permission. OKX documents no
+// format, 59506 APIKey does not exist, 59510 sub-account does not exist
+// (not in ccxt 4.5.84's table: unverified, and the client maps it only by
+// OKX's words; see internal/exchange/codes.go), 50011 rate limit (HTTP 429),
+// 50120 missing permission. OKX documents no
 // code for a master key without bound IPs: the simulator answers 50120.
 const okxSubMaxKeys = 50
 

@@ -12,15 +12,51 @@
 // request path (fetch2 -> sign -> fetch), or gives sign()'s inputs directly
 // ("sign": {path, api, method, params}) for a variant ccxt would not build by
 // itself. Run by ../../ccxt_conformance_test.go; see it for the cases.
+//
+// A case with "exceptionsFor" (a request URL) signs nothing: it returns
+// ccxt's exceptions tables as they apply to that URL, in the order ccxt's
+// handleErrors consults them (Binance's per-market table for the URL's host
+// first, then the exchange-wide one), each code or text with the chain of
+// its exception class's names up to BaseError.
 import { readFileSync } from 'node:fs';
 import ccxt from 'ccxt';
 
 const recorded = Symbol('recorded');
 
+// classChain names cls and its ancestors, nearest first.
+function classChain(cls) {
+    const out = [];
+    for (let k = cls; k && k.name && k !== Error; k = Object.getPrototypeOf(k)) {
+        out.push(k.name);
+    }
+    return out;
+}
+
+function chains(table) {
+    return Object.fromEntries(Object.entries(table || {}).map(([k, v]) => [k, classChain(v)]));
+}
+
+// exceptionsFor returns the exact and broad tables ccxt consults for an
+// error answer to url, in its order.
+function exceptionsFor(ex, url) {
+    const exact = [];
+    const broad = [];
+    if (typeof ex.getExceptionsByUrl === 'function') {
+        exact.push(chains(ex.getExceptionsByUrl(url, 'exact')));
+        broad.push(chains(ex.getExceptionsByUrl(url, 'broad')));
+    }
+    exact.push(chains(ex.exceptions.exact));
+    broad.push(chains(ex.exceptions.broad));
+    return { exact, broad };
+}
+
 async function run(c) {
     const Exchange = ccxt[c.exchange];
     if (Exchange === undefined) {
         throw new Error(`ccxt ${ccxt.version} has no exchange ${c.exchange}`);
+    }
+    if (c.exceptionsFor) {
+        return { id: c.id, exceptions: exceptionsFor(new Exchange(), c.exceptionsFor) };
     }
     const ex = new Exchange({
         apiKey: c.apiKey,
