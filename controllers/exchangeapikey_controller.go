@@ -232,7 +232,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		res := r.Probes.Probe(ctx, exchange.Request{
 			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,
 			Credentials: src.creds, Demo: demo,
-			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
+			NonceUnit: exchange.NonceUnit(k.Spec.Validation.NonceUnitOrDefault()),
 		}, freshAfter(k, now), force)
 		obs.probe = &res
 		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
