@@ -15,9 +15,8 @@ import (
 //   - Kraken: "EAPI:Invalid nonce: the nonce submitted is less than or equal
 //     to the last accepted nonce for this API key"; "the most reliable source
 //     is the current Unix timestamp in milliseconds" (docs.kraken.com,
-//     exchange/guides/general/errors); the nonce "must be an always
-//     increasing, unsigned 64-bit integer, for each request that is made
-//     with a particular API key" (docs.kraken.com/api/docs/guides/spot-rest-auth).
+//     exchange/guides/general/errors); the nonce is an "always increasing,
+//     unsigned 64-bit integer" (docs.kraken.com/api/docs/guides/spot-rest-auth).
 //     The signing example uses the 13-digit nonce 1616492376594. A key may
 //     carry a nonce window that tolerates some reordering; the operator
 //     does not rely on it.
