@@ -360,7 +360,7 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 			reason = keyopsv1.ReasonUnexpectedResponse
 		}
 		msg := fmt.Sprintf("%s; retrying in %s", e.Error(), wait.Round(time.Second))
-		if e.Kind == exchange.NonceConflict {
+		if e.Kind == exchange.NonceConflict && !exchange.NoNonceSent(e) {
 			msg = nonceConflictMessage(k, st.KeyID, wait)
 		}
 		if st.VerifiedFingerprint == fp && st.LastValidationTime != nil {

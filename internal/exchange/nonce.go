@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -246,7 +247,7 @@ func (b *nonceBook) size() int {
 // error says why and what resolves it.
 func (p *Prober) retryNonce(ctx context.Context, d driver, c *call, unit NonceUnit, perms *Permissions, err error) (*Permissions, error) {
 	for _, delay := range nonceRetryDelays {
-		if KindOf(err) != NonceConflict {
+		if e, ok := AsError(err); !ok || e.Kind != NonceConflict || strings.HasPrefix(e.Message, noNonceSent) {
 			break
 		}
 		if p.nonces.sleep(ctx, delay) != nil {
@@ -254,13 +255,26 @@ func (p *Prober) retryNonce(ctx context.Context, d driver, c *call, unit NonceUn
 		}
 		perms, err = d.probe(ctx, c)
 	}
-	if e, ok := AsError(err); ok && e.Kind == NonceConflict {
+	if e, ok := AsError(err); ok && e.Kind == NonceConflict && !strings.HasPrefix(e.Message, noNonceSent) {
 		return nil, nonceConflict(e, unit)
 	}
 	if err == nil && perms != nil {
 		perms.NonceUnit = unit
 	}
 	return perms, err
+}
+
+// noNonceSent starts the message of a probe that sent nothing because its
+// clock had not passed the last nonce sent for the key (call.Nonce): no
+// retry, and no rewrite into a refusal.
+const noNonceSent = "no nonce sent: "
+
+// NoNonceSent reports whether err is a NonceConflict of a probe that sent
+// nothing (its clock was behind the last nonce sent for the key), rather
+// than the exchange's refusal.
+func NoNonceSent(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Kind == NonceConflict && strings.HasPrefix(e.Message, noNonceSent)
 }
 
 // nonceConflict rewrites the exchange's last refusal into what happened and

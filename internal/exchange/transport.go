@@ -59,7 +59,7 @@ func (c *call) random(b []byte) error {
 func (c *call) Nonce(ctx context.Context) (uint64, error) {
 	n, err := c.p.nonces.next(ctx, c.nonce, c.p.opts.Now)
 	if err != nil {
-		return 0, &Error{Kind: NonceConflict, Exchange: c.ex, Message: "no nonce sent: " + err.Error()}
+		return 0, &Error{Kind: NonceConflict, Exchange: c.ex, Message: noNonceSent + err.Error()}
 	}
 	return n, nil
 }
