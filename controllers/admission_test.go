@@ -57,6 +57,13 @@ func TestAdmissionRejectsMalformedSpecs(t *testing.T) {
 		}, `Unsupported value: "Pod"`},
 		{"missing source name", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.CredentialsSecretRef.Name = "" }, "spec.credentialsSecretRef.name"},
 		{"bad target name", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Target.Name = "Not_A_Name" }, "spec.target.name"},
+		{"nonce unit on an exchange without counter nonces", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Validation.NonceUnit = keyopsv1.NonceUnitMicroseconds
+		}, "spec.validation.nonceUnit applies only to kraken and bitfinex"},
+		{"unknown nonce unit", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Exchange = "bitfinex"
+			k.Spec.Validation.NonceUnit = "Nanoseconds"
+		}, `Unsupported value: "Nanoseconds"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

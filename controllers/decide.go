@@ -251,6 +251,9 @@ func phaseValidation(s *phaseState) bool {
 		if !s.holdUnconfirmed() {
 			applyProbe(k, st, obs, s.interval, s.set)
 		}
+		if nonceUnitUndeclared(k) {
+			s.d.events = append(s.d.events, event{warning: true, reason: keyopsv1.EventNonceUnitUndeclared, message: nonceUpgradeHint})
+		}
 		if v := k.Annotations[keyopsv1.AnnotationRevalidate]; v != "" {
 			st.RevalidateRequest = v
 		}
@@ -435,8 +438,8 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 			reason = keyopsv1.ReasonUnexpectedResponse
 		}
 		msg := fmt.Sprintf("%s; retrying in %s", e.Error(), wait.Round(time.Second))
-		if e.Kind == exchange.NonceConflict {
-			msg = fmt.Sprintf("%s refused the probe's nonce in milliseconds and in microseconds: another client of key %s sends nonces larger than the microsecond clock (nanoseconds?), so the operator cannot call the exchange without breaking it; give the bot and the operator separate keys, or switch the bot to millisecond nonces (ccxt's default); retrying in %s", k.Spec.Exchange, st.KeyID, wait.Round(time.Second))
+		if e.Kind == exchange.NonceConflict && !exchange.NoNonceSent(e) {
+			msg = nonceConflictMessage(k, st.KeyID, wait)
 		}
 		if st.VerifiedFingerprint == fp && st.LastValidationTime != nil {
 			msg += fmt.Sprintf(" (last verified %s)", st.LastValidationTime.UTC().Format(time.RFC3339))
@@ -460,6 +463,35 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		st.Permissions = nil
 	}
 	set(keyopsv1.ConditionKeyValid, metav1.ConditionFalse, reason, msg)
+}
+
+// nonceConflictMessage says why every nonce was refused and what resolves
+// it. The operator sends nonces only in the declared unit, at most its
+// clock, so another client of the key has sent a larger one: either its
+// clock runs ahead, or it counts in a larger unit.
+func nonceConflictMessage(k *keyopsv1.ExchangeAPIKey, keyID string, wait time.Duration) string {
+	unit := k.Spec.Validation.NonceUnitOrDefault()
+	msg := fmt.Sprintf("%s refused every nonce the operator sent for key %s in %s (its clock, never more): another client of the key has sent a larger nonce. "+
+		"Either that client's clock runs ahead of the operator's (sync the clocks, or give the bot and the operator separate keys), "+
+		"or it counts in a larger unit: declare the unit its bots use in spec.validation.nonceUnit (Milliseconds for ccxt and freqtrade, Microseconds for Bitfinex's own SDKs). "+
+		"No verdict on the key; the target Secret is left as it was", k.Spec.Exchange, keyID, unit)
+	if nonceUnitUndeclared(k) {
+		msg += ". " + nonceUpgradeHint
+	}
+	return fmt.Sprintf("%s; retrying in %s", msg, wait.Round(time.Second))
+}
+
+// nonceUpgradeHint explains a status.nonceUnit of Microseconds left by an
+// earlier version, which switched units by itself after refused nonces.
+const nonceUpgradeHint = "status.nonceUnit is Microseconds, chosen by an earlier version of the operator after refused nonces; this version probes only in the declared unit, " +
+	"Milliseconds unless spec.validation.nonceUnit says otherwise. If the bots of this key count in microseconds, set spec.validation.nonceUnit: Microseconds. " +
+	"If they count in milliseconds and the exchange now refuses them too, the earlier microsecond probes lifted the key's nonce floor above the millisecond clock: replace the key"
+
+// nonceUnitUndeclared: status.nonceUnit says Microseconds (only an earlier
+// version wrote that by itself) and the spec declares no unit.
+func nonceUnitUndeclared(k *keyopsv1.ExchangeAPIKey) bool {
+	return k.Status.NonceUnit == keyopsv1.NonceUnitMicroseconds && k.Spec.Validation.NonceUnit == "" &&
+		exchange.CapabilitiesOf(exchange.Name(k.Spec.Exchange)).CounterNonce
 }
 
 // definiteReason maps a non-transient probe error to a KeyValid reason and a

@@ -245,11 +245,15 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		return obs, err
 	}
 	if due, force := probeDue(k, src, obs.endpointErr, effectiveMode(k, obs.policies, obs.nsLabels), now); due {
-		res := r.Probes.Probe(ctx, exchange.Request{
+		req := exchange.Request{
 			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,
 			Credentials: src.creds, Demo: demo,
-			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
-		}, freshAfter(k, policy.ValidationInterval(obs.policies, obs.nsLabels, k), now), force)
+		}
+		if exchange.CapabilitiesOf(req.Exchange).CounterNonce {
+			// The declared unit, never status: the operator does not choose it.
+			req.NonceUnit = exchange.NonceUnit(k.Spec.Validation.NonceUnitOrDefault())
+		}
+		res := r.Probes.Probe(ctx, req, freshAfter(k, policy.ValidationInterval(obs.policies, obs.nsLabels, k), now), force)
 		obs.probe = &res
 		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
 	}

@@ -336,7 +336,7 @@ func TestFidelityReasonMessages(t *testing.T) {
 	}
 	d = decide(testKey(""), observation{now: t0, source: s, probe: fail(exchange.NonceConflict)})
 	msg = condMessage(d.status, keyopsv1.ConditionKeyValid)
-	for _, want := range []string{"milliseconds", "microseconds", "separate keys", "retrying"} {
+	for _, want := range []string{"clock runs ahead", "larger unit", "spec.validation.nonceUnit", "Milliseconds", "separate keys", "retrying"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("NonceConflict message %q lacks %q", msg, want)
 		}

@@ -90,7 +90,7 @@ func TestEachKeyValidReason(t *testing.T) {
 	}
 }
 
-// A key whose nonce floor is above every scale the probe may use gets no
+// A key whose nonce floor is above every nonce the probe may send gets no
 // verdict: KeyValid Unknown/NonceConflict, no target, no key material.
 func TestNonceConflictIsNoVerdict(t *testing.T) {
 	g := NewWithT(t)
@@ -102,7 +102,7 @@ func TestNonceConflictIsNoVerdict(t *testing.T) {
 	create(t, newKey(ns, "bot", exchange.Bitfinex, ""))
 	k := waitCond(t, ns, "bot", keyopsv1.ConditionKeyValid, "Unknown/"+keyopsv1.ReasonNonceConflict)
 	g.Expect(cond(k, keyopsv1.ConditionSecretSynced)).To(Equal("False/AwaitingValidation"))
-	g.Expect(meta.FindStatusCondition(k.Status.Conditions, keyopsv1.ConditionKeyValid).Message).To(ContainSubstring("microsecond"))
+	g.Expect(meta.FindStatusCondition(k.Status.Conditions, keyopsv1.ConditionKeyValid).Message).To(ContainSubstring("spec.validation.nonceUnit"))
 	text := allEventText(t, ns) + fmt.Sprint(k.Status)
 	g.Expect(text).NotTo(ContainSubstring(c.APISecret))
 	g.Expect(text).NotTo(ContainSubstring(c.APIKey))

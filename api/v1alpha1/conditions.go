@@ -64,7 +64,8 @@ const (
 	// wrong private key; the message names every cause the answer covers.
 	ReasonKeyOrIPRejected = "KeyOrIPRejected"
 	// ReasonNonceConflict: Kraken or Bitfinex refused every nonce the
-	// operator may send for this key; no verdict on the key.
+	// operator may send for this key (its clock, in the declared
+	// spec.validation.nonceUnit); no verdict on the key.
 	ReasonNonceConflict = "NonceConflict"
 	// ReasonEndpointNotAllowed: spec.endpoint is not one of the exchange's
 	// official hosts nor in the manager's --allowed-endpoints.
@@ -114,6 +115,11 @@ const (
 	// EventAnswerUnconfirmed: the exchange gave an answer it also gives to
 	// valid keys; no verdict until a second probe confirms it.
 	EventAnswerUnconfirmed = "AnswerUnconfirmed"
+	// EventNonceUnitUndeclared: status.nonceUnit says Microseconds, written
+	// by an earlier version that switched units by itself, and
+	// spec.validation.nonceUnit declares none; the operator probes in
+	// Milliseconds and asks for the unit to be declared.
+	EventNonceUnitUndeclared = "NonceUnitUndeclared"
 )
 
 // Annotations and labels the operator reads or writes.

@@ -88,6 +88,16 @@ func (v *ValidationSpec) IntervalOrDefault() time.Duration {
 	return max(v.Interval.Duration, MinValidationInterval)
 }
 
+// NonceUnitOrDefault is the declared unit of the key's counter nonces
+// (Kraken, Bitfinex): Milliseconds, what ccxt sends, unless Microseconds is
+// declared. The default is applied here, never written to the spec.
+func (v *ValidationSpec) NonceUnitOrDefault() NonceUnit {
+	if v.NonceUnit == NonceUnitMicroseconds {
+		return NonceUnitMicroseconds
+	}
+	return NonceUnitMilliseconds
+}
+
 // MaxAgeOrDefault is the rotation max age.
 func (r *RotationSpec) MaxAgeOrDefault() time.Duration {
 	if r.MaxAge == nil || r.MaxAge.Duration <= 0 {

@@ -173,6 +173,16 @@ type ValidationSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="validation.interval must be at least 1m (such as 1h or 30m): every validation is a request to the exchange, and the exchange's request budget is shared by every key and bot behind the operator's egress IP"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// NonceUnit is the unit in which the bots of this key count their
+	// nonces (kraken and bitfinex only, whose nonces must grow per key):
+	// Milliseconds (the default; what ccxt and freqtrade send) or
+	// Microseconds (Bitfinex's own examples and SDKs). The operator's
+	// probes send nonces in this unit, never above its clock, and never
+	// switch unit by themselves: a nonce in a larger unit than the bots'
+	// would lock them out of the key for good.
+	// +optional
+	NonceUnit NonceUnit `json:"nonceUnit,omitempty"`
 }
 
 // RotationSpec is the key rotation policy.
@@ -254,6 +264,7 @@ type RestartTarget struct {
 // +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || !has(self.credentialsSecretRef) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
 // +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance']",message="spec.issue is only supported for bybit, okx and binance: the other exchanges have no API to create sub-account keys"
+// +kubebuilder:validation:XValidation:rule="!has(self.validation) || !has(self.validation.nonceUnit) || self.exchange in ['kraken', 'bitfinex']",message="spec.validation.nonceUnit applies only to kraken and bitfinex, whose nonces are counters shared with the key's bots; the other exchanges have none: remove spec.validation.nonceUnit"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
 	// +required
@@ -374,6 +385,11 @@ const (
 // NonceUnit is the scale of a Kraken or Bitfinex nonce.
 // +kubebuilder:validation:Enum=Milliseconds;Microseconds
 type NonceUnit string
+
+const (
+	NonceUnitMilliseconds NonceUnit = "Milliseconds"
+	NonceUnitMicroseconds NonceUnit = "Microseconds"
+)
 
 // AgeBasis says where a key's age is counted from.
 type AgeBasis string
@@ -533,10 +549,13 @@ type ExchangeAPIKeyStatus struct {
 	// +optional
 	RestartPendingSince *metav1.Time `json:"restartPendingSince,omitempty"`
 
-	// NonceUnit is the nonce scale this key's probes use (Kraken, Bitfinex):
-	// Milliseconds, as ccxt sends, unless another client of the key already
-	// uses microseconds. Remembered so that a restart does not probe with a
-	// unit the exchange has refused.
+	// NonceUnit is the nonce unit of the last probe the exchange accepted
+	// (Kraken, Bitfinex). It only mirrors spec.validation.nonceUnit
+	// (default Milliseconds) and is never read to choose a unit. A value of
+	// Microseconds with no unit declared was written by an earlier version,
+	// which switched units by itself after refused nonces: the operator
+	// then probes in Milliseconds and warns (event NonceUnitUndeclared)
+	// until the unit is declared or a probe is accepted.
 	// +optional
 	NonceUnit NonceUnit `json:"nonceUnit,omitempty"`
 

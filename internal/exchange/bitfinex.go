@@ -37,9 +37,10 @@ import (
 // expiry.
 //
 // Nonces: bfx-nonce must grow per key and stay at or under 2^53-1
-// (docs.bitfinex.com, authenticated endpoints). The probe sends millisecond
-// nonces per key, as ccxt does, and adapts to a key whose other client uses
-// microseconds (nonce.go).
+// (docs.bitfinex.com/docs/rest-auth). The probe sends nonces in the
+// declared unit (spec.validation.nonceUnit; milliseconds by default, as ccxt
+// does; Microseconds for bots on Bitfinex's own SDKs), never above that
+// unit's clock, and never switches unit by itself (nonce.go).
 //
 // Errors come as HTTP 500 with ["error", code, "message"] (ccxt's bitfinex.js
 // exceptions table maps the same codes):
@@ -51,7 +52,8 @@ import (
 //	10100 "... inactive|disabled|expired ..." -> Inactive (unverified shape; the
 //	                                      simulator says "apikey: inactive")
 //	10114 "nonce: small"               -> NonceConflict (another client of the key
-//	                                      used a larger nonce; the prober adapts)
+//	                                      used a larger nonce; bounded retry,
+//	                                      see nonce.go)
 //	10001 "... permission ..."         -> PermissionDenied (ccxt: "api_key:
 //	                                      permission invalid (#10001)")
 //	11010 "ratelimit: error", HTTP 429 -> RateLimited, whole base URL, 60 s
@@ -143,7 +145,11 @@ func bitfinexSign(secret, path, nonce, body string) string {
 
 func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 	const body = "{}"
-	nonce := strconv.FormatUint(c.Nonce(), 10)
+	n, err := c.Nonce(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nonce := strconv.FormatUint(n, 10)
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("bfx-apikey", c.creds.APIKey)

@@ -71,8 +71,9 @@ type Permissions struct {
 	// CreatedAt and ExpiresAt are set when the exchange reports them.
 	CreatedAt *time.Time
 	ExpiresAt *time.Time
-	// NonceUnit is the unit this key's probes use now (Kraken, Bitfinex,
-	// whose nonces are counters per key); empty for other exchanges.
+	// NonceUnit is the unit of the accepted probe's nonce (Kraken,
+	// Bitfinex, whose nonces are counters per key): always the declared
+	// Request.NonceUnit, Milliseconds when none; empty for other exchanges.
 	NonceUnit NonceUnit
 }
 
@@ -100,8 +101,9 @@ const (
 	// bots) send; the default, so that a probe never lifts a key's nonce
 	// floor above a millisecond client's next nonce.
 	NonceMilliseconds NonceUnit = "Milliseconds"
-	// NonceMicroseconds is used only for a key whose floor is already above
-	// the millisecond clock (another client of the key uses microseconds).
+	// NonceMicroseconds is used only when declared for the key
+	// (spec.validation.nonceUnit): its bots count in microseconds, as
+	// Bitfinex's own SDKs do. The prober never chooses it by itself.
 	NonceMicroseconds NonceUnit = "Microseconds"
 )
 
@@ -125,8 +127,9 @@ type Request struct {
 	// Demo asks for the exchange's demo-trading environment where it is
 	// selected by a header rather than a host (OKX: x-simulated-trading: 1).
 	Demo bool
-	// NonceUnit is the unit remembered for this key (from status, across
-	// restarts); empty means the prober's memory, else milliseconds.
+	// NonceUnit is the declared unit of the key's counter nonces
+	// (spec.validation.nonceUnit; Kraken, Bitfinex); empty means
+	// Milliseconds. Probes send nonces in this unit and nothing larger.
 	NonceUnit NonceUnit
 }
 

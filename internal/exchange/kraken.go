@@ -37,9 +37,11 @@ import (
 //
 // Nonces: Kraken refuses a nonce not greater than the last one it accepted
 // for the key, and the key is shared with the bots that use it, so the probe
-// sends millisecond nonces, as Kraken recommends and ccxt does, per key
-// (nonce.go). "EAPI:Invalid nonce" becomes NonceConflict, which the prober
-// retries (once more in milliseconds, then in microseconds) before giving up.
+// sends nonces in the declared unit (spec.validation.nonceUnit; milliseconds
+// by default, as Kraken recommends and ccxt does), never above that unit's
+// clock (nonce.go). "EAPI:Invalid nonce" becomes NonceConflict, which the
+// prober retries a few times with its clock before giving up; it never
+// switches unit.
 //
 // Kraken answers errors as HTTP 200 with {"error":["EAPI:Invalid key"]}
 // (docs.kraken.com api/docs/guides/spot-errors and exchange/guides/general/errors):
@@ -48,7 +50,7 @@ import (
 //	EAPI:Invalid signature               -> InvalidSignature
 //	EAPI:Invalid nonce                   -> NonceConflict ("less than or equal to the
 //	                                        last accepted nonce for this API key";
-//	                                        the prober adapts, see nonce.go)
+//	                                        bounded retry, see nonce.go)
 //	EGeneral:Permission denied           -> PermissionDenied ("API key doesn't have
 //	                                        permission to make this request", spot-errors;
 //	                                        ccxt: PermissionDenied; see below)
@@ -165,7 +167,11 @@ func (krakenDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
 	if err != nil {
 		return nil, newError(Kraken, InvalidKey, 0, "", "Kraken private key is not valid standard base64")
 	}
-	nonce := strconv.FormatUint(c.Nonce(), 10)
+	n, err := c.Nonce(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nonce := strconv.FormatUint(n, 10)
 	body := "nonce=" + nonce
 	h := http.Header{}
 	h.Set("API-Key", c.creds.APIKey)

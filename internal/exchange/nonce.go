@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,47 +16,50 @@ import (
 //   - Kraken: "EAPI:Invalid nonce: the nonce submitted is less than or equal
 //     to the last accepted nonce for this API key"; "the most reliable source
 //     is the current Unix timestamp in milliseconds" (docs.kraken.com,
-//     exchange/guides/general/errors). The signing example of the REST
-//     authentication guide (exchange/guides/rest/authentication) uses the
-//     13-digit nonce 1616492376594, and GetApiKeyInfo's example answer
-//     reports "nonce": "1772627060997". A key may carry a nonce window that
-//     tolerates some reordering; the operator does not rely on it.
+//     exchange/guides/general/errors); the nonce is an "always increasing,
+//     unsigned 64-bit integer" (docs.kraken.com/api/docs/guides/spot-rest-auth).
+//     The signing example uses the 13-digit nonce 1616492376594. A key may
+//     carry a nonce window that tolerates some reordering; the operator
+//     does not rely on it.
 //   - Bitfinex: bfx-nonce is "an ever increasing numeric string" that must not
-//     exceed 2^53-1 (docs.bitfinex.com, REST authenticated endpoints and
-//     docs/api-access "Nonce"); a smaller one is refused with 10114
-//     "nonce: small". Bitfinex's own examples send microseconds.
+//     exceed 2^53-1 (docs.bitfinex.com/docs/rest-auth); a smaller one is
+//     refused with 10114 "nonce: small". Bitfinex's own examples send
+//     microseconds.
 //   - ccxt, which most bots use (freqtrade included), sends milliseconds to
 //     both: kraken.js nonce() is milliseconds() - timeDifference and
 //     bitfinex.js nonce() is milliseconds() (npm ccxt 4.5.84,
 //     js/src/kraken.js and js/src/bitfinex.js).
 //
-// A probe shares the key's counter with the bots that use the key, so a
-// probe nonce must never run ahead of a millisecond bot's next nonce: one
+// A probe shares the key's counter with the bots that use the key. A refusal
+// cannot tell a client that counts in a larger unit from a millisecond
+// client whose clock runs ahead of ours (ordinary drift, or ccxt's
+// timeDifference): any nonce that passes a microsecond floor also passes the
+// millisecond one. So the unit is declared (spec.validation.nonceUnit, passed
+// in Request.NonceUnit; Milliseconds when empty) and never inferred: one
 // microsecond nonce (about 1.7e15) lifts the floor above every millisecond
-// nonce for the next 50,000 years. The probe therefore sends
-// max(now in ms, last+1) with last kept per exchange and key: strictly
-// increasing per key, and ahead of the clock by at most the requests made
-// for that key within the current millisecond (one counter shared by every
-// key ran ahead of the clock by the whole cluster's load). Probes of one key
-// run one at a time (nonceBook.acquire): two in flight could arrive in the
-// other order, and the refused one would pass for another client's larger
-// nonce and wrongly switch the key to microseconds.
+// nonce for the next 50,000 years, and on Bitfinex the only way out is a
+// new key.
 //
-// Adaptation, in Prober.adaptNonce: on a refused nonce the probe waits a few
-// milliseconds and retries once in milliseconds (a bot may have used the
-// same millisecond). Refused again, the key's floor is above the
-// millisecond clock, so another client uses a larger scale: that key's
-// probes switch to microseconds (kept in memory and reported in
-// Permissions.NonceUnit, which the controller stores in status and passes
-// back in Request.NonceUnit after a restart) and retry once. Refused even
-// then, the probe fails with NonceConflict and leaves the key's unit as it
-// was.
+// Every nonce a probe sends is at most the declared unit's clock: the clock
+// itself, strictly greater than the last nonce sent for the key. When the
+// clock has not yet passed that nonce (two probes in one millisecond), the
+// probe waits until it does; it never sends "last + 1" ahead of the clock.
+// Probes of one key run one at a time (nonceBook.acquire): two in flight
+// could arrive in the other order and the later one be refused.
+//
+// A refused nonce (Prober.retryNonce) is retried a few times, after
+// nonceRetryDelays, each time with the clock of that moment: this passes a
+// bot that used the same millisecond or runs a few milliseconds ahead.
+// Refused every time, the probe fails with NonceConflict: no verdict on the
+// key, and a message that names both causes (another client's clock runs
+// ahead, or it counts in a larger unit) and spec.validation.nonceUnit. A
+// refused nonce does not move the key's floor, so none of this can refuse a
+// bot's later request.
 //
 // Memory: one entry per exchange and key (the key is hashed, so the book
 // holds no key material), dropped after nonceIdle without use and capped at
 // maxNonceEntries (the least recently used goes first). Forgetting a key is
-// safe: a day later the clock is past any nonce sent for it, and a
-// microsecond key comes back through Request.NonceUnit.
+// safe: a day later the clock is past any nonce sent for it.
 
 const (
 	// nonceIdle is how long a key's entry survives without a probe.
@@ -64,15 +68,36 @@ const (
 	maxNonceEntries = 100000
 )
 
-// nonceRetryDelay is how long a probe waits before retrying a refused
-// millisecond nonce: long enough for the millisecond clock to pass a bot's
-// nonce of the same millisecond.
-var nonceRetryDelay = 5 * time.Millisecond
+// nonceRetryDelays are the waits before each retry of a refused nonce: a
+// bot that used the same millisecond, or whose clock runs a few
+// milliseconds ahead, is passed by the clock within them. Bounded: four
+// requests and about 300 ms at most.
+var nonceRetryDelays = []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond}
+
+// nonceMaxWait bounds the wait for the clock to pass the last nonce sent for
+// a key (normally under one unit; longer only after the clock stepped back).
+var nonceMaxWait = 2 * time.Second
 
 type nonceID [sha256.Size]byte
 
 func nonceIDOf(ex Name, apiKey string) nonceID {
 	return sha256.Sum256([]byte(string(ex) + "\x00" + apiKey))
+}
+
+// unitOrDefault is the declared unit, Milliseconds when none is declared.
+func unitOrDefault(u NonceUnit) NonceUnit {
+	if u == NonceMicroseconds {
+		return NonceMicroseconds
+	}
+	return NonceMilliseconds
+}
+
+// clockIn is now in unit u, and the duration of one unit.
+func clockIn(u NonceUnit, now time.Time) (uint64, time.Duration) {
+	if u == NonceMicroseconds {
+		return uint64(now.UnixMicro()), time.Microsecond
+	}
+	return uint64(now.UnixMilli()), time.Millisecond
 }
 
 type nonceEntry struct {
@@ -81,7 +106,7 @@ type nonceEntry struct {
 	used time.Time
 	// busy holds one token while a probe of the key runs: two probes of
 	// one key in flight could reach the exchange in the other order, and
-	// the refused one would look like another client's larger nonce.
+	// the later one would be refused.
 	busy chan struct{}
 }
 
@@ -91,22 +116,31 @@ type nonceBook struct {
 	entries   map[nonceID]*nonceEntry
 	lastSweep time.Time
 	limit     int // maxNonceEntries; tests lower it
+	// sleep waits d or until ctx ends; tests make it advance a fake clock.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 func newNonceBook() *nonceBook {
-	return &nonceBook{entries: map[nonceID]*nonceEntry{}, limit: maxNonceEntries}
+	return &nonceBook{entries: map[nonceID]*nonceEntry{}, limit: maxNonceEntries, sleep: sleepCtx}
 }
 
-// entry returns id's entry, creating it with seed (milliseconds when empty).
-// Caller holds mu.
-func (b *nonceBook) entry(id nonceID, seed NonceUnit, now time.Time) *nonceEntry {
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// entry returns id's entry, creating it in milliseconds. Caller holds mu.
+func (b *nonceBook) entry(id nonceID, now time.Time) *nonceEntry {
 	e := b.entries[id]
 	if e == nil {
 		b.sweep(now)
-		if seed != NonceMicroseconds {
-			seed = NonceMilliseconds
-		}
-		e = &nonceEntry{unit: seed, busy: make(chan struct{}, 1)}
+		e = &nonceEntry{unit: NonceMilliseconds, busy: make(chan struct{}, 1)}
 		b.entries[id] = e
 	}
 	e.used = now
@@ -140,54 +174,64 @@ func (b *nonceBook) sweep(now time.Time) {
 	}
 }
 
-// acquire waits until no other probe of id runs, seeding the key's unit
-// from status, and returns the release. Probes of one key are serial, as
-// Kraken asks of clients that share a key ("use a counter with a mutex",
-// exchange/guides/general/errors); probes of different keys run in parallel.
-func (b *nonceBook) acquire(ctx context.Context, id nonceID, seed NonceUnit, now time.Time) (func(), error) {
+// acquire waits until no other probe of id runs, sets the key's unit to
+// the declared one, and returns the release. Probes of one key are serial,
+// as Kraken asks of clients that share a key ("use a counter with a
+// mutex", exchange/guides/general/errors); probes of different keys run in
+// parallel. A change of the declared unit starts the key's count afresh in
+// the new unit.
+func (b *nonceBook) acquire(ctx context.Context, id nonceID, unit NonceUnit, now time.Time) (func(), error) {
+	unit = unitOrDefault(unit)
 	b.mu.Lock()
-	e := b.entry(id, seed, now)
+	e := b.entry(id, now)
 	b.mu.Unlock()
 	select {
 	case e.busy <- struct{}{}:
-		return func() { <-e.busy }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-}
-
-// unit returns the unit id's probes use, seeding it from status when the
-// key is new.
-func (b *nonceBook) unit(id nonceID, seed NonceUnit, now time.Time) NonceUnit {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.entry(id, seed, now).unit
-}
-
-// setUnit switches id's probes to u.
-func (b *nonceBook) setUnit(id nonceID, u NonceUnit, now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.entry(id, u, now).unit = u
-}
-
-// next returns id's next nonce: the clock in the key's unit, or one more
-// than the last nonce sent for the key when the clock has not moved past it.
-func (b *nonceBook) next(id nonceID, now time.Time) uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.entry(id, "", now)
-	var n uint64
-	if e.unit == NonceMicroseconds {
-		n = uint64(now.UnixMicro())
-	} else {
-		n = uint64(now.UnixMilli())
+	if e.unit != unit {
+		e.unit, e.last = unit, 0
 	}
-	if n <= e.last {
-		n = e.last + 1
+	b.mu.Unlock()
+	return func() { <-e.busy }, nil
+}
+
+// unit returns the unit id's probes use (tests).
+func (b *nonceBook) unit(id nonceID, now time.Time) NonceUnit {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.entry(id, now).unit
+}
+
+// next returns id's next nonce: the clock in the key's unit, once it is
+// greater than the last nonce sent for the key. It waits (at most
+// nonceMaxWait) for the clock to get there rather than send a nonce ahead
+// of it. The caller holds the key (acquire).
+func (b *nonceBook) next(ctx context.Context, id nonceID, clock func() time.Time) (uint64, error) {
+	waited := time.Duration(0)
+	for {
+		now := clock()
+		b.mu.Lock()
+		e := b.entry(id, now)
+		n, tick := clockIn(e.unit, now)
+		last := e.last
+		if n > last {
+			e.last = n
+			b.mu.Unlock()
+			return n, nil
+		}
+		b.mu.Unlock()
+		wait := time.Duration(last-n+1) * tick
+		if waited+wait > nonceMaxWait {
+			return 0, fmt.Errorf("the clock is %s behind the last nonce the operator sent for this key; it sends no nonce ahead of its clock", time.Duration(last-n)*tick)
+		}
+		if err := b.sleep(ctx, wait); err != nil {
+			return 0, err
+		}
+		waited += wait
 	}
-	e.last = n
-	return n
 }
 
 // size is the number of keys remembered (tests).
@@ -197,52 +241,58 @@ func (b *nonceBook) size() int {
 	return len(b.entries)
 }
 
-// adaptNonce runs after a counter-nonce driver's first attempt: it retries a
-// refused nonce as described at the top of this file and reports the unit
-// the key's probes now use.
-func (p *Prober) adaptNonce(ctx context.Context, d driver, c *call, perms *Permissions, err error) (*Permissions, error) {
-	start := p.nonces.unit(c.nonce, "", p.opts.Now())
-	if KindOf(err) == NonceConflict {
-		t := time.NewTimer(nonceRetryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, err
-		case <-t.C:
+// retryNonce runs after a counter-nonce driver's first attempt: a refused
+// nonce is retried after each of nonceRetryDelays with the clock of that
+// moment, in the declared unit and nothing larger. Refused every time, the
+// error says why and what resolves it.
+func (p *Prober) retryNonce(ctx context.Context, d driver, c *call, unit NonceUnit, perms *Permissions, err error) (*Permissions, error) {
+	for _, delay := range nonceRetryDelays {
+		if e, ok := AsError(err); !ok || e.Kind != NonceConflict || strings.HasPrefix(e.Message, noNonceSent) {
+			break
+		}
+		if p.nonces.sleep(ctx, delay) != nil {
+			break
 		}
 		perms, err = d.probe(ctx, c)
-		if KindOf(err) == NonceConflict && start == NonceMilliseconds {
-			// Twice refused a millisecond nonce: the floor is above the
-			// millisecond clock, so a larger scale cannot harm a
-			// millisecond client of this key (there is none).
-			p.nonces.setUnit(c.nonce, NonceMicroseconds, p.opts.Now())
-			perms, err = d.probe(ctx, c)
-		}
-		if e, ok := AsError(err); ok && e.Kind == NonceConflict {
-			p.nonces.setUnit(c.nonce, start, p.opts.Now())
-			return nil, nonceConflict(e, start)
-		}
+	}
+	if e, ok := AsError(err); ok && e.Kind == NonceConflict && !strings.HasPrefix(e.Message, noNonceSent) {
+		return nil, nonceConflict(e, unit)
 	}
 	if err == nil && perms != nil {
-		perms.NonceUnit = p.nonces.unit(c.nonce, "", p.opts.Now())
+		perms.NonceUnit = unit
 	}
 	return perms, err
 }
 
+// noNonceSent starts the message of a probe that sent nothing because its
+// clock had not passed the last nonce sent for the key (call.Nonce): no
+// retry, and no rewrite into a refusal.
+const noNonceSent = "no nonce sent: "
+
+// NoNonceSent reports whether err is a NonceConflict of a probe that sent
+// nothing (its clock was behind the last nonce sent for the key), rather
+// than the exchange's refusal.
+func NoNonceSent(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Kind == NonceConflict && strings.HasPrefix(e.Message, noNonceSent)
+}
+
 // nonceConflict rewrites the exchange's last refusal into what happened and
 // how to fix it. It names no key material.
-func nonceConflict(e *Error, start NonceUnit) *Error {
+func nonceConflict(e *Error, unit NonceUnit) *Error {
 	out := *e
-	tried := "millisecond nonces (twice) and microsecond nonces"
-	if start == NonceMicroseconds {
-		tried = "microsecond nonces (twice)"
+	scale := "millisecond"
+	if unit == NonceMicroseconds {
+		scale = "microsecond"
 	}
 	exMsg := ""
 	if e.Message != "" {
 		exMsg = fmt.Sprintf(" (last answer: %s)", e.Message)
 	}
-	out.Message = sanitize(fmt.Sprintf("%s refused %s for this key%s: another client of the same key "+
-		"already sends larger nonces than the microsecond clock. Give the operator its own API key, "+
-		"or make the other client send millisecond nonces, as ccxt does", e.Exchange, tried, exMsg), 400)
+	out.Message = sanitize(fmt.Sprintf("%s refused this key's %s nonces, taken from the operator's clock and retried for a moment%s. "+
+		"Another client of the key has sent a larger nonce: either its clock runs ahead of the operator's "+
+		"(sync the clocks, or give the operator and the bot separate keys), or it counts in a larger unit "+
+		"(declare it in spec.validation.nonceUnit, e.g. Microseconds for Bitfinex's own SDKs; ccxt sends Milliseconds). "+
+		"The operator never sends a nonce above its clock in the declared unit (%s)", e.Exchange, scale, exMsg, unit), 600)
 	return &out
 }

@@ -142,8 +142,8 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 	counterNonce := CapabilitiesOf(req.Exchange).CounterNonce
 	if counterNonce {
 		c.nonce = nonceIDOf(req.Exchange, req.Credentials.APIKey)
-		// Status seeds the unit after a restart; the memory, when it has
-		// the key, is fresher. Probes of one key run one at a time.
+		// The declared unit, never a larger one; probes of one key run
+		// one at a time (nonce.go).
 		release, err := p.nonces.acquire(ctx, c.nonce, req.NonceUnit, p.opts.Now())
 		if err != nil {
 			return nil, &Error{Kind: Unavailable, Exchange: req.Exchange, Message: "gave up waiting for another probe of this key: " + transportMessage(err)}
@@ -164,7 +164,7 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 		}
 	}
 	if counterNonce {
-		perms, err = p.adaptNonce(ctx, d, c, perms, err)
+		perms, err = p.retryNonce(ctx, d, c, unitOrDefault(req.NonceUnit), perms, err)
 	}
 	p.escalate(base, err)
 	return perms, err

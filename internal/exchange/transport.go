@@ -53,11 +53,16 @@ func (c *call) random(b []byte) error {
 	return err
 }
 
-// Nonce is the key's next counter nonce, in the unit its probes use
-// (milliseconds unless the key needs microseconds): strictly increasing per
-// key, and never ahead of the clock by more than this millisecond's
-// requests for the key. See nonce.go.
-func (c *call) Nonce() uint64 { return c.p.nonces.next(c.nonce, c.p.opts.Now()) }
+// Nonce is the key's next counter nonce, in the declared unit
+// (Request.NonceUnit): the clock, once it has passed the last nonce sent for
+// the key, and never ahead of it. See nonce.go.
+func (c *call) Nonce(ctx context.Context) (uint64, error) {
+	n, err := c.p.nonces.next(ctx, c.nonce, c.p.opts.Now)
+	if err != nil {
+		return 0, &Error{Kind: NonceConflict, Exchange: c.ex, Message: noNonceSent + err.Error()}
+	}
+	return n, nil
+}
 
 // URL joins the base with a path (starting with "/") and an optional query.
 func (c *call) URL(path, rawQuery string) string {

@@ -113,10 +113,11 @@ func (c *Cache) purgeLocked(cutoff time.Time) {
 
 // cacheKey identifies a key by a hash over everything that decides the
 // answer, secret included: two objects with the same API key but different
-// secrets (one of them wrong) must not share a result. Only the hash is kept.
+// secrets (one of them wrong) must not share a result, nor two that declare
+// different nonce units. Only the hash is kept.
 func cacheKey(r exchange.Request) string {
 	h := sha256.New()
-	for _, s := range []string{string(r.Exchange), r.Endpoint, boolStr(r.Demo), r.Credentials.APIKey, r.Credentials.APISecret, r.Credentials.Passphrase} {
+	for _, s := range []string{string(r.Exchange), r.Endpoint, boolStr(r.Demo), r.Credentials.APIKey, r.Credentials.APISecret, r.Credentials.Passphrase, string(r.NonceUnit)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

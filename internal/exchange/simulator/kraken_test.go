@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,18 +232,36 @@ type nonceCase struct {
 
 type nonceRig struct {
 	nc    nonceCase
-	clock *testClock
+	now   func() time.Time
+	clock *testClock // nil: the real clock
 	sim   *Simulator
 	srv   *httptest.Server
+	// sent counts the requests of every prober of the rig (the bot's
+	// requests to the same key are not among them).
+	sent atomic.Int64
 }
 
+// newNonceRig runs the simulator and the prober on a fake clock that moves
+// only when the test says so. Nothing in such a test may be refused: the
+// prober's waits for its clock take real time.
 func newNonceRig(t *testing.T, nc nonceCase) *nonceRig {
 	t.Helper()
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	sim := New(WithClock(clock.Now))
+	r := newRealNonceRig(t, nc)
+	r.clock, r.now = clock, clock.Now
+	r.sim = New(WithClock(clock.Now))
+	r.srv.Config.Handler = r.sim
+	return r
+}
+
+// newRealNonceRig runs everything on the real clock, as bots and the
+// operator do: the prober's retries wait for it.
+func newRealNonceRig(t *testing.T, nc nonceCase) *nonceRig {
+	t.Helper()
+	sim := New()
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
-	return &nonceRig{nc: nc, clock: clock, sim: sim, srv: srv}
+	return &nonceRig{nc: nc, now: time.Now, sim: sim, srv: srv}
 }
 
 func (r *nonceRig) addKey(apiKey string) {
@@ -250,16 +269,84 @@ func (r *nonceRig) addKey(apiKey string) {
 }
 
 func (r *nonceRig) prober() *exchange.Prober {
-	return exchange.NewProber(exchange.Options{Now: r.clock.Now,
+	return exchange.NewProber(exchange.Options{Now: r.now, Observe: func(exchange.Observation) { r.sent.Add(1) },
 		RateLimits: map[exchange.Name]exchange.RateLimit{r.nc.ex: {PerSecond: 1e6, Burst: 1e6}}})
 }
 
-// probe probes apiKey and returns the result and how many requests it made.
+// probe probes apiKey with the declared unit and returns the result and how
+// many requests the rig's probers made meanwhile.
 func (r *nonceRig) probe(p *exchange.Prober, apiKey string, unit exchange.NonceUnit) (*exchange.Permissions, error, int) {
-	before := r.sim.Requests(r.nc.ex, apiKey)
+	before := r.sent.Load()
 	perms, err := p.Probe(context.Background(), exchange.Request{Exchange: r.nc.ex, Endpoint: BaseURL(r.srv.URL, r.nc.ex),
 		Credentials: exchange.Credentials{APIKey: apiKey, APISecret: r.nc.secret}, NonceUnit: unit})
-	return perms, err, r.sim.Requests(r.nc.ex, apiKey) - before
+	return perms, err, int(r.sent.Load() - before)
+}
+
+// bot trades on a key every interval with nonces from its own clock, the
+// way a ccxt bot does, until stopped.
+type bot struct {
+	mu       sync.Mutex
+	sent     int
+	refused  []uint64
+	stop     chan struct{}
+	done     chan struct{}
+	interval time.Duration
+}
+
+// startBot sends one request at once, so that the key's floor is the bot's
+// before the test goes on, then one every interval.
+func (r *nonceRig) startBot(t *testing.T, apiKey string, interval time.Duration, nonce func(time.Time) uint64) *bot {
+	t.Helper()
+	b := &bot{stop: make(chan struct{}), done: make(chan struct{}), interval: interval}
+	send := func() {
+		n := nonce(time.Now())
+		ok := r.nc.send(t, r.sim, apiKey, n)
+		b.mu.Lock()
+		b.sent++
+		if !ok {
+			b.refused = append(b.refused, n)
+		}
+		b.mu.Unlock()
+	}
+	send()
+	go func() {
+		defer close(b.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+				send()
+			}
+		}
+	}()
+	t.Cleanup(b.halt)
+	return b
+}
+
+func (b *bot) halt() {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+	}
+	<-b.done
+}
+
+// check stops the bot and fails the test if it was ever refused.
+func (b *bot) check(t *testing.T, minSent int) {
+	t.Helper()
+	b.halt()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.refused) > 0 {
+		t.Fatalf("the bot was refused %d of %d times (nonces %v)", len(b.refused), b.sent, b.refused)
+	}
+	if b.sent < minSent {
+		t.Fatalf("the bot sent %d requests, want at least %d", b.sent, minSent)
+	}
 }
 
 // A millisecond bot (ccxt: nonce = Date.now()) keeps working however many
@@ -279,97 +366,139 @@ func testMillisecondBotSurvivesProbes(t *testing.T, nc nonceCase) {
 			if err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 				t.Fatalf("round %d probe %d: %v, %d requests, unit %v", round, i, err, n, perms)
 			}
+			if floor, clock := r.sim.LastNonce(nc.ex, "shared"), uint64(r.clock.Now().UnixMilli()); floor > clock {
+				t.Fatalf("the probe lifted the floor to %d, above the clock %d", floor, clock)
+			}
 		}
-	}
-	// The bot and a probe in the same millisecond: the probe is refused,
-	// waits, retries one above, and stays in milliseconds.
-	now := r.clock.Add(time.Millisecond)
-	if !nc.send(t, r.sim, "shared", uint64(now.UnixMilli())) {
-		t.Fatal("the bot's nonce was refused")
-	}
-	perms, err, n := r.probe(p, "shared", "")
-	if err != nil || n != 2 || perms.NonceUnit != exchange.NonceMilliseconds {
-		t.Fatalf("probe in the bot's millisecond: %v, %d requests, %+v", err, n, perms)
-	}
-	if !nc.send(t, r.sim, "shared", uint64(r.clock.Add(2*time.Millisecond).UnixMilli())) {
-		t.Fatal("the bot's nonce was refused after the retry")
 	}
 }
 
-// A key whose bot sends microseconds (Bitfinex's own examples) still
-// verifies: the prober switches that key to microseconds, reports it, and
-// its next probe needs no retry, in this process or after a restart.
-func testMicrosecondBotKey(t *testing.T, nc nonceCase) {
-	r := newNonceRig(t, nc)
+// A millisecond bot whose clock runs 1.5 s ahead of the operator's and that
+// trades every 150 ms, through the first verification and a forced
+// revalidation: never refused. The operator cannot verify the key without
+// sending a nonce above its clock, which it never does: NonceConflict, the
+// floor left to the bot.
+func testMillisecondBotAhead(t *testing.T, nc nonceCase) {
+	r := newRealNonceRig(t, nc)
+	r.addKey("ahead")
+	b := r.startBot(t, "ahead", 150*time.Millisecond, func(now time.Time) uint64 {
+		return uint64(now.Add(1500 * time.Millisecond).UnixMilli())
+	})
+	for _, p := range []*exchange.Prober{r.prober(), r.prober()} { // first verification, revalidation after a restart
+		for i := 0; i < 2; i++ { // and a forced revalidation
+			_, err, n := r.probe(p, "ahead", "")
+			e, ok := exchange.AsError(err)
+			if !ok || e.Kind != exchange.NonceConflict || n < 2 || n > 4 {
+				t.Fatalf("want NonceConflict after a bounded retry, got %v after %d requests", err, n)
+			}
+			for _, want := range []string{"clock runs ahead", "larger unit", "spec.validation.nonceUnit"} {
+				if !strings.Contains(e.Message, want) {
+					t.Errorf("message %q does not say %q", e.Message, want)
+				}
+			}
+			if strings.Contains(err.Error(), nc.secret) || strings.Contains(err.Error(), "ahead\"") {
+				t.Fatalf("message names key material: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	b.check(t, 5)
+}
+
+// A microsecond bot (Bitfinex's own SDKs) with the declared unit
+// Microseconds: the key verifies, first time and on revalidation, and the
+// bot is never refused. Its clock runs a little ahead of the operator's,
+// which the bounded retry passes.
+func testMicrosecondBotDeclared(t *testing.T, nc nonceCase) {
+	r := newRealNonceRig(t, nc)
 	r.addKey("micro")
 	r.addKey("milli")
-	if !nc.send(t, r.sim, "micro", uint64(r.clock.Now().UnixMicro())) {
-		t.Fatal("the bot's microsecond nonce was refused")
+	b := r.startBot(t, "micro", 150*time.Millisecond, func(now time.Time) uint64 {
+		return uint64(now.Add(30 * time.Millisecond).UnixMicro())
+	})
+	for _, p := range []*exchange.Prober{r.prober(), r.prober()} {
+		for i := 0; i < 2; i++ {
+			perms, err, n := r.probe(p, "micro", exchange.NonceMicroseconds)
+			if err != nil || perms.NonceUnit != exchange.NonceMicroseconds || n > 4 {
+				t.Fatalf("declared Microseconds: %v, %d requests, %+v", err, n, perms)
+			}
+			time.Sleep(70 * time.Millisecond)
+		}
 	}
-	p := r.prober()
-	r.clock.Add(time.Millisecond)
-	perms, err, n := r.probe(p, "micro", "")
-	if err != nil || perms.NonceUnit != exchange.NonceMicroseconds || n != 3 {
-		t.Fatalf("first probe: %v, %d requests (want 3: ms, ms, µs), %+v", err, n, perms)
-	}
-	if !nc.send(t, r.sim, "micro", uint64(r.clock.Add(time.Millisecond).UnixMicro())) {
-		t.Fatal("the microsecond bot was refused after the probe")
-	}
-	r.clock.Add(time.Millisecond)
-	if perms, err, n = r.probe(p, "micro", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMicroseconds {
-		t.Fatalf("second probe: %v, %d requests, %+v", err, n, perms)
-	}
-	// A restarted operator passes the unit from status.
-	r.clock.Add(time.Millisecond)
-	if perms, err, n = r.probe(r.prober(), "micro", exchange.NonceMicroseconds); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMicroseconds {
-		t.Fatalf("after a restart: %v, %d requests, %+v", err, n, perms)
-	}
-	// The switch is per key: another key stays in milliseconds.
-	if perms, err, n = r.probe(p, "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+	b.check(t, 3)
+	// The declaration is per key: another key is probed in milliseconds.
+	before := uint64(time.Now().UnixMilli())
+	if perms, err, n := r.probe(r.prober(), "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 		t.Fatalf("other key: %v, %d requests, %+v", err, n, perms)
 	}
-	if got, want := r.sim.LastNonce(nc.ex, "milli"), uint64(r.clock.Now().UnixMilli()); got != want {
-		t.Fatalf("other key's floor %d, want %d", got, want)
+	if got := r.sim.LastNonce(nc.ex, "milli"); got < before || got > uint64(time.Now().UnixMilli()) {
+		t.Fatalf("other key's floor %d is not the millisecond clock %d", got, before)
+	}
+}
+
+// The same microsecond bot without the declaration: the operator probes in
+// milliseconds, every nonce is refused, NonceConflict names the setting, and
+// the bot is never refused. Nothing switches the key to microseconds.
+func testMicrosecondBotUndeclared(t *testing.T, nc nonceCase) {
+	r := newRealNonceRig(t, nc)
+	r.addKey("micro")
+	b := r.startBot(t, "micro", 150*time.Millisecond, func(now time.Time) uint64 { return uint64(now.UnixMicro()) })
+	p := r.prober()
+	for i := 0; i < 2; i++ {
+		_, err, n := r.probe(p, "micro", "")
+		e, ok := exchange.AsError(err)
+		if !ok || e.Kind != exchange.NonceConflict || n > 4 {
+			t.Fatalf("want NonceConflict, got %v after %d requests", err, n)
+		}
+		if !strings.Contains(e.Message, "spec.validation.nonceUnit") || !strings.Contains(e.Message, "Milliseconds") {
+			t.Fatalf("message %q names neither the setting nor the unit", e.Message)
+		}
+	}
+	b.check(t, 2)
+	// No floor above the microsecond clock was ever sent by the operator.
+	if got, now := r.sim.LastNonce(nc.ex, "micro"), uint64(time.Now().UnixMicro()); got > now {
+		t.Fatalf("floor %d above the microsecond clock %d", got, now)
 	}
 }
 
 // A key whose floor is above even the microsecond clock gets NonceConflict,
 // and the refused probes leave the floor where it was.
 func testFloorAboveMicroseconds(t *testing.T, nc nonceCase) {
-	r := newNonceRig(t, nc)
+	r := newRealNonceRig(t, nc)
 	r.addKey("nano")
-	floor := nc.aboveMicros(r.clock.Now())
+	floor := nc.aboveMicros(time.Now())
 	r.sim.AdvanceNonce(nc.ex, "nano", floor)
 	p := r.prober()
-	_, err, n := r.probe(p, "nano", "")
-	e, ok := exchange.AsError(err)
-	if !ok || e.Kind != exchange.NonceConflict || n != 3 {
-		t.Fatalf("want NonceConflict after 3 requests, got %v after %d", err, n)
+	for _, unit := range []exchange.NonceUnit{"", exchange.NonceMicroseconds} {
+		_, err, n := r.probe(p, "nano", unit)
+		e, ok := exchange.AsError(err)
+		if !ok || e.Kind != exchange.NonceConflict || n != 4 {
+			t.Fatalf("%q: want NonceConflict after 4 requests, got %v after %d", unit, err, n)
+		}
+		if strings.Contains(err.Error(), nc.secret) || strings.Contains(err.Error(), "nano") {
+			t.Fatalf("message: %v", err)
+		}
+		if got := r.sim.LastNonce(nc.ex, "nano"); got != floor {
+			t.Fatalf("floor moved from %d to %d", floor, got)
+		}
 	}
-	if !strings.Contains(e.Message, "microsecond") || strings.Contains(err.Error(), nc.secret) || strings.Contains(err.Error(), "nano") {
-		t.Fatalf("message: %v", err)
-	}
-	if got := r.sim.LastNonce(nc.ex, "nano"); got != floor {
-		t.Fatalf("floor moved from %d to %d", floor, got)
-	}
-	// The key stays in milliseconds: a later probe starts there again.
+	// Once the other client has gone, a probe passes at once.
 	r.sim.AdvanceNonce(nc.ex, "nano", 0)
-	r.clock.Add(time.Millisecond)
 	if perms, err, n := r.probe(p, "nano", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 		t.Fatalf("after the other client left: %v, %d requests, %+v", err, n, perms)
 	}
 }
 
-// Keys probed concurrently each get strictly increasing nonces, and under
-// load a key's floor runs ahead of the clock by less than its own requests.
+// Keys probed concurrently each get strictly increasing nonces, none ahead
+// of the clock.
 func testConcurrentKeys(t *testing.T, nc nonceCase) {
-	r := newNonceRig(t, nc)
+	r := newRealNonceRig(t, nc)
 	keys := []string{"k1", "k2", "k3"}
 	for _, k := range keys {
 		r.addKey(k)
 	}
 	p := r.prober()
-	ms := uint64(r.clock.Now().UnixMilli())
+	start := uint64(time.Now().UnixMilli())
 	var wg sync.WaitGroup
 	for _, k := range keys {
 		for g := 0; g < 3; g++ {
@@ -385,25 +514,23 @@ func testConcurrentKeys(t *testing.T, nc nonceCase) {
 		}
 	}
 	wg.Wait()
+	end := uint64(time.Now().UnixMilli())
 	for _, k := range keys {
-		floor, reqs := r.sim.LastNonce(nc.ex, k), uint64(r.sim.Requests(nc.ex, k))
-		// 12 probes accepted with strictly increasing nonces from the clock.
-		if floor < ms+11 || floor-ms >= reqs {
-			t.Errorf("%s: floor %d is %d ahead of the clock after %d requests", k, floor, floor-ms, reqs)
+		// 12 probes accepted, each with a nonce of its own millisecond.
+		floor, reqs := r.sim.LastNonce(nc.ex, k), r.sim.Requests(nc.ex, k)
+		if reqs != 12 || floor < start+11 || floor > end {
+			t.Errorf("%s: floor %d after %d requests, clock %d..%d", k, floor, reqs, start, end)
 		}
-	}
-	// A key probed alone afterwards sends the clock itself.
-	r.addKey("alone")
-	if _, err, _ := r.probe(p, "alone", ""); err != nil || r.sim.LastNonce(nc.ex, "alone") != ms {
-		t.Fatalf("alone: %v, floor %d, want %d", err, r.sim.LastNonce(nc.ex, "alone"), ms)
 	}
 }
 
 func runNonceTests(t *testing.T, nc nonceCase) {
 	t.Run("millisecond bot survives probes", func(t *testing.T) { testMillisecondBotSurvivesProbes(t, nc) })
-	t.Run("microsecond bot key", func(t *testing.T) { testMicrosecondBotKey(t, nc) })
-	t.Run("floor above microseconds", func(t *testing.T) { testFloorAboveMicroseconds(t, nc) })
-	t.Run("concurrent keys", func(t *testing.T) { testConcurrentKeys(t, nc) })
+	t.Run("millisecond bot 1.5s ahead", func(t *testing.T) { t.Parallel(); testMillisecondBotAhead(t, nc) })
+	t.Run("microsecond bot declared", func(t *testing.T) { t.Parallel(); testMicrosecondBotDeclared(t, nc) })
+	t.Run("microsecond bot undeclared", func(t *testing.T) { t.Parallel(); testMicrosecondBotUndeclared(t, nc) })
+	t.Run("floor above microseconds", func(t *testing.T) { t.Parallel(); testFloorAboveMicroseconds(t, nc) })
+	t.Run("concurrent keys", func(t *testing.T) { t.Parallel(); testConcurrentKeys(t, nc) })
 }
 
 func TestKrakenSimulatorNonces(t *testing.T) {
