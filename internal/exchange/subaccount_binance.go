@@ -60,8 +60,10 @@ import (
 // the create answer's secretKey is then not a secret to keep.
 //
 // Errors: binanceError's codes, plus -1002 "You are not authorized to execute
-// this request" on these master-only endpoints -> NotMasterKey; -1102/-1130
-// (bad parameter) -> InvalidRequest. No code for "no such key" is
+// this request" on these master-only endpoints -> NotMasterKey; -1130 "Data
+// sent for parameter 'email' is not valid" -> SubAccountNotFound (the email
+// is not one of this master's sub-accounts); other -1102/-1130 (bad
+// parameter) -> InvalidRequest. No code for "no such key" is
 // documented: DeleteSubAccountKey asks the list.
 const (
 	binanceSubKeyPath  = "/sapi/v1/sub-account/subAccountApi"
@@ -312,7 +314,17 @@ func binanceSubResult(c *call, resp *response, v any, secret bool) error {
 			switch *e.Code {
 			case -1002:
 				return newError(Binance, NotMasterKey, resp.Status, "-1002", e.Msg+" (these endpoints are For Master Account: the key belongs to a sub-account, "+binanceSubDoc+")")
-			case -1102, -1130, -1100, -1106:
+			case -1130:
+				if strings.Contains(e.Msg, "'email'") {
+					// The parameter that names the sub-account is refused:
+					// no sub-account of this master has that email.
+					// Binance documents no sharper code (errors.md: -1130
+					// INVALID_PARAMETER "Data sent for parameter '%s' is
+					// not valid.").
+					return newError(Binance, SubAccountNotFound, resp.Status, "-1130", e.Msg+" (the master account has no sub-account with this email)")
+				}
+				return newError(Binance, InvalidRequest, resp.Status, "-1130", e.Msg)
+			case -1102, -1100, -1106:
 				return newError(Binance, InvalidRequest, resp.Status, strconv.Itoa(*e.Code), e.Msg)
 			}
 		}

@@ -43,7 +43,9 @@ import (
 // key limit -> KeyLimitReached; 59502 duplicate note -> DuplicateLabel; 59503
 // (IPs), 59504 (withdraw), 59505 (passphrase format) -> InvalidRequest; 59506
 // and 59605 "APIKey does not exist" -> gone (delete is idempotent); 59508
-// sub-account suspended -> Inactive; 59510 "Sub-account does not exist" ->
+// "The sub account of {0} is suspended" -> AccountCannotIssue (no retry
+// until something changes; okx.com/docs-v5/en/#error-code-rest-api-sub-account);
+// 59510 "Sub-account does not exist" ->
 // SubAccountNotFound.
 const (
 	okxSubKeyPath    = "/api/v5/users/subaccount/apikey"
@@ -60,7 +62,7 @@ var okxSubCodeKinds = map[string]Kind{
 	"59503": InvalidRequest,
 	"59504": InvalidRequest,
 	"59505": InvalidRequest,
-	"59508": Inactive,
+	"59508": AccountCannotIssue,
 	"59510": SubAccountNotFound,
 }
 
