@@ -153,7 +153,9 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 		{"allowlist prefix out of range", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.IPAllowlist = []string{"203.0.113.0/33"} },
 			"issue.ipAllowlist entries must be IP addresses"},
 		// The three exchanges bind keys to listed addresses only.
-		{"CIDR range on bybit", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.0/24"} },
+		{"CIDR range on bybit", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.0/24"}
+		},
 			"issue.ipAllowlist takes single IP addresses, not CIDR ranges"},
 		{"CIDR range on okx", func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "okx", []string{"2001:db8::/32"}
