@@ -765,10 +765,13 @@ func TestIssuedKeyPermanentRefusal(t *testing.T) {
 			g.Expect(s.Data).NotTo(HaveKey("retryAt"), "a permanent refusal was given a retry time")
 			g.Expect(s.Data).NotTo(HaveKey("pendingLabel"))
 
-			// No call to the exchange while the refusal stands, even on
-			// the key's own wake-ups and a spec-less touch.
-			before := sim.Requests(tc.ex, e.master.APIKey)
-			g.Consistently(func() int { return sim.Requests(tc.ex, e.master.APIKey) }, 3*time.Second, 100*time.Millisecond).Should(Equal(before))
+			// No further attempt while the refusal stands: each attempt
+			// records its intent (a new pendingGeneration) before the call.
+			gen := string(s.Data["pendingGeneration"])
+			g.Expect(gen).To(Equal("1"))
+			g.Consistently(func(g Gomega) {
+				g.Expect(string(e.issuance(g, "bot").Data["pendingGeneration"])).To(Equal(gen))
+			}, 3*time.Second, 100*time.Millisecond).Should(Succeed())
 			g.Expect(cond(getKey(g, e.ns, "bot"), keyopsv1.ConditionKeyIssued)).To(Equal("False/" + keyopsv1.ReasonIssueFailed))
 
 			// Settled at the exchange: a new rotate value tries again.
