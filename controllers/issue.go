@@ -57,7 +57,10 @@ import (
 // retry time (exponential backoff): each attempt writes the Secret, whose
 // watch would otherwise start the next attempt at once. A rotate request
 // is recorded as handled only when its key is promoted, so a failed one is
-// retried; a new value of the annotation retries at once.
+// retried; a new value of the annotation retries at once. A refusal the
+// same request always gets (exchange.PermanentRefusal: the account cannot
+// create keys, or a parameter is refused) gets no retry time: no attempt
+// follows until the spec, the account or the annotation changes.
 
 // Keys of the issuance Secret.
 const (
