@@ -501,13 +501,13 @@ func definiteReason(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatu
 	switch e.Kind {
 	case exchange.InvalidKey:
 		if st.VerifiedFingerprint == fp {
-			return keyopsv1.ReasonRevoked, fmt.Sprintf("%s no longer knows key %s, which verified before: it was revoked or deleted; create a new key and update Secret %s", ex, st.KeyID, k.Spec.CredentialsSecretRef.Name)
+			return keyopsv1.ReasonRevoked, fmt.Sprintf("%s no longer knows key %s, which verified before: it was revoked or deleted; %s", ex, st.KeyID, replaceKeyAdvice(k))
 		}
 		return keyopsv1.ReasonInvalidKey, fmt.Sprintf("%s does not know key %s (%s): check that the key was copied whole and belongs to this exchange and environment", ex, st.KeyID, e.Error())
 	case exchange.InvalidSignature:
-		return keyopsv1.ReasonInvalidSignature, fmt.Sprintf("%s rejected the signature made with key %s's secret: the secret in Secret %s does not belong to this key", ex, st.KeyID, k.Spec.CredentialsSecretRef.Name)
+		return keyopsv1.ReasonInvalidSignature, fmt.Sprintf("%s rejected the signature made with key %s's secret: the secret in Secret %s does not belong to this key", ex, st.KeyID, sourceName(k))
 	case exchange.WrongPassphrase:
-		return keyopsv1.ReasonWrongPassphrase, fmt.Sprintf("%s rejected the passphrase of key %s: check Secret %s", ex, st.KeyID, k.Spec.CredentialsSecretRef.Name)
+		return keyopsv1.ReasonWrongPassphrase, fmt.Sprintf("%s rejected the passphrase of key %s: check Secret %s", ex, st.KeyID, sourceName(k))
 	case exchange.Inactive:
 		return keyopsv1.ReasonInactive, fmt.Sprintf("key %s exists on %s but is not active (not activated, frozen or expired): %s", st.KeyID, ex, e.Error())
 	case exchange.IPNotAllowed:

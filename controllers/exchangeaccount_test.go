@@ -149,9 +149,23 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 		{"allowlist entry not an IP", func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "bot.example.com"}
 		},
-			"issue.ipAllowlist entries must be IP addresses or CIDR ranges"},
+			"issue.ipAllowlist entries must be IP addresses"},
 		{"allowlist prefix out of range", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.IPAllowlist = []string{"203.0.113.0/33"} },
-			"issue.ipAllowlist entries must be IP addresses or CIDR ranges"},
+			"issue.ipAllowlist entries must be IP addresses"},
+		// The three exchanges bind keys to listed addresses only.
+		{"CIDR range on bybit", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.0/24"}
+		},
+			"issue.ipAllowlist takes single IP addresses, not CIDR ranges"},
+		{"CIDR range on okx", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "okx", []string{"2001:db8::/32"}
+		}, "list each egress IP on its own"},
+		{"single-address CIDR on binance", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "binance", []string{"203.0.113.10/32"}
+		}, "issue.ipAllowlist takes single IP addresses, not CIDR ranges"},
+		// Binance takes trading rights from keys without trusted IPs.
+		{"binance without an allowlist", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "binance", nil },
+			"spec.issue.ipAllowlist is required on binance: Binance takes the trading permission away from keys without trusted IPs"},
 		{"label too long", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.Label = strings.Repeat("a", 21) }, "spec.issue.label"},
 		{"label with a space", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.Label = "my bot" }, "spec.issue.label"},
 		{"negative overlap", func(k *keyopsv1.ExchangeAPIKey) {
@@ -177,7 +191,7 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 	// and no credentialsSecretRef appears in them.
 	for _, ex := range []keyopsv1.Exchange{"bybit", "okx", "binance"} {
 		k := issued(ex)
-		k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32"}
+		k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.7", "2001:db8::1"}
 		k.Spec.Issue.Label = "bot_1-a"
 		k.Spec.Rotation.Overlap = &metav1.Duration{}
 		create(t, k)

@@ -57,7 +57,10 @@ import (
 // retry time (exponential backoff): each attempt writes the Secret, whose
 // watch would otherwise start the next attempt at once. A rotate request
 // is recorded as handled only when its key is promoted, so a failed one is
-// retried; a new value of the annotation retries at once.
+// retried; a new value of the annotation retries at once. A refusal the
+// same request always gets (exchange.PermanentRefusal: the account cannot
+// create keys, or a parameter is refused) gets no retry time: no attempt
+// follows until the spec, the account or the annotation changes.
 
 // Keys of the issuance Secret.
 const (
@@ -81,6 +84,17 @@ const (
 	failedAttempts = "failedAttempts"
 	failedRetryAt  = "retryAt"
 	failedRequest  = "failedRotateRequest"
+	// The exchange's own identifier of a key where it has one besides the
+	// API key (Bybit's id): status.issued.exchangeKeyID.
+	issuedExchangeID   = "exchangeKeyId"
+	pendingExchangeID  = "pendingExchangeKeyId"
+	previousExchangeID = "previousExchangeKeyId"
+	// A create the exchange refused for good (the account cannot issue
+	// keys, or a parameter is refused): what it was refused for (spec
+	// generation, account generation, rotate annotation) and the message.
+	// No attempt is made while all three are unchanged.
+	refusedCreate    = "refusedCreate"
+	refusedCreateMsg = "refusedCreateMessage"
 )
 
 // Backoff of failed issuing attempts: 30 s, doubling, at most an hour, so
@@ -115,6 +129,8 @@ type issueObservation struct {
 	// endpoint and demo the issued key is probed with.
 	endpoint string
 	demo     bool
+	// acctGen is the ExchangeAccount's generation (refusedCreate).
+	acctGen int64
 }
 
 // issuedSecretName is the issuance Secret of k.
@@ -185,6 +201,7 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 	acct, req, why := r.issueAccount(ctx, k)
 	if acct != nil {
 		io.endpoint, io.demo = acct.Spec.Endpoint, acct.Spec.DemoTrading
+		io.acctGen = acct.Generation
 	}
 	if k.Spec.Endpoint != "" {
 		io.endpoint = k.Spec.Endpoint
@@ -220,6 +237,12 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 			if c := meta.FindStatusCondition(k.Status.Conditions, conditionKeyIssued); c != nil && c.Reason == io.reason {
 				io.message = c.Message // says which permissions
 			}
+			break
+		}
+		if ref := is.get(refusedCreate); ref != "" && ref == refusalKey(k, io.acctGen) {
+			// The exchange refused this very request for good: no call
+			// until the spec, the account or the rotate annotation changes.
+			io.status, io.reason, io.message = metav1.ConditionFalse, io.failReason(k), is.get(refusedCreateMsg)
 			break
 		}
 		if k.Spec.Permissions.RequireIPRestriction && len(k.Spec.Issue.IPAllowlist) == 0 {
@@ -417,10 +440,15 @@ func (r *Reconciler) stepCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 		nk.PublicKey = pub
 		intent[pendingAPISecret] = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	}
+	delete(is.secret.Data, refusedCreate) // a refusal of another request
+	delete(is.secret.Data, refusedCreateMsg)
 	if err := r.save(ctx, is, intent); err != nil {
 		return err
 	}
 	created, err := r.SubAccounts.CreateSubAccountKey(ctx, req, nk)
+	if err != nil && exchange.PermanentRefusal(err) {
+		return r.refuseCreate(ctx, k, req, is, io, err)
+	}
 	if err != nil {
 		// Nothing was created: forget the intent so the next attempt starts
 		// clean (a timeout is resolved through the label at the next step,
@@ -440,6 +468,9 @@ func (r *Reconciler) stepCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 		return r.save(ctx, is, set, drop...)
 	}
 	rec := map[string]string{pendingAPIKey: created.APIKey}
+	if created.ID != "" {
+		rec[pendingExchangeID] = created.ID
+	}
 	if created.Secret != "" {
 		rec[pendingAPISecret] = created.Secret
 	}
@@ -524,11 +555,13 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 		issuedLabel: label, issuedGeneration: is.get(pendingGeneration), issuedCreatedAt: r.now().UTC().Format(time.RFC3339),
 		// The request this rotation answers, and any made meanwhile.
 		issuedRotateRequest: k.Annotations[keyopsv1.AnnotationRotate],
+		issuedExchangeID:    is.get(pendingExchangeID),
 	}
 	if cur := is.current().APIKey; cur != "" {
 		promote[issuedPrevious], promote[issuedPrevLabel] = cur, is.get(issuedLabel)
+		promote[previousExchangeID] = is.get(issuedExchangeID)
 	}
-	if err := r.save(ctx, is, promote, pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest); err != nil {
+	if err := r.save(ctx, is, promote, pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest, pendingExchangeID, refusedCreate, refusedCreateMsg); err != nil {
 		return err
 	}
 	io.events = append(io.events, event{reason: keyopsv1.EventKeyIssued, message: fmt.Sprintf("key %s verified with %s; it goes to the bots now", keyid.Mask(creds.APIKey), policycheck.Status(res.Permissions).Summary)})
@@ -551,7 +584,7 @@ func (r *Reconciler) dropPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 	} else {
 		wait = r.failure(k, is, set, 0)
 	}
-	if err := r.save(ctx, is, set, pendingLabel, pendingAPIKey, pendingAPISecret, pendingPassphrase); err != nil {
+	if err := r.save(ctx, is, set, pendingLabel, pendingAPIKey, pendingAPISecret, pendingPassphrase, pendingExchangeID); err != nil {
 		return err
 	}
 	r.countFailure(k, reason)
@@ -598,7 +631,7 @@ func (r *Reconciler) stepRetire(ctx context.Context, k *keyopsv1.ExchangeAPIKey,
 		return nil
 	}
 	r.countDeleted(k)
-	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel); err != nil {
+	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel, previousExchangeID); err != nil {
 		return err
 	}
 	io.events = append(io.events, event{reason: keyopsv1.EventPreviousKeyDeleted, message: fmt.Sprintf("deleted the previous key %s at the exchange after the overlap", keyid.Mask(prev))})
@@ -760,13 +793,15 @@ func (io *issueObservation) failed(k *keyopsv1.ExchangeAPIKey, what string, err 
 func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
 	io.issued, io.previous = nil, nil
 	if cur := is.current().APIKey; cur != "" {
-		io.issued = &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(cur), Fingerprint: keyid.Fingerprint(cur), Label: is.get(issuedLabel), Generation: is.int(issuedGeneration)}
+		io.issued = &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(cur), Fingerprint: keyid.Fingerprint(cur), Label: is.get(issuedLabel), Generation: is.int(issuedGeneration),
+			ExchangeKeyID: exchangeKeyID(is.get(issuedExchangeID), cur)}
 		if t, err := time.Parse(time.RFC3339, is.get(issuedCreatedAt)); err == nil {
 			io.issued.CreatedAt = &metav1.Time{Time: t}
 		}
 	}
 	if prev := is.get(issuedPrevious); prev != "" {
-		io.previous = &keyopsv1.PreviousKeyStatus{KeyID: keyid.Mask(prev), Fingerprint: keyid.Fingerprint(prev), Label: is.get(issuedPrevLabel)}
+		io.previous = &keyopsv1.PreviousKeyStatus{KeyID: keyid.Mask(prev), Fingerprint: keyid.Fingerprint(prev), Label: is.get(issuedPrevLabel),
+			ExchangeKeyID: exchangeKeyID(is.get(previousExchangeID), prev)}
 		if start := overlapStart(k, is.current()); start != nil {
 			io.previous.DeleteAfter = &metav1.Time{Time: start.Add(k.Spec.Rotation.OverlapOrDefault())}
 		}
@@ -787,4 +822,83 @@ func newPassphrase() string {
 		b = append(b, alphabet[n.Int64()])
 	}
 	return string(b)
+}
+
+// exchangeKeyID is what status shows as the exchange's identifier of a key:
+// its own id where it has one (Bybit), otherwise the API key, which is the
+// identifier on OKX and Binance, masked as everywhere in status.
+func exchangeKeyID(id, apiKey string) string {
+	if id != "" {
+		return id
+	}
+	return keyid.Mask(apiKey)
+}
+
+// refusalKey is what a create refused for good was refused for: the spec,
+// the account and the rotate annotation as they were.
+func refusalKey(k *keyopsv1.ExchangeAPIKey, acctGen int64) string {
+	return fmt.Sprintf("%d/%d/%s", k.Generation, acctGen, k.Annotations[keyopsv1.AnnotationRotate])
+}
+
+// maxExchangeWords caps the exchange's own text quoted in a message.
+const maxExchangeWords = 200
+
+// refuseCreate ends an attempt the exchange refused for good (see
+// exchange.PermanentRefusal): the condition quotes the exchange, and no
+// attempt follows until the spec, the account or the rotate annotation
+// changes (no requeue, no backoff loop).
+func (r *Reconciler) refuseCreate(ctx context.Context, k *keyopsv1.ExchangeAPIKey, req exchange.SubAccountRequest, is issuance, io *issueObservation, err error) error {
+	msg := refusalMessage(k, req, err)
+	if is.current().APIKey != "" {
+		msg += "; the bots keep the key they have"
+	}
+	io.status, io.reason, io.message = metav1.ConditionFalse, io.failReason(k), msg
+	io.wake = 0
+	io.events = append(io.events, event{warning: true, reason: io.reason, message: msg})
+	r.countFailure(k, io.reason)
+	set := map[string]string{refusedCreate: refusalKey(k, io.acctGen), refusedCreateMsg: msg}
+	return r.save(ctx, is, set, pendingLabel, pendingPassphrase, pendingAPISecret, failedAttempts, failedRetryAt, failedRequest)
+}
+
+// refusalMessage says who refused what, quotes the exchange's own words
+// (capped, and marked as its words), says what to do, and that nothing is
+// retried until something changes.
+func refusalMessage(k *keyopsv1.ExchangeAPIKey, req exchange.SubAccountRequest, err error) string {
+	var b strings.Builder
+	e, ok := exchange.AsError(err)
+	fromExchange := ok && e.HTTPStatus != 0
+	if fromExchange {
+		fmt.Fprintf(&b, "%s refused to create a key on sub-account %s", k.Spec.Exchange, req.SubAccount)
+		if e.Code != "" {
+			fmt.Fprintf(&b, " (code %s)", e.Code)
+		}
+		words := e.Message
+		if rs := []rune(words); len(rs) > maxExchangeWords {
+			words = string(rs[:maxExchangeWords]) + "…"
+		}
+		fmt.Fprintf(&b, "; the exchange's words: %q", words)
+	} else {
+		fmt.Fprintf(&b, "a key for sub-account %s cannot be requested: %s", req.SubAccount, sanitizeMessage(err))
+	}
+	switch {
+	case ok && e.Exchange == exchange.Bybit && e.Code == "81007":
+		b.WriteString("; Bybit Europe (bybit.eu) accounts cannot create API keys through the API (bybit-exchange.github.io/docs/v5/error, section User): create the key on the website and give it to the operator with spec.credentialsSecretRef instead of spec.issue")
+	case ok && e.Exchange == exchange.Bybit && e.Code == "20096":
+		b.WriteString("; Bybit creates API keys only for accounts that passed identity verification (KYC): complete it for the account, then set the annotation " + keyopsv1.AnnotationRotate + " to a new value to try again")
+	case exchange.KindOf(err) == exchange.AccountCannotIssue:
+		b.WriteString("; the account cannot create API keys now: settle it at the exchange, then set the annotation " + keyopsv1.AnnotationRotate + " to a new value to try again")
+	default:
+		b.WriteString("; the same request gets the same answer: change spec.issue or spec.permissions")
+	}
+	b.WriteString("; not retried until spec, the ExchangeAccount or the annotation " + keyopsv1.AnnotationRotate + " changes")
+	return b.String()
+}
+
+// sanitizeMessage is err's text, capped.
+func sanitizeMessage(err error) string {
+	s := err.Error()
+	if rs := []rune(s); len(rs) > 300 {
+		s = string(rs[:300]) + "…"
+	}
+	return s
 }

@@ -677,11 +677,11 @@ func TestIssuedKeyAccountReasons(t *testing.T) {
 			stray.Spec.Issue.SubAccount = noSuch
 			create(t, stray)
 			// Binance answers a foreign email with -1130 "Data sent for
-			// parameter 'email' is not valid", which the driver cannot tell
-			// from another invalid parameter: the message names it.
+			// parameter 'email' is not valid": the sub-account is not
+			// found, and the message says so.
 			want, text := keyopsv1.ReasonSubAccountNotFound, ""
 			if ex == exchange.Binance {
-				want, text = keyopsv1.ReasonIssueFailed, "'email' is not valid"
+				text = "no sub-account with this email"
 			}
 			g.Eventually(func(g Gomega) {
 				c := keyIssuedCondition(g, e.ns, "stray")
@@ -725,6 +725,84 @@ func TestIssuedKeyAccountReasons(t *testing.T) {
 			late.Spec.CredentialsSecretRef.Name = "master-key"
 			create(t, late)
 			e.waitIssued("early", 1)
+		})
+	}
+}
+
+// TestIssuedKeyPermanentRefusal: an exchange that says the account cannot
+// create API keys (Bybit 81007 Bybit Europe, 20096 KYC; OKX 59508
+// suspended sub-account) ends the attempt with the exchange's words, and
+// nothing is retried until something changes: no backoff recorded, no
+// further create while the refusal stands. A new value of the rotate
+// annotation (once it is settled at the exchange) tries again at once.
+func TestIssuedKeyPermanentRefusal(t *testing.T) {
+	cases := []struct {
+		ex     exchange.Name
+		ref    simulator.Refusal
+		advice string
+	}{
+		{exchange.Bybit, simulator.BybitEurope, "Bybit Europe (bybit.eu) accounts cannot create API keys through the API"},
+		{exchange.Bybit, simulator.BybitNeedKYC, "identity verification (KYC)"},
+		{exchange.OKX, simulator.OKXSubSuspended, "the account cannot create API keys now"},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.ex)+"-"+tc.ref.Code, func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			e := newIssueEnv(t, tc.ex)
+			sim.RefuseSubAccountCreate(tc.ex, e.sub, tc.ref)
+			create(t, e.issuedKey("bot"))
+			var c *metav1.Condition
+			g.Eventually(func(g Gomega) {
+				c = keyIssuedCondition(g, e.ns, "bot")
+				g.Expect(c.Reason).To(Equal(keyopsv1.ReasonIssueFailed))
+				g.Expect(c.Message).To(ContainSubstring("(code " + tc.ref.Code + "); the exchange's words: \"" + tc.ref.Msg + "\""))
+			}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+			g.Expect(c.Message).To(ContainSubstring(tc.advice))
+			g.Expect(c.Message).To(ContainSubstring("not retried until spec, the ExchangeAccount or the annotation " + keyopsv1.AnnotationRotate + " changes"))
+			g.Expect(c.Message).NotTo(ContainSubstring("retrying"))
+			s := e.issuance(g, "bot")
+			g.Expect(s.Data).NotTo(HaveKey("retryAt"), "a permanent refusal was given a retry time")
+			g.Expect(s.Data).NotTo(HaveKey("pendingLabel"))
+
+			// No further attempt while the refusal stands: each attempt
+			// records its intent (a new pendingGeneration) before the call.
+			gen := string(s.Data["pendingGeneration"])
+			g.Expect(gen).To(Equal("1"))
+			g.Consistently(func(g Gomega) {
+				g.Expect(string(e.issuance(g, "bot").Data["pendingGeneration"])).To(Equal(gen))
+			}, 3*time.Second, 100*time.Millisecond).Should(Succeed())
+			g.Expect(cond(getKey(g, e.ns, "bot"), keyopsv1.ConditionKeyIssued)).To(Equal("False/" + keyopsv1.ReasonIssueFailed))
+
+			// Settled at the exchange: a new rotate value tries again.
+			sim.RefuseSubAccountCreate(tc.ex, e.sub, simulator.Refusal{})
+			annotateRotate(t, e.ns, "bot", "after-kyc")
+			e.waitIssued("bot", 2)
+		})
+	}
+}
+
+// TestIssuedKeyExchangeKeyID: status.issued.exchangeKeyID is filled for
+// every issued key: Bybit's own id of the key (the create answer's "id",
+// as its list shows it), the masked API key on OKX and Binance, whose
+// answers have no other identifier.
+func TestIssuedKeyExchangeKeyID(t *testing.T) {
+	for _, ex := range issueExchanges {
+		t.Run(string(ex), func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			e := newIssueEnv(t, ex)
+			k, prefix, cur := e.startIssued(t, g, "bot")
+			g.Expect(k.Status.Issued.ExchangeKeyID).NotTo(BeEmpty())
+			if ex != exchange.Bybit {
+				g.Expect(k.Status.Issued.ExchangeKeyID).To(Equal(keyid.Mask(cur.APIKey)))
+				return
+			}
+			keys := e.ownKeys(g, prefix)
+			g.Expect(keys).To(HaveLen(1))
+			g.Expect(keys[0].APIKey).To(Equal(cur.APIKey))
+			g.Expect(keys[0].ID).NotTo(BeEmpty())
+			g.Expect(k.Status.Issued.ExchangeKeyID).To(Equal(keys[0].ID))
 		})
 	}
 }

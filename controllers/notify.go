@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -137,9 +138,8 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 		verb = "was due for rotation on"
 	}
 	err = r.Notifier.Notify(ctx, url, notify.Message{
-		ID: keyid.Short(keyid.Fingerprint(string(k.UID) + "/" + d.notify)),
-		Text: fmt.Sprintf(":key: %s API key %s (ExchangeAPIKey %s/%s) %s %s. Put a new key in Secret %s.",
-			k.Spec.Exchange, d.status.KeyID, k.Namespace, k.Name, verb, rotateBy.UTC().Format("2006-01-02 15:04 MST"), k.Spec.CredentialsSecretRef.Name),
+		ID:     keyid.Short(keyid.Fingerprint(string(k.UID) + "/" + d.notify)),
+		Text:   reminderText(k, d.status.KeyID, verb, rotateBy),
 		Reason: reason, Namespace: k.Namespace, Name: k.Name, Exchange: string(k.Spec.Exchange),
 		KeyID: d.status.KeyID, RotateBy: rotateBy.UTC(),
 	})
@@ -168,4 +168,12 @@ func (r *Reconciler) notify(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d d
 func (r *Reconciler) recordNotified(ctx context.Context, k *keyopsv1.ExchangeAPIKey, token string) error {
 	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"rotation": map[string]any{"notifiedReason": token, "notifyingReason": nil}}})
 	return r.Status().Patch(ctx, k, client.RawPatch(types.MergePatchType, patch))
+}
+
+// reminderText is a webhook reminder's text: the key, its deadline and how
+// it gets its successor (newKeyAdvice names the right Secret).
+func reminderText(k *keyopsv1.ExchangeAPIKey, keyID, verb string, rotateBy time.Time) string {
+	advice := newKeyAdvice(k)
+	return fmt.Sprintf(":key: %s API key %s (ExchangeAPIKey %s/%s) %s %s. %s.",
+		k.Spec.Exchange, keyID, k.Namespace, k.Name, verb, rotateBy.UTC().Format("2006-01-02 15:04 MST"), strings.ToUpper(advice[:1])+advice[1:])
 }

@@ -94,11 +94,11 @@ func decideRotation(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatu
 		d.next = &s.remindAt
 	case now.Before(s.rotateBy):
 		status, reason = metav1.ConditionTrue, keyopsv1.ReasonRotationDueSoon
-		msg = fmt.Sprintf("key %s must be rotated by %s: put a new key in Secret %s", masked, s.rotateBy.UTC().Format(time.RFC3339), k.Spec.CredentialsSecretRef.Name)
+		msg = fmt.Sprintf("key %s must be rotated by %s: %s", masked, s.rotateBy.UTC().Format(time.RFC3339), newKeyAdvice(k))
 		d.next = &s.rotateBy
 	default:
 		status, reason = metav1.ConditionTrue, keyopsv1.ReasonRotationOverdue
-		msg = fmt.Sprintf("key %s was due for rotation on %s: put a new key in Secret %s", masked, s.rotateBy.UTC().Format(time.RFC3339), k.Spec.CredentialsSecretRef.Name)
+		msg = fmt.Sprintf("key %s was due for rotation on %s: %s", masked, s.rotateBy.UTC().Format(time.RFC3339), newKeyAdvice(k))
 		d.overdueEnforced = rs.EnforceDeadline
 	}
 	before := meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionRotationDue)

@@ -86,6 +86,25 @@ func readCredentials(namespace string, ex keyopsv1.Exchange, ref keyopsv1.Creden
 	return sourceResult{creds: c, fingerprint: keyid.Fingerprint(c.APIKey), material: keyid.CredentialsHash(c.APIKey, c.APISecret, c.Passphrase)}
 }
 
+// newKeyAdvice says how k gets its next key, naming the Secret it goes
+// into: a person puts it in the source Secret, or, for an issued key (whose
+// spec.credentialsSecretRef is empty), the operator issues it into the
+// issuance Secret.
+func newKeyAdvice(k *keyopsv1.ExchangeAPIKey) string {
+	if k.Spec.Issue != nil {
+		return fmt.Sprintf("the operator issues its successor into Secret %s (condition KeyIssued says how that goes); to have it issued now, set the annotation %s to a new value", issuedSecretName(k), keyopsv1.AnnotationRotate)
+	}
+	return "put a new key in Secret " + k.Spec.CredentialsSecretRef.Name
+}
+
+// replaceKeyAdvice says how a key that no longer works is replaced.
+func replaceKeyAdvice(k *keyopsv1.ExchangeAPIKey) string {
+	if k.Spec.Issue != nil {
+		return fmt.Sprintf("set the annotation %s to a new value and the operator issues a new key into Secret %s", keyopsv1.AnnotationRotate, issuedSecretName(k))
+	}
+	return "create a new key and update Secret " + k.Spec.CredentialsSecretRef.Name
+}
+
 // sourceName is the Secret k's key material comes from: the user's source
 // Secret, or the issuance Secret of an issued key.
 func sourceName(k *keyopsv1.ExchangeAPIKey) string {

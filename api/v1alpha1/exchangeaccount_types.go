@@ -131,14 +131,21 @@ type IssueSpec struct {
 	// +required
 	SubAccount string `json:"subAccount"`
 
-	// IPAllowlist is bound to every key the operator creates: IP addresses
-	// or CIDR ranges. Empty leaves the key unrestricted (Bybit then expires
-	// it after 90 days; OKX deletes trading keys without IPs after 14 days
-	// unused), so set it. At most 20 entries (OKX binds at most 20 IPs to
-	// a sub-account key: OKX API v5, "Create an API Key for a sub-account").
+	// IPAllowlist is bound to every key the operator creates: single IP
+	// addresses. CIDR ranges are refused: the Bybit, OKX and Binance
+	// create-key APIs take addresses only (Bybit ips "192.168.0.1,
+	// 192.168.0.2", create-subuid-apikey; OKX ip "Link IP addresses,
+	// separate with commas", Create an API Key for a sub-account; Binance
+	// ipAddress, Create Sub-account API Key). Empty leaves the key
+	// unrestricted (Bybit then expires it after 90 days; OKX deletes
+	// trading keys without IPs after 14 days unused), so set it; Binance
+	// requires it (see the ExchangeAPIKey's rules). At most 20 entries (OKX
+	// binds at most 20 IPs to a sub-account key: OKX API v5, "Create an API
+	// Key for a sub-account").
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:items:MaxLength=43
-	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || isCIDR(x))",message="issue.ipAllowlist entries must be IP addresses or CIDR ranges, such as 203.0.113.10 or 203.0.113.0/24"
+	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || isCIDR(x))",message="issue.ipAllowlist entries must be IP addresses, such as 203.0.113.10"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(x, !isIP(x) && isCIDR(x))",message="issue.ipAllowlist takes single IP addresses, not CIDR ranges: Bybit, OKX and Binance bind a key to listed addresses only; list each egress IP on its own (203.0.113.10, not 203.0.113.0/24)"
 	// +listType=set
 	// +optional
 	IPAllowlist []string `json:"ipAllowlist,omitempty"`
@@ -170,9 +177,9 @@ type IssuedKeyStatus struct {
 	KeyID string `json:"keyID"`
 	// Fingerprint is sha256 of the API key string.
 	Fingerprint string `json:"fingerprint"`
-	// ExchangeKeyID is the exchange's own identifier of the key where it
-	// has one besides the API key (Bybit's id); empty where the API key is
-	// its identifier (OKX, Binance).
+	// ExchangeKeyID is the exchange's own identifier of the key: Bybit's
+	// id (create-subuid-apikey, "id"); on OKX and Binance, whose create
+	// answers have no other identifier, the API key itself, masked.
 	// +optional
 	ExchangeKeyID string `json:"exchangeKeyID,omitempty"`
 	// CreatedAt is when the key was created at the exchange.
@@ -194,7 +201,7 @@ type PreviousKeyStatus struct {
 	KeyID string `json:"keyID"`
 	// Fingerprint is sha256 of the API key string.
 	Fingerprint string `json:"fingerprint"`
-	// ExchangeKeyID is the exchange's own identifier, as in IssuedKeyStatus.
+	// ExchangeKeyID is the exchange's identifier, as in IssuedKeyStatus.
 	// +optional
 	ExchangeKeyID string `json:"exchangeKeyID,omitempty"`
 	// Label is the key's note or label at the exchange.

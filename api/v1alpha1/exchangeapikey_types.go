@@ -265,6 +265,7 @@ type RestartTarget struct {
 // +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance']",message="spec.issue is only supported for bybit, okx and binance: the other exchanges have no API to create sub-account keys"
 // +kubebuilder:validation:XValidation:rule="!has(self.validation) || !has(self.validation.nonceUnit) || self.exchange in ['kraken', 'bitfinex']",message="spec.validation.nonceUnit applies only to kraken and bitfinex, whose nonces are counters shared with the key's bots; the other exchanges have none: remove spec.validation.nonceUnit"
+// +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange != 'binance' || (has(self.issue.ipAllowlist) && size(self.issue.ipAllowlist) > 0)",message="spec.issue.ipAllowlist is required on binance: Binance takes the trading permission away from keys without trusted IPs after a while (tradingAuthorityExpirationTime in GET /sapi/v1/account/apiRestrictions), so an issued key would stop trading between rotations; list the egress IPs of the bots and the operator"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
 	// +required

@@ -45,7 +45,25 @@ const (
 	// format, too many IPs, a permission it cannot grant). Retrying the
 	// same request cannot help.
 	InvalidRequest Kind = "InvalidRequest"
+	// AccountCannotIssue: the exchange says this account may not create
+	// API keys at all, whatever the request (Bybit 81007 "Bybit Europe is
+	// not supported create API Key", 20096 "need KYC authentication":
+	// bybit-exchange.github.io/docs/v5/error, section "User"; OKX 59508 a
+	// suspended sub-account). Only a change at the exchange helps: the
+	// caller must not retry on its own.
+	AccountCannotIssue Kind = "AccountCannotIssue"
 )
+
+// PermanentRefusal says whether err is a refusal that the same request
+// gets again whenever it is sent: the account cannot issue keys, or a
+// parameter is refused. Retrying it on a timer only repeats the refusal.
+func PermanentRefusal(err error) bool {
+	switch KindOf(err) {
+	case AccountCannotIssue, InvalidRequest:
+		return true
+	}
+	return false
+}
 
 // SubAccountRequest addresses a sub-account through a master key.
 type SubAccountRequest struct {
@@ -82,6 +100,10 @@ type NewSubAccountKey struct {
 // answer to CreateSubAccountKey (and stays empty for Binance, whose caller
 // holds the private key); no list shows it again.
 type SubAccountKey struct {
+	// ID is the exchange's own identifier of the key where it has one
+	// besides the API key (Bybit's "id"); empty where the API key is the
+	// identifier (OKX, Binance).
+	ID     string
 	APIKey string
 	Secret string
 	Label  string

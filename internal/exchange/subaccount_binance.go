@@ -64,8 +64,10 @@ import (
 // same meaning as in binanceError: Binance does not authorize this key for
 // this request). These endpoints are For Master Account and TRADE, so the
 // key may not manage sub-account keys -> NotMasterKey, with a message that
-// names both documented requirements and claims neither; -1102/-1130 (bad
-// parameter) -> InvalidRequest. No code for "no such key" is documented:
+// names both documented requirements and claims neither; -1130 "Data sent
+// for parameter 'email' is not valid" -> SubAccountNotFound (the email is
+// not one of this master's sub-accounts); other -1102/-1130 (bad parameter)
+// -> InvalidRequest. No code for "no such key" is documented:
 // DeleteSubAccountKey asks the list.
 const (
 	binanceSubKeyPath  = "/sapi/v1/sub-account/subAccountApi"
@@ -316,7 +318,17 @@ func binanceSubResult(c *call, resp *response, v any, secret bool) error {
 			switch *e.Code {
 			case -1002:
 				return newError(Binance, NotMasterKey, resp.Status, "-1002", e.Msg+" (Binance does not authorize this key to manage sub-account keys: these endpoints are For Master Account and need Enable Spot & Margin Trading, "+binanceSubDoc+")")
-			case -1102, -1130, -1100, -1106:
+			case -1130:
+				if strings.Contains(e.Msg, "'email'") {
+					// The parameter that names the sub-account is refused:
+					// no sub-account of this master has that email.
+					// Binance documents no sharper code (errors.md: -1130
+					// INVALID_PARAMETER "Data sent for parameter '%s' is
+					// not valid.").
+					return newError(Binance, SubAccountNotFound, resp.Status, "-1130", e.Msg+" (the master account has no sub-account with this email)")
+				}
+				return newError(Binance, InvalidRequest, resp.Status, "-1130", e.Msg)
+			case -1102, -1100, -1106:
 				return newError(Binance, InvalidRequest, resp.Status, strconv.Itoa(*e.Code), e.Msg)
 			}
 		}

@@ -47,7 +47,9 @@ import (
 //
 // Errors (docs/v5/error.mdx): the probe's retCodes (bybitErrorKinds) plus
 // 500010 "The subaccount specified does not belong to the parent account" ->
-// SubAccountNotFound; 10005 on these endpoints -> PermissionDenied with the
+// SubAccountNotFound; section "User": 81007 "Bybit Europe is not supported
+// create API Key" and 20096 "need KYC authentication" -> AccountCannotIssue
+// (the account cannot create keys: no retry loop); 10005 on these endpoints -> PermissionDenied with the
 // master-key rule; 10001 -> InvalidRequest. Bybit documents no code for
 // deleting an unknown key: DeleteSubAccountKey then asks the list.
 const (
@@ -143,6 +145,7 @@ func bybitMasterRule(perms *Permissions) *MasterCheck {
 }
 
 type bybitSubKey struct {
+	ID          json.RawMessage     `json:"id"`
 	APIKey      string              `json:"apiKey"`
 	Note        string              `json:"note"`
 	Secret      string              `json:"secret"`
@@ -158,7 +161,7 @@ func (k bybitSubKey) toKey(withSecret bool) (SubAccountKey, bool) {
 	if !ok || k.APIKey == "" {
 		return SubAccountKey{}, false
 	}
-	out := SubAccountKey{APIKey: sanitize(k.APIKey, 100), Label: sanitize(k.Note, 100), CreatedAt: bybitTime(k.CreatedAt), ExpiresAt: bybitTime(k.ExpiredAt)}
+	out := SubAccountKey{ID: bybitID(k.ID), APIKey: sanitize(k.APIKey, 100), Label: sanitize(k.Note, 100), CreatedAt: bybitTime(k.CreatedAt), ExpiresAt: bybitTime(k.ExpiredAt)}
 	if withSecret {
 		out.Secret = k.Secret
 	}
@@ -177,6 +180,21 @@ func (k bybitSubKey) toKey(withSecret bool) (SubAccountKey, bool) {
 		out.IPs = append(out.IPs, splitList(ip)...)
 	}
 	return out, true
+}
+
+// bybitID reads the key's "id" ("Unique id. Internal used",
+// create-subuid-apikey.mdx and list-sub-apikeys.mdx: a string, written as a
+// number by some answers).
+func bybitID(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return sanitize(s, 40)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return sanitize(n.String(), 40)
+	}
+	return ""
 }
 
 func (bybitSubDriver) create(ctx context.Context, c *call, sub string, native []string, k NewSubAccountKey) (*SubAccountKey, error) {
@@ -297,6 +315,8 @@ func bybitSubResult(c *call, resp *response, v any, secret bool) error {
 	case 0:
 	case 500010:
 		return newError(Bybit, SubAccountNotFound, status, "500010", env.RetMsg)
+	case 81007, 20096:
+		return newError(Bybit, AccountCannotIssue, status, strconv.FormatInt(code, 10), env.RetMsg)
 	case 10005:
 		return newError(Bybit, PermissionDenied, status, "10005", env.RetMsg+" (Bybit lets only the master account's key with Account Transfer, Subaccount Transfer or Withdrawal manage sub-account keys, "+bybitSubDoc+")")
 	case 10001:

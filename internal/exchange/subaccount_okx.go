@@ -43,13 +43,15 @@ import (
 // permission" -> NotMasterKey; 59501 "Only 50 APIKeys can be created per
 // account" -> KeyLimitReached; 59502 duplicate note -> DuplicateLabel; 59503
 // (IPs), 59504 (withdraw), 59505 (passphrase format) -> InvalidRequest; 59506
-// "APIKey does not exist" -> gone (delete is idempotent); 59508 sub-account
-// suspended -> Inactive. 59510, 59602, 59604 and 59605 were once mapped here
-// as if ccxt listed them; it does not, and no source at hand says what they
-// mean, so they are unverified: each is mapped only when OKX's own message
-// says what the mapping claims (okxSubByText), and is otherwise
-// UnexpectedResponse with OKX's message (a delete refused that way still
-// ends idempotently: DeleteSubAccountKey asks the list).
+// "APIKey does not exist" -> gone (delete is idempotent); 59508 "The sub
+// account of {0} is suspended" -> AccountCannotIssue (no retry until
+// something changes; okx.com/docs-v5/en/#error-code-rest-api-sub-account).
+// 59510, 59602, 59604 and 59605 were once mapped here as if ccxt listed
+// them; it does not, and no source at hand says what they mean, so they are
+// unverified: each is mapped only when OKX's own message says what the
+// mapping claims (okxSubByText), and is otherwise UnexpectedResponse with
+// OKX's message (a delete refused that way still ends idempotently:
+// DeleteSubAccountKey asks the list).
 const (
 	okxSubKeyPath    = "/api/v5/users/subaccount/apikey"
 	okxSubDeletePath = "/api/v5/users/subaccount/delete-apikey"
@@ -63,7 +65,7 @@ var okxSubCodeKinds = map[string]Kind{
 	"59503": InvalidRequest,
 	"59504": InvalidRequest,
 	"59505": InvalidRequest,
-	"59508": Inactive,
+	"59508": AccountCannotIssue,
 }
 
 // okxSubByText are the unverified codes: the kind applies only when OKX's

@@ -433,3 +433,53 @@ func TestSubAccountSecretsStayOut(t *testing.T) {
 		t.Errorf("%d create requests reached OKX", got)
 	}
 }
+
+// TestSubAccountCreateRefusals: the answers that say the account cannot
+// create keys are AccountCannotIssue and permanent, with the exchange's
+// words and code; a Binance create on an email that is not one of the
+// master's sub-accounts (-1130 on 'email') is SubAccountNotFound, on every
+// call, not only CheckMaster.
+func TestSubAccountCreateRefusals(t *testing.T) {
+	h := newSubHarness(t)
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		n   exchange.Name
+		ref simulator.Refusal
+	}{{exchange.Bybit, simulator.BybitEurope}, {exchange.Bybit, simulator.BybitNeedKYC}, {exchange.OKX, simulator.OKXSubSuspended}} {
+		req := h.master(t, tc.n)
+		h.sim.RefuseSubAccountCreate(tc.n, req.SubAccount, tc.ref)
+		k, _ := newKey(t, tc.n, "refused")
+		_, err := h.prober.CreateSubAccountKey(ctx, req, k)
+		e, ok := exchange.AsError(err)
+		if !ok || e.Kind != exchange.AccountCannotIssue || e.Code != tc.ref.Code || e.Message != tc.ref.Msg || !exchange.PermanentRefusal(err) {
+			t.Errorf("%s %s: %v; want AccountCannotIssue with the exchange's code and words", tc.n, tc.ref.Code, err)
+		}
+		h.sim.RefuseSubAccountCreate(tc.n, req.SubAccount, simulator.Refusal{})
+	}
+	req := h.master(t, exchange.Binance)
+	req.SubAccount = "nobody@sub.example"
+	k, _ := newKey(t, exchange.Binance, "stray")
+	if _, err := h.prober.CreateSubAccountKey(ctx, req, k); exchange.KindOf(err) != exchange.SubAccountNotFound || !strings.Contains(err.Error(), "no sub-account with this email") {
+		t.Errorf("binance create on a foreign email: %v; want SubAccountNotFound", err)
+	}
+	if _, err := h.prober.ListSubAccountKeys(ctx, req); exchange.KindOf(err) != exchange.SubAccountNotFound {
+		t.Errorf("binance list on a foreign email: %v; want SubAccountNotFound", err)
+	}
+}
+
+// TestSubAccountBybitKeyID: Bybit's own id of a key ("id" in the create
+// answer) is returned by create and shown by the list.
+func TestSubAccountBybitKeyID(t *testing.T) {
+	h := newSubHarness(t)
+	ctx := ctxT(t)
+	req := h.master(t, exchange.Bybit)
+	k, _ := newKey(t, exchange.Bybit, "withid", "read", "trade")
+	created, err := h.prober.CreateSubAccountKey(ctx, req, k)
+	if err != nil || created.ID == "" {
+		t.Fatalf("create: %+v, %v; want an id", created, err)
+	}
+	keys, err := h.prober.ListSubAccountKeys(ctx, req)
+	if err != nil || len(keys) != 1 || keys[0].ID != created.ID {
+		t.Fatalf("list: %+v, %v; want the key with id %s", keys, err, created.ID)
+	}
+}

@@ -32,6 +32,7 @@ type keyOwner struct {
 	main  string // the main account's UID
 	sub   string // the sub-account's name, "" for a main-account key
 	label string // note/label/apiName given at creation
+	id    string // the exchange's own key id, where it has one (Bybit)
 }
 
 // subAccount is a sub-account of a main account.
@@ -48,10 +49,52 @@ type subRegistry struct {
 	subs   map[string]*subAccount // exchange/sub name
 	seq    int
 	hits   map[string][]time.Time // rate-limit windows: exchange/main/endpoint
+	// refusals are the answers create gives for a sub-account whose
+	// account cannot issue keys (RefuseSubAccountCreate).
+	refusals map[string]Refusal // exchange/sub name
 }
 
+// Refusal is an exchange's answer to a create on a sub-account: its code
+// (Bybit retCode, OKX code, Binance code) and message.
+type Refusal struct {
+	Code string
+	Msg  string
+}
+
+// Documented refusals of accounts that cannot create keys.
+var (
+	// BybitEurope: bybit-exchange.github.io/docs/v5/error, section User.
+	BybitEurope = Refusal{"81007", "Bybit Europe is not supported create API Key"}
+	// BybitNeedKYC: the same section.
+	BybitNeedKYC = Refusal{"20096", "need KYC authentication"}
+	// OKXSubSuspended: okx.com/docs-v5/en/#error-code-rest-api-sub-account.
+	OKXSubSuspended = Refusal{"59508", "The sub account of {0} is suspended"}
+)
+
 func newSubRegistry() *subRegistry {
-	return &subRegistry{owners: map[string]*keyOwner{}, subs: map[string]*subAccount{}, hits: map[string][]time.Time{}}
+	return &subRegistry{owners: map[string]*keyOwner{}, subs: map[string]*subAccount{}, hits: map[string][]time.Time{}, refusals: map[string]Refusal{}}
+}
+
+// RefuseSubAccountCreate makes every create on sub-account sub answer with
+// ref (the zero Refusal lifts it); list and delete still work.
+func (s *Simulator) RefuseSubAccountCreate(n exchange.Name, sub string, ref Refusal) {
+	g := s.sub
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ref == (Refusal{}) {
+		delete(g.refusals, regID(n, sub))
+		return
+	}
+	g.refusals[regID(n, sub)] = ref
+}
+
+// refusal is the answer RefuseSubAccountCreate set for sub.
+func (s *Simulator) refusal(n exchange.Name, sub string) (Refusal, bool) {
+	g := s.sub
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ref, ok := g.refusals[regID(n, sub)]
+	return ref, ok
 }
 
 func regID(n exchange.Name, s string) string { return string(n) + "/" + s }
@@ -127,17 +170,17 @@ func (s *Simulator) SubAccountOf(n exchange.Name, apiKey string) (sub, label str
 func (s *Simulator) liveSubKeys(n exchange.Name, sub string) []subKey {
 	g := s.sub
 	g.mu.Lock()
-	labels := map[string]string{}
+	owners := map[string]keyOwner{}
 	for id, o := range g.owners {
 		if o.sub == sub && len(id) > len(n)+1 && id[:len(n)+1] == string(n)+"/" {
-			labels[id[len(n)+1:]] = o.label
+			owners[id[len(n)+1:]] = *o
 		}
 	}
 	g.mu.Unlock()
 	var out []subKey
-	for apiKey, label := range labels {
+	for apiKey, o := range owners {
 		if k, ok := s.lookup(n, apiKey); ok {
-			out = append(out, subKey{Key: k, label: label})
+			out = append(out, subKey{Key: k, label: o.label, id: o.id})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -152,13 +195,15 @@ func (s *Simulator) liveSubKeys(n exchange.Name, sub string) []subKey {
 type subKey struct {
 	Key
 	label string
+	id    string
 }
 
-// addCreatedKey registers a key a management call made for sub.
-func (s *Simulator) addCreatedKey(a subAccount, label string, k Key) {
+// addCreatedKey registers a key a management call made for sub; id is the
+// exchange's own id of the key ("" where it has none).
+func (s *Simulator) addCreatedKey(a subAccount, label, id string, k Key) {
 	g := s.sub
 	g.mu.Lock()
-	g.owners[regID(k.Exchange, k.APIKey)] = &keyOwner{main: a.main, sub: a.name, label: label}
+	g.owners[regID(k.Exchange, k.APIKey)] = &keyOwner{main: a.main, sub: a.name, label: label, id: id}
 	g.mu.Unlock()
 	s.AddKey(k)
 }
@@ -251,4 +296,14 @@ func (s *Simulator) serveSubAccountAdmin(w http.ResponseWriter, r *http.Request)
 	}
 	s.AddSubAccount(body.Exchange, body.MasterKey, body.SubAccount)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// nextKeyID is a key id as Bybit gives one ("Unique id. Internal used"): a
+// decimal number, unique in the simulator.
+func (s *Simulator) nextKeyID() string {
+	g := s.sub
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	return strconv.Itoa(5000000 + g.seq)
 }

@@ -183,6 +183,11 @@ func (s *Simulator) binanceCreateSub(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, binanceErr{-1130, "Data sent for parameter 'email' is not valid."})
 		return
 	}
+	if ref, refused := s.refusal(exchange.Binance, a.name); refused {
+		code, _ := strconv.Atoi(ref.Code)
+		writeJSON(w, http.StatusBadRequest, binanceErr{code, ref.Msg})
+		return
+	}
 	var ips []string
 	switch p.Get("status") {
 	case "1":
@@ -228,7 +233,7 @@ func (s *Simulator) binanceCreateSub(w http.ResponseWriter, r *http.Request) {
 	}
 	key := Key{Exchange: exchange.Binance, APIKey: randomID(32), Secret: secret, Permissions: dedupe(canonical),
 		Native: sortedPerms(native), AllowedIPs: ips, CreatedAt: s.Now()}
-	s.addCreatedKey(a, p.Get("apiName"), key)
+	s.addCreatedKey(a, p.Get("apiName"), "", key)
 	answer["apiKey"] = key.APIKey
 	if !strings.Contains(secret, "-----BEGIN") {
 		answer["secretKey"] = secret

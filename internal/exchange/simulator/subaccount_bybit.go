@@ -187,6 +187,11 @@ func (s *Simulator) bybitCreateSub(w http.ResponseWriter, r *http.Request) {
 		bybitAnswer(w, http.StatusOK, now, 500010, "The subaccount specified does not belong to the parent account", nil)
 		return
 	}
+	if ref, refused := s.refusal(exchange.Bybit, a.name); refused {
+		code, _ := strconv.Atoi(ref.Code)
+		bybitAnswer(w, http.StatusOK, now, code, ref.Msg, nil)
+		return
+	}
 	native, canonical := []string{}, []string{exchange.PermRead}
 	for cat, vals := range req.Permissions {
 		for _, v := range vals {
@@ -219,12 +224,13 @@ func (s *Simulator) bybitCreateSub(w http.ResponseWriter, r *http.Request) {
 	}
 	key := Key{Exchange: exchange.Bybit, APIKey: randomID(9), Secret: randomID(18), Permissions: dedupe(canonical),
 		Native: sortedPerms(native), AllowedIPs: ips, CreatedAt: now}
+	id := s.nextKeyID()
 	if len(ips) == 0 {
 		key.ExpiresAt = now.Add(90 * 24 * time.Hour)
 	}
-	s.addCreatedKey(a, req.Note, key)
+	s.addCreatedKey(a, req.Note, id, key)
 	bybitAnswer(w, http.StatusOK, now, 0, "", map[string]any{
-		"id": randomID(4), "note": req.Note, "apiKey": key.APIKey, "readOnly": *req.ReadOnly,
+		"id": id, "note": req.Note, "apiKey": key.APIKey, "readOnly": *req.ReadOnly,
 		"secret": key.Secret, "permissions": bybitSubPermissions(key.Native),
 	})
 }
@@ -303,7 +309,7 @@ func bybitSubRow(k subKey, now time.Time) map[string]any {
 		}
 	}
 	return map[string]any{
-		"id": "1", "ips": ips, "apiKey": k.APIKey, "note": k.label, "status": status,
+		"id": k.id, "ips": ips, "apiKey": k.APIKey, "note": k.label, "status": status,
 		"expiredAt": expiredAt, "createdAt": k.CreatedAt.UTC().Format(time.RFC3339), "type": 1,
 		"permissions": bybitSubPermissions(natives), "secret": "******", "readOnly": readOnly,
 		"deadlineDay": deadline, "flag": "hmac",

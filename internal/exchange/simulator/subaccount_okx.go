@@ -191,6 +191,10 @@ func (s *Simulator) okxCreateSub(w http.ResponseWriter, r *http.Request) {
 		okxFail(w, http.StatusOK, "59510", "Sub-account does not exist")
 		return
 	}
+	if ref, refused := s.refusal(exchange.OKX, a.name); refused {
+		okxFail(w, http.StatusOK, ref.Code, ref.Msg)
+		return
+	}
 	if !okxPassphraseOK(req.Passphrase) {
 		okxFail(w, http.StatusOK, "59505", "The passphrase format is incorrect.")
 		return
@@ -237,7 +241,7 @@ func (s *Simulator) okxCreateSub(w http.ResponseWriter, r *http.Request) {
 	}
 	key := Key{Exchange: exchange.OKX, APIKey: uuid.NewString(), Secret: strings.ToUpper(randomID(16)), Passphrase: req.Passphrase,
 		Permissions: canonical, Native: native, AllowedIPs: ips, CreatedAt: now}
-	s.addCreatedKey(a, req.Label, key)
+	s.addCreatedKey(a, req.Label, "", key)
 	if r.Header.Get("x-simulated-trading") == "1" {
 		s.SetOKXDemo(key.APIKey, true)
 	}
