@@ -2,6 +2,8 @@ module github.com/keyops-io/exchange-key-operator
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/go-logr/logr v1.4.4
 	github.com/golang-jwt/jwt/v5 v5.3.1
