@@ -114,14 +114,17 @@ func TestImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkImage(t, img, o, plat)
-			// The docker tarball holds the same image.
+			// The docker tarball holds the same image: the same config (a
+			// docker tarball has no manifest of its own to compare).
 			arch := strings.TrimPrefix(plat, "linux/")
 			timg, err := tarball.ImageFromPath(filepath.Join(o.Out, "docker", "linux-"+arch+".tar"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if td, _ := timg.Digest(); td != d {
-				t.Errorf("docker/linux-%s.tar holds %s, the index %s", arch, td, d)
+			tc, _ := timg.ConfigName()
+			ic, _ := img.ConfigName()
+			if tc != ic {
+				t.Errorf("docker/linux-%s.tar has config %s, the index's image %s", arch, tc, ic)
 			}
 		})
 	}
