@@ -5,8 +5,13 @@ LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 HELM_VERSION ?= v4.3.2
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
-IMG ?= ghcr.io/keyops-io/exchange-key-operator:latest
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one version source: the chart's appVersion. The chart's version, the
+# image tag, config/'s image tags and the binaries' --version are the same
+# (make release-check, test/release).
+CHART := charts/exchange-key-operator
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' $(CHART)/Chart.yaml)
+IMAGE_REPO ?= ghcr.io/keyops-io/exchange-key-operator
+IMG ?= $(IMAGE_REPO):$(VERSION)
 LDFLAGS := -X github.com/keyops-io/exchange-key-operator/internal/operator.Version=$(VERSION)
 # Go test flags; FUZZTIME bounds the short fuzz runs in `make test`.
 GOTESTFLAGS ?= -count=1 -timeout 30m
@@ -63,7 +68,7 @@ $(CCXT_DIR)/node_modules/.package-lock.json: $(CCXT_DIR)/package.json $(CCXT_DIR
 	cd $(CCXT_DIR) && npm ci --no-audit --no-fund --ignore-scripts
 
 .PHONY: test
-test: manifests generate vet ccxt-deps helm ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration, the Helm chart).
+test: manifests generate vet ccxt-deps helm actionlint ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration, the Helm chart).
 	@[ -z "$$CI" ] || git diff --quiet -- config/crd config/rbac api charts 2>/dev/null || { echo "generated files are out of date: run 'make manifests generate' and commit"; git --no-pager diff --stat -- config/crd config/rbac api charts; exit 1; }
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" && \
 		go test $(GOTESTFLAGS) ./...
@@ -127,7 +132,7 @@ docker-build: ## Build the manager image IMG (needs a container engine).
 
 .PHONY: deploy
 deploy: manifests ## Deploy the operator (config/default) with image IMG.
-	kubectl kustomize config/default | sed 's|ghcr.io/keyops-io/exchange-key-operator:latest|$(IMG)|' | kubectl apply --server-side -f -
+	kubectl kustomize config/default | sed 's|$(IMAGE_REPO):$(VERSION)|$(IMG)|' | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator.
@@ -146,3 +151,43 @@ $(HELM):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install helm.sh/helm/$(word 1,$(subst ., ,$(HELM_VERSION)))/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
+
+##@ Release (image, versions, workflows)
+
+ACTIONLINT_VERSION ?= v1.7.12
+ACTIONLINT ?= $(LOCALBIN)/actionlint-$(ACTIONLINT_VERSION)
+# The image's labels and created time: the commit and its time, so that the
+# same commit builds the same digests.
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# vX.Y.Z when checking a release tag (release.yml sets it).
+RELEASE_TAG ?=
+
+.PHONY: image
+image: ## Build the manager's multi-arch OCI image (no container engine) into bin/image/: oci/ (layout), exchange-key-operator.oci.tar, docker/linux-ARCH.tar.
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) go run ./hack/image --version "$(VERSION)" --ref "$(IMG)" \
+		--revision "$(REVISION)" --platforms "$(IMAGE_PLATFORMS)" --out bin/image
+
+.PHONY: release-check
+release-check: ## Check that the version sources agree: Chart.yaml version and appVersion, config/ image tags, CHANGELOG, `manager --version` (RELEASE_TAG=vX.Y.Z: also the tag).
+	@go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
+	@v="$$(bin/manager --version)" && [ "$$v" = "$(VERSION)" ] || { echo "bin/manager --version prints '$$v', want the chart's appVersion $(VERSION)"; exit 1; }
+	@RELEASE_TAG="$(RELEASE_TAG)" go test -count=1 -run 'TestVersion' ./test/release/
+
+.PHONY: actionlint
+actionlint: $(ACTIONLINT) ## Lint .github/workflows with actionlint (built from its Go module into bin/).
+	$(ACTIONLINT)
+$(ACTIONLINT):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv $(LOCALBIN)/actionlint $(ACTIONLINT)
+
+.PHONY: chart
+chart: helm ## Package the Helm chart into bin/chart/ (release.yml pushes it to an OCI registry).
+	@mkdir -p bin/chart
+	$(HELM) package $(CHART) -d bin/chart
+
+.PHONY: print-helm
+print-helm: helm ## Print the path of the helm that `make helm` built.
+	@echo $(HELM)

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	// CA roots compiled into the binary: the image (hack/image) has no
+	// /etc/ssl, and Go uses these only when the system has no roots.
+	_ "golang.org/x/crypto/x509roots/fallback"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
@@ -52,6 +53,11 @@ func TestRender(t *testing.T) {
 				t.Errorf("replicas = %d, want 2", *d.Spec.Replicas)
 			}
 			c := d.Spec.Template.Spec.Containers[0]
+			// The image of the chart's appVersion, the tag `make image`
+			// builds and releases push (test/release checks the versions).
+			if want := "ghcr.io/keyops-io/exchange-key-operator:" + chartAppVersion(t); c.Image != want || strings.HasSuffix(c.Image, ":latest") {
+				t.Errorf("image = %q, want %q", c.Image, want)
+			}
 			wantArgs(t, c.Args, "--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
 				"--max-concurrent-reconciles=16", "--kube-api-qps=200", "--kube-api-burst=400", "--zap-log-level=info")
 			noArgPrefix(t, c.Args, "--watch-namespaces", "--key-selector", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
@@ -583,7 +589,7 @@ func namespaced(t *testing.T, g grant) bool {
 	return ns
 }
 
-// Issue 20 §3: the schema refuses what the manager refuses at start-up, so
+// The schema refuses what the manager refuses at start-up, so
 // that a bad value fails at helm install, not as a crash-looping pod: a
 // keySelector that is not a label selector (operator.ParseKeySelector
 // decides), and a plain-http manager.allowedEndpoints entry unless
@@ -621,4 +627,16 @@ func TestSchemaAgreesWithManagerStartup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chartAppVersion is Chart.yaml's appVersion.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(read(t, filepath.Join(chartDir, "Chart.yaml")), &chart); err != nil {
+		t.Fatal(err)
+	}
+	return chart.AppVersion
 }
