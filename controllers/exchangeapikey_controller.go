@@ -24,6 +24,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
 	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
@@ -235,7 +236,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
 		}, freshAfter(k, now), force)
 		obs.probe = &res
-		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
+		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", keyid.Mask(src.creds.APIKey), "shared", res.Shared, "outcome", outcome(res.Err))
 	}
 	return obs, nil
 }
