@@ -178,6 +178,9 @@ type phaseState struct {
 	// usable: verified (or in grace) for the current material.
 	usable    bool
 	compliant bool
+	// specViolation: the policy floor is broken by the spec alone (a mode
+	// or exchange the policy does not allow), whatever the exchange says.
+	specViolation bool
 	// approved: the target may hold the current material.
 	approved bool
 	rot      rotationDecision
@@ -301,6 +304,7 @@ func phasePolicy(s *phaseState) bool {
 	if vs := policy.Evaluate(s.obs.policies, s.obs.nsLabels, s.k, perms); len(vs) > 0 {
 		s.compliant = false
 		s.set(keyopsv1.ConditionPermissionsCompliant, metav1.ConditionFalse, keyopsv1.ReasonPolicyViolation, policy.Message(vs))
+		s.specViolation = perms == nil || len(policy.Evaluate(s.obs.policies, s.obs.nsLabels, s.k, nil)) > 0
 	}
 	s.approved = s.mode != keyopsv1.ValidationEnforce || (s.usable && s.compliant && st.VerifiedFingerprint == s.fp)
 	if s.obs.endpointErr != nil && s.mode == keyopsv1.ValidationEnforce {

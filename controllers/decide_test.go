@@ -417,3 +417,49 @@ func hasEvent(evs []event, reasons ...string) bool {
 	}
 	return false
 }
+
+// TestDecideSpecPolicyViolationIsTheReadyReason: a violation of the policy
+// floor that follows from the spec alone (here a mode the policy does not
+// allow) is Ready's reason, naming the policy, whatever the exchange says
+// and before any answer; the key is held as Enforce meanwhile.
+func TestDecideSpecPolicyViolationIsTheReadyReason(t *testing.T) {
+	enforceOnly := keyopsv1.ClusterExchangeKeyPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "enforce-only"},
+		Spec: keyopsv1.ClusterExchangeKeyPolicySpec{
+			NamespaceSelector:      &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "prod"}},
+			AllowedValidationModes: []keyopsv1.ValidationMode{keyopsv1.ValidationEnforce},
+		},
+	}
+	s := src("AAAAkey-number-one-ZZZZ")
+	for _, tc := range []struct {
+		name  string
+		mode  keyopsv1.ValidationMode
+		probe *probecache.Result
+	}{
+		{"Disabled, no answer yet", keyopsv1.ValidationDisabled, nil},
+		{"Disabled, verifies", keyopsv1.ValidationDisabled, ok("read", "trade")},
+		{"Disabled, invalid", keyopsv1.ValidationDisabled, fail(exchange.InvalidKey)},
+		{"Disabled, exchange down", keyopsv1.ValidationDisabled, fail(exchange.Unavailable)},
+		{"Observe, verifies", keyopsv1.ValidationObserve, ok("read", "trade")},
+		{"Observe, more than allowed", keyopsv1.ValidationObserve, ok("read", "withdraw")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := testKey(tc.mode)
+			d := step(k, observation{now: t0, source: s, probe: tc.probe, policies: []keyopsv1.ClusterExchangeKeyPolicy{enforceOnly}, nsLabels: map[string]string{"tier": "prod"}})
+			if got := condOf(d.status, keyopsv1.ConditionReady); got != "False/"+keyopsv1.ReasonPolicyViolation {
+				t.Fatalf("Ready = %s, want False/PolicyViolation: %+v", got, d.status.Conditions)
+			}
+			if msg := meta.FindStatusCondition(d.status.Conditions, keyopsv1.ConditionReady).Message; !strings.Contains(msg, `"enforce-only"`) {
+				t.Fatalf("Ready's message does not name the policy: %s", msg)
+			}
+			if d.syncTarget {
+				t.Fatal("a key held as Enforce that breaks the floor was synced")
+			}
+		})
+	}
+	// Without the policy the same keys are not held back by it.
+	k := testKey(keyopsv1.ValidationDisabled)
+	if d := step(k, observation{now: t0, source: s}); condOf(d.status, keyopsv1.ConditionReady) != "True/Ready" {
+		t.Fatalf("Disabled without a policy: %v", d.status.Conditions)
+	}
+}

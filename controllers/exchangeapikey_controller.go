@@ -25,6 +25,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/policy"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
@@ -255,7 +256,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		}
 		res := r.Probes.Probe(ctx, req, freshAfter(k, policy.ValidationInterval(obs.policies, obs.nsLabels, k), now), force)
 		obs.probe = &res
-		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
+		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", keyid.Mask(src.creds.APIKey), "shared", res.Shared, "outcome", outcome(res.Err))
 	}
 	return obs, nil
 }

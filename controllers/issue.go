@@ -213,10 +213,13 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 		return io, nil
 	}
 	now := r.now()
-	// Rotate requests while a rotation is in progress (a key pending, or
-	// the previous one waiting for its overlap) are that rotation.
+	// Rotate requests while the previous key waits for its overlap are the
+	// rotation that made it previous. A request made while a key is
+	// pending is recorded only when that key is promoted: a pending intent
+	// may still be dropped (a crash before its key was recorded, a create
+	// that timed out), and the request must then start the next attempt.
 	if ann := k.Annotations[keyopsv1.AnnotationRotate]; ann != "" && ann != is.get(issuedRotateRequest) &&
-		(is.get(pendingLabel) != "" || is.get(issuedPrevious) != "") {
+		is.get(issuedPrevious) != "" {
 		if err := r.save(ctx, is, map[string]string{issuedRotateRequest: ann}); err != nil {
 			return io, err
 		}
@@ -516,7 +519,15 @@ func (r *Reconciler) stepPending(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 			io.events = append(io.events, event{warning: true, reason: keyopsv1.EventLeftoverKeyDeleted, message: fmt.Sprintf("deleted key %s (label %s): it was created but its secret was not recorded", keyid.Mask(sk.APIKey), label)})
 		}
 		// Nothing to adopt: start over with the next generation.
-		return r.save(ctx, is, nil, pendingLabel, pendingPassphrase, pendingAPISecret)
+		if err := r.save(ctx, is, nil, pendingLabel, pendingPassphrase, pendingAPISecret); err != nil {
+			return err
+		}
+		if is.int(failedAttempts) > 0 {
+			// The attempt failed (a create that timed out or kept
+			// failing): that stays the condition until one succeeds.
+			io.waitRetry(k, is, max(is.retryAt().Sub(r.now()), time.Second))
+		}
+		return nil
 	}
 	creds := is.pending()
 	res := r.Probes.Probe(ctx, exchange.Request{Exchange: exchange.Name(k.Spec.Exchange), Endpoint: io.endpoint, Demo: io.demo, Credentials: creds}, time.Time{}, true)

@@ -42,12 +42,14 @@ var subSeq atomic.Int64
 // issueEnv is one namespace with a Ready ExchangeAccount "master" and a
 // sub-account of its master key.
 type issueEnv struct {
-	t      *testing.T
-	ns     string
-	ex     exchange.Name
-	master exchange.Credentials
-	sub    string
-	prober *exchange.Prober
+	t  *testing.T
+	ns string
+	// account is the ExchangeAccount's name ("master").
+	account string
+	ex      exchange.Name
+	master  exchange.Credentials
+	sub     string
+	prober  *exchange.Prober
 }
 
 // masterKey registers a master key the exchange's rules accept, as
@@ -66,13 +68,27 @@ func masterKey(ex exchange.Name, c exchange.Credentials) simulator.Key {
 
 func newIssueEnv(t *testing.T, ex exchange.Name) *issueEnv {
 	t.Helper()
+	return newIssueEnvVia(t, ex, simURL)
+}
+
+// newIssueEnvVia is newIssueEnv with the ExchangeAccount's endpoint at
+// serverURL (an exchangeProxy in front of the suite's simulator).
+func newIssueEnvVia(t *testing.T, ex exchange.Name, serverURL string) *issueEnv {
+	t.Helper()
+	return newIssueEnvIn(t, ex, serverURL, newNamespace(t), "master")
+}
+
+// newIssueEnvIn is newIssueEnvVia in namespace ns, with the ExchangeAccount
+// (and its master key Secret, account+"-key") named account.
+func newIssueEnvIn(t *testing.T, ex exchange.Name, serverURL, ns, account string) *issueEnv {
+	t.Helper()
 	n := subSeq.Add(1)
 	sub := map[exchange.Name]string{
 		exchange.Bybit:   strconv.FormatInt(10023455+n, 10),
 		exchange.OKX:     fmt.Sprintf("botsub%03d", n),
 		exchange.Binance: fmt.Sprintf("bot%d@sub.example", n),
 	}[ex]
-	e := &issueEnv{t: t, ns: newNamespace(t), ex: ex, master: creds(ex), sub: sub}
+	e := &issueEnv{t: t, ns: ns, account: account, ex: ex, master: creds(ex), sub: sub}
 	sim.AddKey(masterKey(ex, e.master))
 	sim.AddSubAccount(ex, e.master.APIKey, sub)
 	limits := map[exchange.Name]exchange.RateLimit{}
@@ -80,9 +96,11 @@ func newIssueEnv(t *testing.T, ex exchange.Name) *issueEnv {
 		limits[n] = exchange.RateLimit{PerSecond: 1000, Burst: 1000}
 	}
 	e.prober = exchange.NewProber(exchange.Options{RateLimits: limits})
-	putSource(t, e.ns, "master-key", e.master)
-	create(t, newAccount(e.ns, "master", ex))
-	waitAccount(t, e.ns, "master", "True/"+keyopsv1.ReasonAccountVerified)
+	putSource(t, e.ns, account+"-key", e.master)
+	acct := newAccount(e.ns, account, ex)
+	acct.Spec.Endpoint = simulator.BaseURL(serverURL, ex)
+	create(t, acct)
+	waitAccount(t, e.ns, account, "True/"+keyopsv1.ReasonAccountVerified)
 	return e
 }
 
@@ -100,7 +118,7 @@ func (e *issueEnv) issuedKey(name string) *keyopsv1.ExchangeAPIKey {
 		Spec: keyopsv1.ExchangeAPIKeySpec{
 			Exchange: keyopsv1.Exchange(e.ex),
 			Issue: &keyopsv1.IssueSpec{
-				AccountRef:  keyopsv1.AccountReference{Name: "master"},
+				AccountRef:  keyopsv1.AccountReference{Name: e.account},
 				SubAccount:  e.sub,
 				IPAllowlist: []string{"127.0.0.1"},
 			},
@@ -174,6 +192,11 @@ func (e *issueEnv) waitIssued(name string, gen int64) *keyopsv1.ExchangeAPIKey {
 // exist at the exchange), so a retry may skip one.
 func (e *issueEnv) waitIssuedAfter(name string, after, atMost int64) *keyopsv1.ExchangeAPIKey {
 	e.t.Helper()
+	return e.waitIssuedAfterWithin(name, after, atMost, 30*time.Second)
+}
+
+func (e *issueEnv) waitIssuedAfterWithin(name string, after, atMost int64, within time.Duration) *keyopsv1.ExchangeAPIKey {
+	e.t.Helper()
 	var k *keyopsv1.ExchangeAPIKey
 	NewWithT(e.t).Eventually(func(g Gomega) {
 		k = getKey(g, e.ns, name)
@@ -182,7 +205,7 @@ func (e *issueEnv) waitIssuedAfter(name string, after, atMost int64) *keyopsv1.E
 		g.Expect(cond(k, keyopsv1.ConditionKeyIssued)).To(Equal("True/"+keyopsv1.ReasonKeyIssuedOK), "conditions: %+v", k.Status.Conditions)
 		g.Expect(cond(k, keyopsv1.ConditionReady)).To(Equal("True/Ready"), "conditions: %+v", k.Status.Conditions)
 		g.Expect(k.Status.TargetKeyFingerprint).To(Equal(k.Status.Issued.Fingerprint))
-	}, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+	}, within, 50*time.Millisecond).Should(Succeed())
 	return k
 }
 

@@ -72,3 +72,40 @@ func TestPolicyFloorOnKeys(t *testing.T) {
 	waitCond(t, ns, "observed", keyopsv1.ConditionSecretSynced, "True/Synced")
 	waitCond(t, ns, "synced", keyopsv1.ConditionReady, "True/Ready")
 }
+
+// TestPolicyFloorModeIsTheReadyReason: a key in Disabled mode in a namespace
+// whose policy allows only Enforce is held as Enforce; what the user must
+// change is its mode, so Ready says PolicyViolation and names the policy
+// (the REASON column of an Enforce key breaking the floor), whether the key
+// verifies or not.
+func TestPolicyFloorModeIsTheReadyReason(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	labelNamespace(t, ns, ns)
+	pol := &keyopsv1.ClusterExchangeKeyPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "modes-" + ns},
+		Spec: keyopsv1.ClusterExchangeKeyPolicySpec{
+			NamespaceSelector:      &metav1.LabelSelector{MatchLabels: map[string]string{policyLabel: ns}},
+			AllowedValidationModes: []keyopsv1.ValidationMode{keyopsv1.ValidationEnforce},
+		},
+	}
+	create(t, pol)
+	t.Cleanup(func() { _ = k8s.Delete(ctx(), pol) })
+
+	good := creds(exchange.Binance)
+	register(exchange.Binance, good, "read", "trade")
+	putSource(t, ns, "good-source", good)
+	create(t, newKey(ns, "good", exchange.Binance, keyopsv1.ValidationDisabled))
+	// Never registered: the exchange does not know it.
+	putSource(t, ns, "unknown-source", creds(exchange.Binance))
+	create(t, newKey(ns, "unknown", exchange.Binance, keyopsv1.ValidationDisabled))
+	for _, name := range []string{"good", "unknown"} {
+		k := waitCond(t, ns, name, keyopsv1.ConditionReady, "False/"+keyopsv1.ReasonPolicyViolation)
+		msg := meta.FindStatusCondition(k.Status.Conditions, keyopsv1.ConditionReady).Message
+		g.Expect(msg).To(ContainSubstring(pol.Name), name)
+		g.Expect(msg).To(ContainSubstring("Disabled"), name)
+	}
+	g.Consistently(func() bool {
+		return k8s.Get(ctx(), keyName(ns, "good"), newSecret()) != nil
+	}, 2*time.Second, 100*time.Millisecond).Should(BeTrue(), "a key in a mode the policy forbids was synced")
+}

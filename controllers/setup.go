@@ -21,6 +21,12 @@ import (
 // SourceSecretIndex indexes ExchangeAPIKeys by the name of their source Secret.
 const SourceSecretIndex = "spec.credentialsSecretRef.name"
 
+// TargetSecretIndex indexes ExchangeAPIKeys by the name of their target
+// Secret: a Secret of that name that the operator does not own (a
+// conflict) is watched like a source, so that deleting or relabelling it
+// is noticed at once.
+const TargetSecretIndex = "spec.target.name"
+
 // SetupWithManager wires the controller. Source Secrets are watched by
 // metadata through a refwatch.Watcher, which remembers the resourceVersions
 // of the Secrets some key refers to and nothing of the others: the operator
@@ -29,6 +35,11 @@ const SourceSecretIndex = "spec.credentialsSecretRef.name"
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &keyopsv1.ExchangeAPIKey{}, SourceSecretIndex, func(o client.Object) []string {
 		return []string{sourceName(o.(*keyopsv1.ExchangeAPIKey))}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &keyopsv1.ExchangeAPIKey{}, TargetSecretIndex, func(o client.Object) []string {
+		return []string{o.(*keyopsv1.ExchangeAPIKey).TargetName()}
 	}); err != nil {
 		return err
 	}
@@ -73,15 +84,19 @@ func NewSecretWatcher(mgr ctrl.Manager, namespaces []string) (*refwatch.Watcher,
 	return w, nil
 }
 
-// keysForSource maps a source Secret to the ExchangeAPIKeys that read it.
+// keysForSource maps a Secret to the ExchangeAPIKeys that read it (their
+// source) or name it as their target: a target the operator does not own
+// is a conflict that the user clears by deleting or relabelling it.
 func (r *Reconciler) keysForSource(ctx context.Context, namespace, name string) []reconcile.Request {
-	var list keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{SourceSecretIndex: name}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, k := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+	var out []reconcile.Request
+	for _, index := range []string{SourceSecretIndex, TargetSecretIndex} {
+		var list keyopsv1.ExchangeAPIKeyList
+		if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: name}); err != nil {
+			continue
+		}
+		for _, k := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+		}
 	}
 	return out
 }

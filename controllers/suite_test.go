@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,7 +49,7 @@ var (
 	metricsAddr string
 	nsCounter   atomic.Int64
 	// mgrRequests records the suite manager's API requests.
-	mgrRequests = &requestLog{exclude: scopedNamespaces}
+	mgrRequests = &requestLog{exclude: slices.Concat(scopedNamespaces, crashNamespaces)}
 	// mgrLog holds the managers' logs at the most verbose level, for the
 	// secret-leak scan.
 	mgrLog *os.File

@@ -149,6 +149,31 @@ func TestNeverTakesOverForeignSecret(t *testing.T) {
 	waitCond(t, ns, "other", keyopsv1.ConditionSecretSynced, "False/SecretConflict")
 }
 
+// TestClearedConflictIsNoticed: the user clears a SecretConflict as its
+// message says, by deleting the foreign Secret (or by taking it off the
+// key's target name): the key syncs at once, not at its next revalidation.
+// The keys are in Enforce mode (revalidated hourly) and Disabled mode (never
+// revalidated): either way nothing but the Secret's watch brings them back.
+func TestClearedConflictIsNoticed(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	for _, mode := range []keyopsv1.ValidationMode{keyopsv1.ValidationEnforce, keyopsv1.ValidationDisabled} {
+		name := "bot-" + strings.ToLower(string(mode))
+		create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"mine": []byte("keep")}})
+		c := creds(exchange.Binance)
+		register(exchange.Binance, c, "read")
+		putSource(t, ns, name+"-source", c)
+		create(t, newKey(ns, name, exchange.Binance, mode))
+		waitCond(t, ns, name, keyopsv1.ConditionReady, "False/"+keyopsv1.ReasonSecretConflict)
+
+		g.Expect(k8s.Delete(ctx(), getSecret(g, ns, name))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(cond(getKey(g, ns, name), keyopsv1.ConditionReady)).To(Equal("True/Ready"))
+			g.Expect(string(getSecret(g, ns, name).Data["apiKey"])).To(Equal(c.APIKey))
+		}, 10*time.Second, 50*time.Millisecond).Should(Succeed(), "mode %s: the cleared conflict was not noticed", mode)
+	}
+}
+
 func TestBadSourceKeepsLastGoodTarget(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)

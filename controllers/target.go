@@ -187,6 +187,11 @@ func phaseReadiness(s *phaseState) bool {
 	reason, msg := readiness(s.k, *st, s.inGrace, s.rot.overdueEnforced)
 	if s.noSource {
 		reason, msg = s.obs.source.reason, s.obs.source.message
+	} else if s.specViolation {
+		// What the user must change is in the spec: that is the reason,
+		// whatever the exchange says and whichever mode the key asks for.
+		pc := s.cond(keyopsv1.ConditionPermissionsCompliant)
+		reason, msg = pc.Reason, pc.Message
 	}
 	if reason == keyopsv1.ReasonReady {
 		s.set(keyopsv1.ConditionReady, metav1.ConditionTrue, reason, msg)
