@@ -36,7 +36,7 @@ func TestAdmissionRejectsMalformedSpecs(t *testing.T) {
 		}, "must not name the same permission"},
 		{"unknown permission", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Permissions.Required = []keyopsv1.Permission{"root"} }, `Unsupported value: "root"`},
 		{"zero interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("0s") }, "validation.interval must be at least 1m"},
-		// Issue 20 §2: one key at 1ms spent the install's exchange budget.
+		// One key at 1ms spent the install's exchange budget.
 		{"sub-minute interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("1ms") }, "shared by every key and bot behind the operator's egress IP"},
 		{"59s interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = dur("59s") }, "validation.interval must be at least 1m"},
 		{"malformed interval", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Validation.Interval = &metav1.Duration{} }, "spec.validation.interval"},

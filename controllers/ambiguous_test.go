@@ -11,7 +11,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 )
 
-// Issue 19 §2, against the simulator: Coinbase's bare 401, which it also
+// Against the simulator: Coinbase's bare 401, which it also
 // gives now and then to a correctly signed token, never costs a verified
 // key its verdict on its own. The confirming probe goes out a few seconds
 // later, once: exactly one more request.

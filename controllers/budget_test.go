@@ -11,7 +11,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 )
 
-// Issue 20 §2: a tenant cannot spend the install's exchange budget. A key
+// A tenant cannot spend the install's exchange budget. A key
 // stored with a sub-minute interval (before the admission floor, or past
 // it) is validated at most once a minute: its next validation, and so its
 // next probe and status write, is at least 0.9 minute away (jitter ±10%).

@@ -11,7 +11,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 )
 
-// Issue 19 §2: an answer the exchange also gives to valid keys (Coinbase's
+// An answer the exchange also gives to valid keys (Coinbase's
 // bare 401, Binance -2015) is no verdict until a second probe, a few seconds
 // later, gives it again.
 

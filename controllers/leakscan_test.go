@@ -231,7 +231,7 @@ func TestLeakScannerFindsEncodedSecrets(t *testing.T) {
 	}
 }
 
-// The oracle case (issue 20): a template that fails or not depending on the
+// The oracle case: a template that fails or not depending on the
 // key material would answer a question about it in status. Two keys whose
 // secrets differ only in their first character, one on each side of the
 // oracle's comparison, end in exactly the same status and Events: the

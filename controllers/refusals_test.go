@@ -8,7 +8,7 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 )
 
-// Issue 20 §3: after the administrator admits an endpoint the manager
+// After the administrator admits an endpoint the manager
 // refused (a restart with --allowed-endpoints), the first reconcile of the
 // key (every key is reconciled when the manager starts) makes the
 // validation that was held back, instead of keeping EndpointNotAllowed

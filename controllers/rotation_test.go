@@ -214,7 +214,7 @@ func TestRotationReminderWebhook(t *testing.T) {
 	g.Expect(events(t, ns, "bot")["RotationDueSoon"]).To(Equal(1))
 }
 
-// Issue 20 §3: a webhook URL the operator refuses is reported on the key, as
+// A webhook URL the operator refuses is reported on the key, as
 // a Warning Event that names the rule, once; it is not retried in a loop
 // (nothing is claimed, so the status is not rewritten either), and fixing
 // the URL delivers the reminder at the key's next reconcile.

@@ -1041,6 +1041,7 @@ var driverKinds = map[exchange.Kind]string{
 	exchange.IPNotAllowed:       kindPermission,
 	exchange.PermissionDenied:   kindPermission,
 	exchange.NotMasterKey:       kindPermission,
+	exchange.AccountCannotIssue: kindPermission,
 	exchange.RateLimited:        kindRateLimit,
 	exchange.InvalidRequest:     kindBadRequest,
 	exchange.SubAccountNotFound: kindBadRequest,

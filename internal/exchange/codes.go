@@ -176,7 +176,7 @@ var probeCodes = map[Name][]codeRow{
 		{coinbaseReasonKeyExpired, "", Inactive, unverifiedPrefix + "Coinbase documents no error reasons (the simulator's)"},
 		{coinbaseReasonIPNotAllowed, "", IPNotAllowed, unverifiedPrefix + "Coinbase documents no error reasons (the simulator's)"},
 		{"PERMISSION_DENIED", "", PermissionDenied, unverifiedPrefix + "Coinbase documents no error bodies; the gRPC status name (HTTP 403) says what it is (ccxt: PermissionDenied)"},
-		{"UNAUTHENTICATED", "", InvalidKey, unverifiedPrefix + "Coinbase documents no error bodies; the gRPC status of a refused authentication names no cause"},
+		{"UNAUTHENTICATED", "", KeyOrIPRejected, unverifiedPrefix + "Coinbase documents no error bodies; the gRPC status of a refused authentication names no cause, and is also given to callers outside the key's IP allowlist and now and then to a correctly signed token (coinbase-advanced-py#132): ambiguous, confirmed before any verdict"},
 		{"RESOURCE_EXHAUSTED", "", RateLimited, unverifiedPrefix + "Coinbase documents no error bodies; the gRPC status name (HTTP 429) says what it is (ccxt: resource_exhausted, RateLimitExceeded)"},
 	},
 }
@@ -195,6 +195,8 @@ var subCodes = map[Name][]codeRow{
 		{"500010", "The subaccount specified does not belong to the parent account", SubAccountNotFound, srcBybitErrors},
 		{"10005", "Permission denied, please check your API key permissions.", PermissionDenied, srcBybitErrors + "; the master-key rule: " + srcBybitSubKey},
 		{"10001", "Request parameter error.", InvalidRequest, srcBybitErrors},
+		{"81007", "Bybit Europe is not supported create API Key", AccountCannotIssue, srcBybitErrors + " (User section): the account cannot create API keys through the API; no retry"},
+		{"20096", "need KYC authentication", AccountCannotIssue, srcBybitErrors + " (User section): the account must pass KYC first; no retry"},
 	},
 	OKX: {
 		{"59500", "Only the APIKey of the main account has permission for this operation.", NotMasterKey, srcOKXSubErrors + " (text also in ccxt okx.js)"},
@@ -204,7 +206,7 @@ var subCodes = map[Name][]codeRow{
 		{"59504", "The sub account does not support the withdrawal function.", InvalidRequest, srcOKXSubErrors + " (text also in ccxt okx.js)"},
 		{"59505", "The passphrase format is incorrect.", InvalidRequest, srcOKXSubErrors + " (text also in ccxt okx.js)"},
 		{"59506", "APIKey does not exist.", errSubKeyGoneKind, srcOKXSubErrors + " (text also in ccxt okx.js); delete treats it as done"},
-		{"59508", "The sub account of {0} is suspended.", Inactive, srcOKXSubErrors + " (text also in ccxt okx.js)"},
+		{"59508", "The sub account of {0} is suspended.", AccountCannotIssue, srcOKXSubErrors + " (text also in ccxt okx.js); the account cannot issue until it is reinstated: no retry"},
 		{"59510", "Sub-account does not exist", SubAccountNotFound, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
 		{"59602", "Number of API keys exceeds the limit", KeyLimitReached, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},
 		{"59604", "Only the API key of the main account can access this API", NotMasterKey, unverifiedPrefix + "not in ccxt 4.5.84's table, no source at hand: mapped only when OKX's message says so (words in okxSubByText), else UnexpectedResponse"},

@@ -287,6 +287,7 @@ var ccxtDifferences = []ccxtDifference{
 	{OKX, false, "50107", "", "AuthenticationError", whyNoVerdictRequest},
 	{OKX, false, "50112", "", "AuthenticationError", whyNoVerdictRequest},
 	{OKX, false, "50114", "", "AuthenticationError", "\"Invalid authorization\" names no cause: no verdict on the key"},
+	{OKX, true, "59508", "", "AccountSuspended", "the sub-account is suspended, not the master key that made the call: the key is fine, the account cannot issue until it is reinstated, so no retry and no verdict on the key"},
 	{KuCoin, false, "400001", "", "AuthenticationError", whyNoVerdictRequest},
 	{KuCoin, false, "400006", "", "AuthenticationError", "\"The requested ip address is not in the api whitelist\": the caller, not the key, is refused (ccxt files every 4000xx under AuthenticationError)"},
 	{KuCoin, false, "400007", "", "AuthenticationError", "\"Your api key does not have sufficient permissions\": a missing permission (ccxt files every 4000xx under AuthenticationError)"},

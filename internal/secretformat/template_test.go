@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The oracle of issue 20: a template that fails (or not) depending on the
+// The oracle: a template that fails (or not) depending on the
 // key material answers one question about it per apply. Such templates are
 // refused from their text alone, with a message that says what is allowed.
 func TestTemplateRefusesControlFlowAndComparisons(t *testing.T) {
