@@ -27,7 +27,7 @@ func TestOversizedBodyBelowExcerptLength(t *testing.T) {
 	}
 }
 
-// Issue 20 §3: an admitted endpoint's answer is quoted in status: capped in
+// An admitted endpoint's answer is quoted in status: capped in
 // bytes (multi-byte runes included) and marked as the endpoint's words.
 func TestQuotedAnswerIsCappedAndMarked(t *testing.T) {
 	body := []byte(strings.Repeat("下", 10000))

@@ -258,7 +258,7 @@ func TestRetriesCarryOneIdempotencyKey(t *testing.T) {
 	}
 }
 
-// Issue 20 §3: the rules are checked before anything is sent, and a refusal
+// The rules are checked before anything is sent, and a refusal
 // is recognisable as permanent (the controller reports it on the key
 // instead of retrying); its text names the rule, never the URL.
 func TestCheckURLRefusesByRule(t *testing.T) {
