@@ -1,0 +1,108 @@
+package exchangeapikey
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+)
+
+
+// readSource extracts and checks an ExchangeAPIKey's key material. secret
+// is nil when the Secret does not exist.
+func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) shared.Source {
+	ref := k.Spec.CredentialsSecretRef
+	if k.Spec.Issue != nil {
+		// The issuance Secret, with the default keys.
+		ref = keyopsv1.CredentialsSecretRef{Name: issuedSecretName(k)}
+	}
+	return shared.ReadCredentials(k.Namespace, k.Spec.Exchange, ref, secret)
+}
+
+
+// sourceName is the Secret k's key material comes from: the user's source
+// Secret, or the issuance Secret of an issued key.
+func sourceName(k *keyopsv1.ExchangeAPIKey) string {
+	if k.Spec.Issue != nil {
+		return issuedSecretName(k)
+	}
+	return k.Spec.CredentialsSecretRef.Name
+}
+
+type cachedSource struct {
+	secretName      string
+	resourceVersion string
+	secret          *corev1.Secret
+}
+
+// readSource reads the source Secret: from memory when the Secret watch
+// shows the same resourceVersion as the last read, else with an uncached GET
+// whose version the watch then remembers. Most reconciles (the echo of our
+// own writes, revalidations, drift repair) then cost no read of the source.
+func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey) (shared.Source, error) {
+	owner := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	key := types.NamespacedName{Namespace: k.Namespace, Name: sourceName(k)}
+	if r.Secrets != nil {
+		if rv, ok := r.Secrets.ResourceVersion(key.Namespace, key.Name); ok {
+			r.sourcesMu.Lock()
+			c, ok := r.sources[owner]
+			r.sourcesMu.Unlock()
+			if ok && c.secretName == key.Name && c.resourceVersion == rv {
+				return readSource(k, c.secret), nil
+			}
+		}
+	}
+	s, err := r.getSource(ctx, key)
+	if apierrors.IsNotFound(err) {
+		r.forgetSource(owner)
+		return readSource(k, nil), nil
+	}
+	if err != nil {
+		return shared.Source{}, err
+	}
+	if r.Secrets != nil {
+		r.Secrets.Observed(key.Namespace, key.Name, s.ResourceVersion)
+	}
+	r.sourcesMu.Lock()
+	defer r.sourcesMu.Unlock()
+	if r.sources == nil {
+		r.sources = map[types.NamespacedName]cachedSource{}
+	}
+	r.sources[owner] = cachedSource{secretName: key.Name, resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
+	return readSource(k, s), nil
+}
+
+// getSource reads a source Secret from the API server's watch cache
+// (resourceVersion "0": no round trip to etcd), and again with a consistent
+// read when that answer may be older than what the Secret watch has seen,
+// or says the Secret does not exist (it may just have been created). A
+// cached answer the watch knows nothing newer of is safe: a newer version
+// reaches the watch later, with a different resourceVersion, and enqueues
+// the key again.
+func (r *Reconciler) getSource(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	var s corev1.Secret
+	err := r.APIReader.Get(ctx, key, &s, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})
+	again := apierrors.IsNotFound(err)
+	if err == nil && r.Secrets != nil {
+		if rv, ok := r.Secrets.ResourceVersion(key.Namespace, key.Name); ok && rv != s.ResourceVersion {
+			again = true
+		}
+	}
+	if again {
+		s = corev1.Secret{}
+		err = r.APIReader.Get(ctx, key, &s)
+	}
+	return &s, err
+}
+
+// forgetSource drops the in-memory copy of an ExchangeAPIKey's source, so
+// that key material does not outlive the object that needed it.
+func (r *Reconciler) forgetSource(owner types.NamespacedName) {
+	r.sourcesMu.Lock()
+	defer r.sourcesMu.Unlock()
+	delete(r.sources, owner)
+}
