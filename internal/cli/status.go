@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
-	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
+	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
 
 // maxEvents is how many Events the details show per key, newest first.

@@ -24,6 +24,7 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 )
 
 // Reconciler keeps each ClusterExchangeKeyPolicy's status: how many
@@ -134,4 +135,3 @@ func policyRequests(ctx context.Context, c client.Reader) []reconcile.Request {
 	}
 	return out
 }
-

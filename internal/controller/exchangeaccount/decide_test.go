@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
@@ -34,7 +35,7 @@ func testAccount() *keyopsv1.ExchangeAccount {
 
 func masterSource() shared.Source {
 	return shared.Source{Creds: exchange.Credentials{APIKey: masterKey, APISecret: masterSecret},
-		fingerprint: keyid.Fingerprint(masterKey), material: keyid.CredentialsHash(masterKey, masterSecret, "")}
+		Fingerprint: keyid.Fingerprint(masterKey), Material: keyid.CredentialsHash(masterKey, masterSecret, "")}
 }
 
 func checked(res *exchange.MasterCheck, err error) accountObservation {
@@ -114,10 +115,10 @@ func TestDecideAccount(t *testing.T) {
 			if (d.status.Permissions != nil) != tc.perms {
 				t.Fatalf("permissions = %+v, want recorded: %v", d.status.Permissions, tc.perms)
 			}
-			if len(d.events) != 1 || d.events[0].reason != tc.reason || d.events[0].warning != (tc.status != metav1.ConditionTrue) {
+			if len(d.events) != 1 || d.events[0].Reason != tc.reason || d.events[0].Warning != (tc.status != metav1.ConditionTrue) {
 				t.Fatalf("events = %+v, want one %s", d.events, tc.reason)
 			}
-			for _, s := range []string{c.Message, d.events[0].message, d.status.KeyID, d.status.CredentialsHash} {
+			for _, s := range []string{c.Message, d.events[0].Message, d.status.KeyID, d.status.CredentialsHash} {
 				if strings.Contains(s, masterKey) || strings.Contains(s, masterSecret) {
 					t.Fatalf("key material in status or event: %q", s)
 				}
@@ -168,7 +169,7 @@ func TestDecideAccountEventsOnlyOnTransitions(t *testing.T) {
 	}
 	// The key loses its transfer permission: one warning.
 	d = decideAccount(a, checked(&exchange.MasterCheck{Missing: "transfer"}, nil))
-	if len(d.events) != 1 || !d.events[0].warning || d.events[0].reason != keyopsv1.ReasonMasterKeyCannotManage {
+	if len(d.events) != 1 || !d.events[0].Warning || d.events[0].Reason != keyopsv1.ReasonMasterKeyCannotManage {
 		t.Fatalf("events = %+v", d.events)
 	}
 }

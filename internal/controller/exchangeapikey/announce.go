@@ -33,7 +33,7 @@ func (r *Reconciler) announce(ctx context.Context, k *keyopsv1.ExchangeAPIKey, a
 			APIVersion: keyopsv1.GroupVersion.String(), Kind: "ExchangeAPIKey",
 			Namespace: k.Namespace, Name: k.Name, UID: k.UID, ResourceVersion: k.ResourceVersion,
 		},
-		Reason: keyopsv1.EventKeyRotated, Note: a.Message, Type: corev1.EventTypeNormal, Action: keyopsv1.EventActionRotate,
+		Reason: keyopsv1.EventKeyRotated, Note: a.message, Type: corev1.EventTypeNormal, Action: keyopsv1.EventActionRotate,
 		ReportingController: keyopsv1.EventReporter, ReportingInstance: keyopsv1.EventReporter + "-" + host,
 	}
 	if err := r.Create(ctx, ev); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -9,16 +9,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
-	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
 	"github.com/keyops-io/exchange-key-operator/internal/permissionpolicy"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 )
 
 // Backoff bounds for transient probe failures.
 const (
-	historyLimit   = 10
+	historyLimit = 10
 )
 
 // observation is everything one reconcile read, before any decision.
@@ -476,7 +477,6 @@ func rejected(reason string) bool {
 func isTransientReason(r string) bool {
 	return r == keyopsv1.ReasonExchangeUnavailable || r == keyopsv1.ReasonRateLimited || r == keyopsv1.ReasonUnexpectedResponse || r == keyopsv1.ReasonNonceConflict
 }
-
 
 // transitionEvents emits Events only when a condition's reason changes.
 func transitionEvents(before, after []metav1.Condition, masked string) []event {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
@@ -73,7 +74,7 @@ func TestDecideEnforceHoldsBackUntilVerified(t *testing.T) {
 	if got := condOf(d.status, keyopsv1.ConditionReady); got != "False/InvalidSignature" {
 		t.Fatalf("Ready = %s", got)
 	}
-	if len(d.events) != 1 || !d.events[0].warning || d.events[0].reason != "InvalidSignature" {
+	if len(d.events) != 1 || !d.events[0].Warning || d.events[0].Reason != "InvalidSignature" {
 		t.Fatalf("events = %+v", d.events)
 	}
 	// Same observation again: no new event (only transitions emit).
@@ -410,7 +411,7 @@ func TestDecideSecretOnlyChangeIsValidated(t *testing.T) {
 func hasEvent(evs []event, reasons ...string) bool {
 	for _, e := range evs {
 		for _, r := range reasons {
-			if e.reason == r {
+			if e.Reason == r {
 				return true
 			}
 		}

@@ -3,9 +3,7 @@ package exchangeapikey
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"time"
 
@@ -18,15 +16,19 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
-	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
 )
 
 // Reconciler reconciles ExchangeAPIKeys into target Secrets.
@@ -74,7 +76,6 @@ type Reconciler struct {
 	sourcesMu sync.Mutex
 	sources   map[types.NamespacedName]cachedSource
 }
-
 
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=exchange.keyops.io,resources=exchangeapikeys/status,verbs=update;patch
@@ -221,7 +222,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 			NonceUnit: exchange.NonceUnit(k.Status.NonceUnit),
 		}, freshAfter(k, now), force)
 		obs.probe = &res
-		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", outcome(res.Err))
+		logf.FromContext(ctx).V(1).Info("probed exchange", "exchange", k.Spec.Exchange, "key", k.Status.KeyID, "shared", res.Shared, "outcome", shared.Outcome(res.Err))
 	}
 	return obs, nil
 }
@@ -237,7 +238,6 @@ func freshAfter(k *keyopsv1.ExchangeAPIKey, now time.Time) time.Time {
 	}
 	return t
 }
-
 
 // observePolicies reads the cluster's ClusterExchangeKeyPolicies and the
 // labels of the namespace they select by (both cached).

@@ -1,5 +1,18 @@
 package exchangeapikey
 
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+)
+
 // ensureFinalizer keeps the Retain finalizer in step with the policy. It
 // patches metadata.finalizers only (with the resourceVersion as a
 // precondition, so that other controllers' finalizers are not lost): an

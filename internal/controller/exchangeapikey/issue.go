@@ -22,9 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
-	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
 	"github.com/keyops-io/exchange-key-operator/internal/permissionpolicy"
 )
 
@@ -270,7 +271,7 @@ func (r *Reconciler) issueAccount(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, &s); err != nil {
 		return &acct, req, &issueProblem{keyopsv1.ReasonAccountNotReady, fmt.Sprintf("master key Secret %s/%s: %s", k.Namespace, ref.Name, reasonOf(err))}
 	}
-	master := readCredentials(k.Namespace, acct.Spec.Exchange, ref, &s)
+	master := shared.ReadCredentials(k.Namespace, acct.Spec.Exchange, ref, &s)
 	if !master.OK() {
 		return &acct, req, &issueProblem{keyopsv1.ReasonAccountNotReady, "master key: " + master.Message}
 	}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
 )
@@ -70,7 +71,7 @@ func TestPhaseTargetHandover(t *testing.T) {
 			phaseTarget(s)
 			got := ""
 			if len(s.d.events) > 0 {
-				got = s.d.events[0].reason
+				got = s.d.events[0].Reason
 			}
 			if got != c.wantEvent || len(s.d.events) > 1 {
 				t.Fatalf("events %+v, want %q", s.d.events, c.wantEvent)
@@ -232,7 +233,7 @@ func decideInvariants(t *testing.T, seed1, seed2 uint64, modeSel uint8) {
 			k.Spec.Permissions.Forbidden = []keyopsv1.Permission{}
 		}
 		sources := []shared.Source{src("AAAAkey-number-one-ZZZZ"), src("BBBBkey-number-two-YYYY"), src("CCCCkey-number-tri-XXXX"),
-			{reason: keyopsv1.ReasonSourceKeyMissing, message: "missing"}}
+			{Reason: keyopsv1.ReasonSourceKeyMissing, Message: "missing"}}
 		probes := []*probecache.Result{nil, ok("read"), ok("read", "trade"), ok("read", "withdraw"),
 			fail(exchange.InvalidKey), fail(exchange.Unavailable), fail(exchange.RateLimited), fail(exchange.NonceConflict), fail(exchange.KeyOrIPRejected)}
 		// good tracks which fingerprints verified compliant at least once

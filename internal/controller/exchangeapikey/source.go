@@ -1,16 +1,18 @@
 package exchangeapikey
 
 import (
-	"fmt"
-	"unicode/utf8"
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
-	"github.com/keyops-io/exchange-key-operator/internal/exchange"
-	"github.com/keyops-io/exchange-key-operator/internal/keyid"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 )
-
 
 // readSource extracts and checks an ExchangeAPIKey's key material. secret
 // is nil when the Secret does not exist.
@@ -22,7 +24,6 @@ func readSource(k *keyopsv1.ExchangeAPIKey, secret *corev1.Secret) shared.Source
 	}
 	return shared.ReadCredentials(k.Namespace, k.Spec.Exchange, ref, secret)
 }
-
 
 // sourceName is the Secret k's key material comes from: the user's source
 // Secret, or the issuance Secret of an issued key.

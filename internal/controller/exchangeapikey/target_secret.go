@@ -1,5 +1,23 @@
 package exchangeapikey
 
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
+	"github.com/keyops-io/exchange-key-operator/internal/secretformat"
+)
+
 // getTarget finds the target Secret: in the cache, which holds the Secrets
 // carrying the operator's label, or, when status says the operator wrote it
 // before, with an uncached GET: someone may have removed the label, which
