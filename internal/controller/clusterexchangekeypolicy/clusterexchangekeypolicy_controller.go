@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,13 +124,5 @@ func keyVerdictChanged() predicate.Predicate {
 }
 
 func policyRequests(ctx context.Context, c client.Reader) []reconcile.Request {
-	var list keyopsv1.ClusterExchangeKeyPolicyList
-	if err := c.List(ctx, &list); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, p := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
-	}
-	return out
+	return shared.ListRequests(ctx, c, &keyopsv1.ClusterExchangeKeyPolicyList{})
 }

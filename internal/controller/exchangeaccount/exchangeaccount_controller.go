@@ -359,13 +359,5 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 
 // accountsForSecret maps a Secret to the ExchangeAccounts whose master key it holds.
 func (r *Reconciler) accountsForSecret(ctx context.Context, namespace, name string) []reconcile.Request {
-	var list keyopsv1.ExchangeAccountList
-	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{AccountSourceSecretIndex: name}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, a := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Name}})
-	}
-	return out
+	return shared.ListRequests(ctx, r, &keyopsv1.ExchangeAccountList{}, client.InNamespace(namespace), client.MatchingFields{AccountSourceSecretIndex: name})
 }

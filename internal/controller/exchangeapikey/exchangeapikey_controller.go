@@ -295,15 +295,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 
 // keysForSource maps a source Secret to the ExchangeAPIKeys that read it.
 func (r *Reconciler) keysForSource(ctx context.Context, namespace, name string) []reconcile.Request {
-	var list keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{SourceSecretIndex: name}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, k := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
-	}
-	return out
+	return shared.ListRequests(ctx, r, &keyopsv1.ExchangeAPIKeyList{}, client.InNamespace(namespace), client.MatchingFields{SourceSecretIndex: name})
 }
 
 // keysForAccount maps an ExchangeAccount to the ExchangeAPIKeys issued

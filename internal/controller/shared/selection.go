@@ -4,6 +4,7 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -76,13 +77,25 @@ func MapNamespaceToKeys(c client.Reader) handler.MapFunc {
 }
 
 func keyRequests(ctx context.Context, c client.Reader, ns string) []reconcile.Request {
-	var keys keyopsv1.ExchangeAPIKeyList
-	if err := c.List(ctx, &keys, client.InNamespace(ns)); err != nil {
+	return ListRequests(ctx, c, &keyopsv1.ExchangeAPIKeyList{}, client.InNamespace(ns))
+}
+
+// ListRequests lists into list with opts and maps every item to a
+// reconcile request; a failed list maps to none (the handler has no way to
+// report it, and the next event or resync brings the objects back).
+func ListRequests(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) []reconcile.Request {
+	if err := c.List(ctx, list, opts...); err != nil {
 		return nil
 	}
-	out := make([]reconcile.Request, 0, len(keys.Items))
-	for _, k := range keys.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(items))
+	for _, o := range items {
+		if m, err := meta.Accessor(o); err == nil {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}})
+		}
 	}
 	return out
 }
