@@ -206,3 +206,22 @@ const (
 	// AnnotationRotate: changing its value rotates an issued key now.
 	AnnotationRotate = "exchange.keyops.io/rotate"
 )
+
+// Event actions (the action field of events.k8s.io/v1 Events): what the
+// operator was doing when it recorded the Event.
+const (
+	// EventActionReconcile: reconciling an ExchangeAPIKey.
+	EventActionReconcile = "Reconcile"
+	// EventActionCheck: checking an ExchangeAccount's master key.
+	EventActionCheck = "Check"
+	// EventActionRestart: restarting a workload to pick up a new key.
+	EventActionRestart = "Restart"
+	// EventActionDelete: deleting an issued key at the exchange.
+	EventActionDelete = "Delete"
+	// EventActionRotate: handing a rotated key to the bots.
+	EventActionRotate = "Rotate"
+)
+
+// EventReporter is the reporting controller of every Event the operator
+// records.
+const EventReporter = "exchange-key-operator"

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/keyops-io/exchange-key-operator/hack/internal/localenv"
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
 
@@ -33,13 +34,9 @@ type cluster struct {
 }
 
 func startCluster(root, workDir string) (*cluster, error) {
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
+	env, cfg, err := localenv.Start(root, "bench")
 	if err != nil {
-		return nil, fmt.Errorf("starting envtest (is KUBEBUILDER_ASSETS set? `make bench` sets it): %w", err)
+		return nil, err
 	}
 	cl := &cluster{env: env}
 	cfg = rest.CopyConfig(cfg)

@@ -48,6 +48,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/keyops-io/exchange-key-operator/hack/internal/localenv"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
@@ -190,7 +191,7 @@ func (b *bench) logf(format string, args ...any) {
 
 func (b *bench) run(ctx context.Context) error {
 	var err error
-	if b.root, err = moduleRoot(); err != nil {
+	if b.root, err = localenv.RepoRoot(); err != nil {
 		return err
 	}
 	if b.work, err = os.MkdirTemp("", "keyops-bench-"); err != nil {
@@ -382,23 +383,6 @@ func rateLimits(flags []string) map[exchange.Name]exchange.RateLimit {
 		}
 	}
 	return out
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory: run from the repository")
-		}
-		dir = parent
-	}
 }
 
 // preflight probes one key per exchange in-process, so that a key shape the

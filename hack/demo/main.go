@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/hack/internal/localenv"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
@@ -62,20 +63,16 @@ func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) 
 
 func run(keep bool) error {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	root, err := repoRoot()
+	root, err := localenv.RepoRoot()
 	if err != nil {
 		return err
-	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return errors.New("KUBEBUILDER_ASSETS is not set: run `make demo`, which provides kube-apiserver and etcd")
 	}
 
 	step("starting a local control plane (kube-apiserver + etcd)")
 	start := time.Now()
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	env, cfg, err := localenv.Start(root, "demo")
 	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
+		return err
 	}
 	defer func() { _ = env.Stop() }()
 	fmt.Printf("    API server %s, CRD exchangeapikeys.exchange.keyops.io installed (%.1fs)\n", cfg.Host, time.Since(start).Seconds())
@@ -200,19 +197,6 @@ func run(keep bool) error {
 		return err
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "PROJECT")); err == nil {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("run the demo from inside the repository (no PROJECT file above %s)", dir)
 }
 
 func rel(root, p string) string {

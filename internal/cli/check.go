@@ -17,7 +17,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
-	"github.com/keyops-io/exchange-key-operator/internal/policycheck"
+	"github.com/keyops-io/exchange-key-operator/internal/permissionpolicy"
 )
 
 // Verdicts of check.
@@ -213,8 +213,8 @@ func (a *app) check(cmd *cobra.Command, o *checkOptions) error {
 		msg += "; it cannot report " + strings.Join(perms.Unchecked, ",")
 	}
 	r.KeyValid = &checkCondition{Status: "True", Reason: keyopsv1.ReasonVerified, Message: msg}
-	r.Permissions = policycheck.Status(perms)
-	res := policycheck.Evaluate(pol, r.Permissions)
+	r.Permissions = permissionpolicy.Status(perms)
+	res := permissionpolicy.Evaluate(pol, r.Permissions)
 	status := "False"
 	r.Verdict = VerdictRefused
 	if res.Compliant() {

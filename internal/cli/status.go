@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+	"github.com/keyops-io/exchange-key-operator/internal/clusterpolicy"
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
-	"github.com/keyops-io/exchange-key-operator/internal/policy"
 )
 
 // maxEvents is how many Events the details show per key, newest first.
@@ -278,7 +278,7 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 	if st.Permissions != nil {
 		field("Permissions", fmt.Sprintf("%s (IP restriction: %s)", orDash(st.Permissions.Summary), orDash(string(st.Permissions.IPRestriction))))
 	}
-	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), policy.HumanDuration(k.Spec.Validation.IntervalOrDefault()))
+	val := fmt.Sprintf("mode %s, every %s; last ", k.Spec.Validation.ModeOrDefault(), clusterpolicy.HumanDuration(k.Spec.Validation.IntervalOrDefault()))
 	val += when(st.LastValidationTime, now, "never")
 	if st.NextValidationTime != nil {
 		val += ", next " + when(st.NextValidationTime, now, "")

@@ -69,7 +69,7 @@ func TestOKXRequest(t *testing.T) {
 
 var okxTradeCanon = []string{"read", "trade", "transfer", "margin", "futures", "options", "earn"}
 
-// TestOKXTradeGrantsFutures is the regression of issue 9 point 3: "trade"
+// TestOKXTradeGrantsFutures is the regression of a mapping bug: "trade"
 // was mapped to trade alone, so a policy forbidding futures accepted a key
 // that places futures orders. Grants say which native brought what.
 func TestOKXTradeGrantsFutures(t *testing.T) {

@@ -35,12 +35,16 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
-	"github.com/keyops-io/exchange-key-operator/controllers"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/clusterexchangekeypolicy"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/exchangeaccount"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/exchangeapikey"
+	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
 	"github.com/keyops-io/exchange-key-operator/internal/endpoint"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/metrics"
 	"github.com/keyops-io/exchange-key-operator/internal/notify"
 	"github.com/keyops-io/exchange-key-operator/internal/probecache"
+	"github.com/keyops-io/exchange-key-operator/internal/refwatch"
 )
 
 // Version is set at build time.
@@ -87,10 +91,10 @@ type Options struct {
 	Clock  clock.PassiveClock
 	Jitter func() float64
 	// Notifier overrides the webhook notifier (tests).
-	Notifier controllers.Notifier
+	Notifier exchangeapikey.Notifier
 	// MasterChecker checks ExchangeAccounts' master keys (tests inject a
 	// fake); nil: sub-account key management is reported as not available.
-	MasterChecker controllers.MasterChecker
+	MasterChecker exchangeaccount.MasterChecker
 	// ExchangeTimeout bounds one exchange request (0: the client default).
 	ExchangeTimeout time.Duration
 	// SkipMetricsRegistration is for tests running several managers in one
@@ -127,22 +131,67 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// New builds a manager running the ExchangeAPIKey and ExchangeAccount controllers.
+// New builds a manager running the operator's controllers: it checks the
+// options, builds the manager, then the parts the controllers share (the
+// exchange prober, metrics, the one Secret watch), then each controller.
 func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
-	if err := CheckMetricsServing(o.MetricsBindAddress, o.MetricsSecure); err != nil {
-		return nil, err
-	}
-	if _, err := ParseNamespaces(strings.Join(o.WatchNamespaces, ",")); err != nil {
-		return nil, err
-	}
-	keySel, err := ParseKeySelector(o.KeySelector)
+	keySel, endpoints, err := checkOptions(o)
 	if err != nil {
 		return nil, err
 	}
-	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
-	if err := endpoints.Validate(); err != nil {
+	mgr, err := newManager(cfg, o, keySel)
+	if err != nil {
 		return nil, err
 	}
+	deps, err := newDependencies(mgr, o)
+	if err != nil {
+		return nil, err
+	}
+	opts := controller.Options{MaxConcurrentReconciles: max(o.MaxConcurrentReconciles, 1)}
+	if err := setupKeyController(ctx, mgr, o, deps, endpoints, opts); err != nil {
+		return nil, fmt.Errorf("setting up the ExchangeAPIKey controller: %w", err)
+	}
+	if len(o.WatchNamespaces) == 0 && keySel == nil {
+		// Policies are cluster-scoped: a namespace-scoped manager neither
+		// reads nor enforces them. A shard enforces them on its keys (the
+		// ExchangeAPIKey controller), but counts only its own keys, so it
+		// leaves the policies' status alone: several shards would each
+		// overwrite it with their share.
+		if err := (&clusterexchangekeypolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the ClusterExchangeKeyPolicy controller: %w", err)
+		}
+	}
+	if keySel == nil || o.WithAccountController {
+		// ExchangeAccounts are not sharded: one install of the fleet
+		// checks each master key (--with-account-controller).
+		if err := setupAccountController(ctx, mgr, o, deps, endpoints, opts); err != nil {
+			return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)
+		}
+	}
+	return mgr, nil
+}
+
+// checkOptions refuses what the manager cannot run with, before anything
+// starts: it returns the parsed key selector (nil: every key) and the
+// endpoint policy.
+func checkOptions(o Options) (labels.Selector, endpoint.Policy, error) {
+	endpoints := endpoint.Policy{Allowed: o.AllowedEndpoints, AllowInsecure: o.AllowInsecureEndpoints}
+	if err := CheckMetricsServing(o.MetricsBindAddress, o.MetricsSecure); err != nil {
+		return nil, endpoints, err
+	}
+	if _, err := ParseNamespaces(strings.Join(o.WatchNamespaces, ",")); err != nil {
+		return nil, endpoints, err
+	}
+	keySel, err := ParseKeySelector(o.KeySelector)
+	if err != nil {
+		return nil, endpoints, err
+	}
+	return keySel, endpoints, endpoints.Validate()
+}
+
+// newManager builds the controller-runtime manager: client limits, metrics
+// serving, leader election and what the cache holds.
+func newManager(cfg *rest.Config, o Options, keySel labels.Selector) (manager.Manager, error) {
 	cfg = rest.CopyConfig(cfg)
 	if o.KubeAPIQPS > 0 {
 		cfg.QPS = o.KubeAPIQPS
@@ -170,7 +219,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	}
 	byObject := map[client.Object]cache.ByObject{
 		// The cache holds only the Secrets this operator writes; source
-		// Secrets are read on demand (see controllers.SetupWithManager).
+		// Secrets are read on demand (see exchangeapikey.Reconciler.SetupWithManager).
 		&corev1.Secret{}: {Label: managed},
 	}
 	if keySel != nil {
@@ -215,85 +264,89 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
-	clk := o.Clock
-	if clk == nil {
-		clk = clock.RealClock{}
+	return mgr, nil
+}
+
+// dependencies are what the controllers share: one clock, one prober (and
+// so one set of per-exchange rate limiters), the operation metrics and the
+// one Secret watch.
+type dependencies struct {
+	clock   clock.PassiveClock
+	prober  *exchange.Prober
+	ops     *metrics.Operations
+	secrets *refwatch.Watcher
+}
+
+func newDependencies(mgr manager.Manager, o Options) (dependencies, error) {
+	d := dependencies{clock: o.Clock, ops: metrics.NewOperations()}
+	if d.clock == nil {
+		d.clock = clock.RealClock{}
 	}
 	reqs := metrics.NewExchangeRequests()
-	ops := metrics.NewOperations()
-	prober := exchange.NewProber(exchange.Options{
+	d.prober = exchange.NewProber(exchange.Options{
 		UserAgent:  "exchange-key-operator/" + Version,
 		RateLimits: o.ExchangeRateLimits,
-		Now:        clk.Now,
+		Now:        d.clock.Now,
 		Observe:    reqs.Observe,
 		Timeout:    o.ExchangeTimeout,
 	})
 	if !o.SkipMetricsRegistration {
-		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: clk.Now}, reqs, ops); err != nil {
-			return nil, fmt.Errorf("registering metrics: %w", err)
+		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: d.clock.Now}, reqs, d.ops); err != nil {
+			return d, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	var notifier controllers.Notifier = notify.NewWebhook("exchange-key-operator/"+Version, o.AllowInsecureEndpoints)
+	// One watch of Secrets for every controller that refers to them, so
+	// that no Secret is listed and watched twice.
+	w, err := shared.NewSecretWatcher(mgr, o.WatchNamespaces)
+	if err != nil {
+		return d, err
+	}
+	d.secrets = w
+	return d, nil
+}
+
+func setupKeyController(ctx context.Context, mgr manager.Manager, o Options, d dependencies, endpoints endpoint.Policy, opts controller.Options) error {
+	var notifier exchangeapikey.Notifier = notify.NewWebhook("exchange-key-operator/"+Version, o.AllowInsecureEndpoints)
 	if o.Notifier != nil {
 		notifier = o.Notifier
 	}
-	r := &controllers.Reconciler{
+	r := &exchangeapikey.Reconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
-		Scheme:          scheme,
-		Recorder:        mgr.GetEventRecorder("exchange-key-operator"),
-		Probes:          probecache.New(prober, clk.Now),
+		Scheme:          mgr.GetScheme(),
+		Recorder:        mgr.GetEventRecorder(keyopsv1.EventReporter),
+		Probes:          probecache.New(d.prober, d.clock.Now),
 		Notifier:        notifier,
-		Clock:           clk,
+		Clock:           d.clock,
 		Jitter:          o.Jitter,
 		Endpoints:       endpoints,
-		Restarts:        ops.WorkloadRestarted,
-		SubAccounts:     prober,
-		Issued:          ops.KeyIssued,
-		KeyDeleted:      ops.KeyDeleted,
-		IssueFailed:     ops.IssueFailed,
+		Restarts:        d.ops.WorkloadRestarted,
+		SubAccounts:     d.prober,
+		Issued:          d.ops.KeyIssued,
+		KeyDeleted:      d.ops.KeyDeleted,
+		IssueFailed:     d.ops.IssueFailed,
 		WatchNamespaces: o.WatchNamespaces,
+		Secrets:         d.secrets,
 	}
-	conc := o.MaxConcurrentReconciles
-	if conc <= 0 {
-		conc = 1
-	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
-		return nil, fmt.Errorf("setting up controller: %w", err)
-	}
-	if len(o.WatchNamespaces) == 0 && keySel == nil {
-		// Policies are cluster-scoped: a namespace-scoped manager neither
-		// reads nor enforces them. A shard enforces them on its keys (the
-		// ExchangeAPIKey controller), but counts only its own keys, so it
-		// leaves the policies' status alone: several shards would each
-		// overwrite it with their share.
-		if err := (&controllers.PolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-			return nil, fmt.Errorf("setting up the ClusterExchangeKeyPolicy controller: %w", err)
-		}
-	}
-	if keySel != nil && !o.WithAccountController {
-		// ExchangeAccounts are not sharded: one install of the fleet
-		// checks each master key (--with-account-controller).
-		return mgr, nil
-	}
-	var master controllers.MasterChecker = prober
+	return r.SetupWithManager(ctx, mgr, opts)
+}
+
+func setupAccountController(ctx context.Context, mgr manager.Manager, o Options, d dependencies, endpoints endpoint.Policy, opts controller.Options) error {
+	var master exchangeaccount.MasterChecker = d.prober
 	if o.MasterChecker != nil {
 		master = o.MasterChecker
 	}
-	ar := &controllers.AccountReconciler{
+	r := &exchangeaccount.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("exchange-key-operator"),
+		Recorder:  mgr.GetEventRecorder(keyopsv1.EventReporter),
 		Master:    master,
-		Clock:     clk,
+		Clock:     d.clock,
 		Jitter:    o.Jitter,
-		Endpoints: r.Endpoints,
-		Secrets:   r.SourceWatch(),
+		Endpoints: endpoints,
+		Secrets:   d.secrets,
 	}
-	if err := ar.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: conc}); err != nil {
-		return nil, fmt.Errorf("setting up the ExchangeAccount controller: %w", err)
-	}
-	return mgr, nil
+	return r.SetupWithManager(ctx, mgr, opts)
 }
 
 // defaultLeaderElectionID is the Lease of an unsharded install.

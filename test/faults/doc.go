@@ -1,5 +1,5 @@
-// Package faults is the fault-scenario suite of issue 10 ("Faults to
-// survive"): the manager, built from ./cmd and run as separate processes
+// Package faults is the fault-scenario suite (faults the operator must
+// survive): the manager, built from ./cmd and run as separate processes
 // against one envtest control plane and the exchange simulator, rotates 100
 // keys while the API server restarts, the leader is killed or hands over,
 // the manager is killed at random points, and every kind of write conflicts

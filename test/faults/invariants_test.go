@@ -28,7 +28,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
 
-// The invariants of issue 10, checked after every scenario.
+// The invariants that must hold after any fault, checked after every scenario.
 const (
 	invEnforce       = "Enforce: a target Secret only ever holds a key that verified and complied"
 	invRolls         = "each restart target rolls exactly once per accepted key"

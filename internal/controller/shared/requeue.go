@@ -1,0 +1,54 @@
+package shared
+
+import (
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+)
+
+const (
+	// MinBackoff is the first wait after a transient failure.
+	MinBackoff = 30 * time.Second
+	// JitterFraction spreads periodic work of objects created together:
+	// an interval I becomes I·(1 ± JitterFraction).
+	JitterFraction = 0.1
+)
+
+// RequeueOnConflict retries at once when the cache was behind the API
+// server: a conflict is expected under load, not an error worth logging.
+func RequeueOnConflict(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{Requeue: true}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// Backoff doubles from MinBackoff per consecutive failure, capped at the
+// interval.
+func Backoff(failures int32, interval time.Duration) time.Duration {
+	d := MinBackoff
+	for i := int32(1); i < failures && d < interval; i++ {
+		d *= 2
+	}
+	if d > interval {
+		d = interval
+	}
+	return d
+}
+
+// Jittered spreads interval by jitter in [-1, 1].
+func Jittered(interval time.Duration, jitter float64) time.Duration {
+	return time.Duration(float64(interval) * (1 + JitterFraction*jitter))
+}
+
+// Outcome names an exchange call's result for the debug log: "ok" or the
+// error's kind.
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return string(exchange.KindOf(err))
+}
