@@ -58,7 +58,12 @@ vet: ## go vet
 	go vet ./...
 
 .PHONY: ccxt-deps
-ccxt-deps: $(CCXT_DIR)/node_modules/.package-lock.json ## Install the pinned ccxt for the conformance test (npm ci; needs Node.js 20+).
+ccxt-deps: node-check $(CCXT_DIR)/node_modules/.package-lock.json ## Install the pinned ccxt for the conformance test (npm ci; needs Node.js 20+).
+
+.PHONY: node-check
+node-check: ## Fail with one clear line when Node.js 20+ (the ccxt oracle of make test) is missing.
+	@command -v node >/dev/null 2>&1 || { echo "make test needs Node.js 20 or newer (the conformance test checks every request against ccxt from npm): install Node.js, then run make test again"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "make test needs Node.js 20 or newer, found $$(node --version): upgrade Node.js, then run make test again"; exit 1; }
 
 # npm ci writes node_modules/.package-lock.json last, so it marks a complete
 # install of the current lockfile. Install scripts are not run: the signing
