@@ -87,7 +87,7 @@ func TestCheckForbiddenPermission(t *testing.T) {
 	if r.code != ExitFailed || !strings.Contains(r.stdout, "REFUSED (ForbiddenPermission)") || !strings.Contains(r.stdout, "forbidden permission(s) withdraw") {
 		t.Fatal(r)
 	}
-	// Issue 20 §3: the advice names this command's flags, not the spec's.
+	// The advice names this command's flags, not the spec's.
 	if !strings.Contains(r.stdout, "--forbidden") || strings.Contains(r.stdout, "spec.permissions") {
 		t.Fatalf("advice must name --forbidden, not spec fields: %s", r.stdout)
 	}

@@ -376,7 +376,7 @@ func createIssuedKey(t *testing.T, ns, name string) *keyopsv1.ExchangeAPIKey {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: keyopsv1.ExchangeAPIKeySpec{
 			Exchange: "binance",
-			Issue:    &keyopsv1.IssueSpec{AccountRef: keyopsv1.AccountReference{Name: "main"}, SubAccount: "bots1"},
+			Issue:    &keyopsv1.IssueSpec{AccountRef: keyopsv1.AccountReference{Name: "main"}, SubAccount: "bots1", IPAllowlist: []string{"203.0.113.10"}},
 		},
 	}
 	if err := c.Create(context.Background(), k); err != nil {
@@ -396,7 +396,7 @@ func createIssuedKey(t *testing.T, ns, name string) *keyopsv1.ExchangeAPIKey {
 	return k
 }
 
-// Issue 20 §3: the details show KeyIssued and status.issued, where
+// The details show KeyIssued and status.issued, where
 // zero-touch failures appear; rotate on a key the operator did not issue
 // says so and exits non-zero.
 func TestStatusShowsIssuedAndRotateRefusesUnissued(t *testing.T) {
