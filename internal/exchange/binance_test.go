@@ -527,36 +527,6 @@ func TestBinanceBodyRateLimitPausesEveryKey(t *testing.T) {
 	}
 }
 
-// Every enableSpotAndMarginTrading grant names margin too, and each native
-// that grants anything appears once in Grants.
-func TestBinanceGrants(t *testing.T) {
-	p, err := parseBinanceAPIRestrictions(200, []byte(binanceFullRestrictions))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, g := range p.Grants {
-		got[g.Native] = strings.Join(g.Canonical, ",")
-	}
-	for native, want := range map[string]string{
-		"enableSpotAndMarginTrading": "trade,margin",
-		"enableReading":              "read",
-		"enableFixReadOnly":          "read",
-		"enableWithdrawals":          "withdraw",
-		"permitsUniversalTransfer":   "transfer",
-		"enableVanillaOptions":       "options",
-	} {
-		if got[native] != want {
-			t.Errorf("%s grants %q, want %q", native, got[native], want)
-		}
-	}
-	for _, r := range binancePermissions {
-		if r.Source == "" {
-			t.Errorf("row %s has no source", r.Native)
-		}
-	}
-}
-
 // The probe sends what Binance verifies: the key header, timestamp and
 // recvWindow, and an HMAC over the query as sent, with signature last.
 func TestBinanceProbeRequest(t *testing.T) {

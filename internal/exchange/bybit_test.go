@@ -112,57 +112,6 @@ func TestBybitReadOnlyNative(t *testing.T) {
 	}
 }
 
-// Grants say which native implies what, including the wider ones.
-func TestBybitGrants(t *testing.T) {
-	p, err := parseBybitKeyInfo(200, []byte(bybitGoodBody))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, g := range p.Grants {
-		got[g.Native] = strings.Join(g.Canonical, ",")
-	}
-	for native, want := range map[string]string{
-		"Options:OptionsTrade":         "futures,options",
-		"Spot:SpotTrade":               "trade,margin",
-		"Derivatives:DerivativesTrade": "futures,options",
-		"ContractTrade:Order":          "futures",
-		"Wallet:Withdraw":              "withdraw",
-		"Exchange:ExchangeHistory":     "trade",
-		"Earn:Earn":                    "earn",
-	} {
-		if got[native] != want {
-			t.Errorf("%s grants %q, want %q", native, got[native], want)
-		}
-	}
-	for _, r := range bybitPermissions {
-		if r.Source == "" {
-			t.Errorf("row %s has no source", r.Native)
-		}
-	}
-}
-
-func TestBybitIPs(t *testing.T) {
-	for _, tc := range []struct {
-		ips  string
-		want []string
-	}{
-		{`["*"]`, nil},
-		{`[]`, nil},
-		{`null`, nil},
-		{`["1.2.3.4","5.6.7.8"]`, []string{"1.2.3.4", "5.6.7.8"}},
-		{`["1.2.3.4,5.6.7.8"]`, []string{"1.2.3.4", "5.6.7.8"}},
-	} {
-		p, err := parseBybitKeyInfo(200, []byte(bybitBody("0", `{}`, tc.ips)))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.ips, err)
-		}
-		if strings.Join(p.AllowedIPs, ",") != strings.Join(tc.want, ",") || (p.IPRestriction == IPRestricted) != (len(tc.want) > 0) {
-			t.Errorf("%s: got %v restricted=%v", tc.ips, p.AllowedIPs, (p.IPRestriction == IPRestricted))
-		}
-	}
-}
-
 func TestBybitDates(t *testing.T) {
 	for _, s := range []string{"", "0001-01-01T00:00:00Z", "not a date", "1970-01-01T00:00:00Z"} {
 		if bybitTime(s) != nil {

@@ -278,30 +278,6 @@ func TestKuCoinErrorDetails(t *testing.T) {
 	}
 }
 
-// TestKuCoinGrants: each reported name that grants something has a Grant,
-// with the documented spelling, and every row of the table cites a source.
-func TestKuCoinGrants(t *testing.T) {
-	p, err := parseKuCoinKeyInfo(200, []byte(kucoinBody("General,futures,Transfer,Mystery", "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(p.Native, ","); got != "Futures,General,Mystery,Transfer" {
-		t.Errorf("native %s", got)
-	}
-	var got []string
-	for _, g := range p.Grants {
-		got = append(got, g.Native+"="+strings.Join(g.Canonical, "+"))
-	}
-	if strings.Join(got, " ") != "Futures=transfer+futures General=read Transfer=withdraw" {
-		t.Errorf("grants %v", got)
-	}
-	for _, r := range kucoinPermissions {
-		if r.Source == "" || len(r.Grants) == 0 {
-			t.Errorf("row %+v", r)
-		}
-	}
-}
-
 func FuzzKuCoinParseKeyInfo(f *testing.F) {
 	seeds := []string{
 		kucoinGoodBody,
