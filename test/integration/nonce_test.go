@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,25 +16,17 @@ import (
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 )
 
-// bfxBot is a Bitfinex bot that trades on a key every interval with nonces
-// from its own clock, as ccxt (milliseconds) or Bitfinex's SDKs
-// (microseconds) do.
-type bfxBot struct {
-	mu      sync.Mutex
-	sent    int
-	refused []string
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-func startBfxBot(t *testing.T, c exchange.Credentials, nonce func(time.Time) uint64) *bfxBot {
+// startBfxBot starts a Bitfinex bot that trades on a key every 150 ms
+// with nonces from its own clock, as ccxt (milliseconds) or Bitfinex's SDKs
+// (microseconds) do (exchangetest.Bot).
+func startBfxBot(t *testing.T, c exchange.Credentials, nonce func(time.Time) uint64) *exchangetest.Bot {
 	t.Helper()
 	const path = "/v2/auth/r/permissions"
-	b := &bfxBot{stop: make(chan struct{}), done: make(chan struct{})}
-	send := func() {
+	return exchangetest.StartBot(t, 150*time.Millisecond, func() (bool, string) {
 		n := strconv.FormatUint(nonce(time.Now()), 10)
 		mac := hmac.New(sha512.New384, []byte(c.APISecret))
 		mac.Write([]byte("/api" + path + n + "{}"))
@@ -46,54 +37,12 @@ func startBfxBot(t *testing.T, c exchange.Credentials, nonce func(time.Time) uin
 		req.Header.Set("bfx-signature", hex.EncodeToString(mac.Sum(nil)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Error(err)
-			return
+			return false, err.Error()
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.sent++
-		if resp.StatusCode != http.StatusOK {
-			b.refused = append(b.refused, n+": "+string(body))
-		}
-	}
-	send()
-	go func() {
-		defer close(b.done)
-		tick := time.NewTicker(150 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-				send()
-			}
-		}
-	}()
-	t.Cleanup(b.halt)
-	return b
-}
-
-func (b *bfxBot) halt() {
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
-	}
-	<-b.done
-}
-
-// check stops the bot and fails the test if the exchange ever refused it.
-func (b *bfxBot) check(t *testing.T) {
-	t.Helper()
-	b.halt()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.refused) > 0 || b.sent < 2 {
-		t.Fatalf("the bot was refused %d of %d times: %v", len(b.refused), b.sent, b.refused)
-	}
+		return resp.StatusCode == http.StatusOK, n + ": " + string(body)
+	})
 }
 
 func waitRevalidated(t *testing.T, ns, name, value, want string) *keyopsv1.ExchangeAPIKey {
@@ -130,7 +79,7 @@ func TestNonceMillisecondBotAheadNeverRefused(t *testing.T) {
 		g.Expect(msg).To(ContainSubstring(want))
 	}
 	g.Expect(secretExists(ns, "bot")).To(BeFalse())
-	b.check(t)
+	b.Check(t, 2)
 
 	// The bot pauses long enough for the clock to pass its nonces: the key
 	// verifies in milliseconds and the target is written.
@@ -145,7 +94,7 @@ func TestNonceMillisecondBotAheadNeverRefused(t *testing.T) {
 	b = startBfxBot(t, c, ahead)
 	waitRevalidated(t, ns, "bot", "2", "Unknown/"+keyopsv1.ReasonNonceConflict)
 	g.Consistently(func(g Gomega) { g.Expect(getSecret(g, ns, "bot").Data).To(Equal(target)) }, time.Second, 100*time.Millisecond).Should(Succeed())
-	b.check(t)
+	b.Check(t, 2)
 	g.Expect(events(t, ns, "bot")).NotTo(HaveKey(keyopsv1.EventNonceUnitUndeclared))
 }
 
@@ -187,5 +136,5 @@ func TestNonceMicrosecondBotDeclared(t *testing.T) {
 	g.Expect(k.Status.NonceUnit).To(Equal(keyopsv1.NonceUnitMicroseconds))
 	waitRevalidated(t, ns, "bot", "2", "True/Verified")
 	waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
-	b.check(t)
+	b.Check(t, 2)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 )
 
 var krakenTestSecret = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("kraken-secret-64", 4)))
@@ -282,71 +283,14 @@ func (r *nonceRig) probe(p *exchange.Prober, apiKey string, unit exchange.NonceU
 	return perms, err, int(r.sent.Load() - before)
 }
 
-// bot trades on a key every interval with nonces from its own clock, the
-// way a ccxt bot does, until stopped.
-type bot struct {
-	mu       sync.Mutex
-	sent     int
-	refused  []uint64
-	stop     chan struct{}
-	done     chan struct{}
-	interval time.Duration
-}
-
-// startBot sends one request at once, so that the key's floor is the bot's
-// before the test goes on, then one every interval.
-func (r *nonceRig) startBot(t *testing.T, apiKey string, interval time.Duration, nonce func(time.Time) uint64) *bot {
+// startBot starts a bot that trades on apiKey every interval with nonces
+// from its own clock, the way a ccxt bot does (exchangetest.Bot).
+func (r *nonceRig) startBot(t *testing.T, apiKey string, interval time.Duration, nonce func(time.Time) uint64) *exchangetest.Bot {
 	t.Helper()
-	b := &bot{stop: make(chan struct{}), done: make(chan struct{}), interval: interval}
-	send := func() {
+	return exchangetest.StartBot(t, interval, func() (bool, string) {
 		n := nonce(time.Now())
-		ok := r.nc.send(t, r.sim, apiKey, n)
-		b.mu.Lock()
-		b.sent++
-		if !ok {
-			b.refused = append(b.refused, n)
-		}
-		b.mu.Unlock()
-	}
-	send()
-	go func() {
-		defer close(b.done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-				send()
-			}
-		}
-	}()
-	t.Cleanup(b.halt)
-	return b
-}
-
-func (b *bot) halt() {
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
-	}
-	<-b.done
-}
-
-// check stops the bot and fails the test if it was ever refused.
-func (b *bot) check(t *testing.T, minSent int) {
-	t.Helper()
-	b.halt()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.refused) > 0 {
-		t.Fatalf("the bot was refused %d of %d times (nonces %v)", len(b.refused), b.sent, b.refused)
-	}
-	if b.sent < minSent {
-		t.Fatalf("the bot sent %d requests, want at least %d", b.sent, minSent)
-	}
+		return r.nc.send(t, r.sim, apiKey, n), strconv.FormatUint(n, 10)
+	})
 }
 
 // A millisecond bot (ccxt: nonce = Date.now()) keeps working however many
@@ -402,7 +346,7 @@ func testMillisecondBotAhead(t *testing.T, nc nonceCase) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	b.check(t, 5)
+	b.Check(t, 5)
 }
 
 // A microsecond bot (Bitfinex's own SDKs) with the declared unit
@@ -425,7 +369,7 @@ func testMicrosecondBotDeclared(t *testing.T, nc nonceCase) {
 			time.Sleep(70 * time.Millisecond)
 		}
 	}
-	b.check(t, 3)
+	b.Check(t, 3)
 	// The declaration is per key: another key is probed in milliseconds.
 	before := uint64(time.Now().UnixMilli())
 	if perms, err, n := r.probe(r.prober(), "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
@@ -454,7 +398,7 @@ func testMicrosecondBotUndeclared(t *testing.T, nc nonceCase) {
 			t.Fatalf("message %q names neither the setting nor the unit", e.Message)
 		}
 	}
-	b.check(t, 2)
+	b.Check(t, 2)
 	// No floor above the microsecond clock was ever sent by the operator.
 	if got, now := r.sim.LastNonce(nc.ex, "micro"), uint64(time.Now().UnixMicro()); got > now {
 		t.Fatalf("floor %d above the microsecond clock %d", got, now)
