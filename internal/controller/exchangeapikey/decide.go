@@ -691,7 +691,7 @@ func recordDecision(h []keyopsv1.KeyHistoryEntry, fp, outcome, reason string, no
 		if h[i].Outcome == outcome && h[i].Reason == reason {
 			return h
 		}
-		if h[i].Outcome == "" || h[i].Outcome == "Rejected" {
+		if h[i].Outcome == "" || h[i].Outcome == keyopsv1.HistoryRejected {
 			out := append([]keyopsv1.KeyHistoryEntry(nil), h...)
 			out[i].Outcome, out[i].Reason = outcome, reason
 			t := now

@@ -120,15 +120,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return shared.RequeueOnConflict(err)
 	}
 
+	// The cluster's policies are read once: the issued key's check and
+	// observe both use them.
+	var policies clusterPolicies
+	if !k.Spec.Suspend {
+		var err error
+		if policies.items, policies.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	var issued *issueObservation
 	if k.Spec.Issue != nil && !k.Spec.Suspend {
-		io, err := r.reconcileIssue(ctx, &k)
+		// The issuance's one reading of the clock.
+		io, err := r.reconcileIssue(ctx, &k, r.now(), policies)
 		if err != nil {
 			return shared.RequeueOnConflict(err)
 		}
 		issued = &io
 	}
-	obs, err := r.observe(ctx, &k, issued)
+	obs, err := r.observe(ctx, &k, issued, policies)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -188,7 +198,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // observe reads everything decide needs: the source, the target, and the
 // exchange's answer when a probe is due.
-func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation) (observation, error) {
+func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation, policies clusterPolicies) (observation, error) {
 	now := r.now()
 	obs := observation{now: now, issue: issued}
 	if r.Jitter != nil {
@@ -229,9 +239,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		return obs, err
 	}
 	obs.endpointErr = shared.CheckEndpoint(r.Endpoints, k.Spec.Exchange, endpoint)
-	if obs.policies, obs.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
-		return obs, err
-	}
+	obs.policies, obs.nsLabels = policies.items, policies.nsLabels
 	if due, force := probeDue(k, src, obs.endpointErr, effectiveMode(k, obs.policies, obs.nsLabels), now); due {
 		req := exchange.Request{
 			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,
