@@ -220,6 +220,8 @@ const (
 	EventActionDelete = "Delete"
 	// EventActionRotate: handing a rotated key to the bots.
 	EventActionRotate = "Rotate"
+	// EventActionNotify: sending a rotation reminder.
+	EventActionNotify = "Notify"
 )
 
 // EventReporter is the reporting controller of every Event the operator

@@ -8,6 +8,18 @@ import (
 // +kubebuilder:validation:Enum=binance;bitstamp;bitfinex;kraken;coinbase;okx;bybit;kucoin
 type Exchange string
 
+// The supported exchanges (the values of Exchange).
+const (
+	ExchangeBinance  Exchange = "binance"
+	ExchangeBitstamp Exchange = "bitstamp"
+	ExchangeBitfinex Exchange = "bitfinex"
+	ExchangeKraken   Exchange = "kraken"
+	ExchangeCoinbase Exchange = "coinbase"
+	ExchangeOKX      Exchange = "okx"
+	ExchangeBybit    Exchange = "bybit"
+	ExchangeKucoin   Exchange = "kucoin"
+)
+
 // Permission is a canonical permission, whatever the exchange calls it.
 // +kubebuilder:validation:Enum=read;trade;withdraw;transfer;margin;futures;options;earn
 type Permission string
@@ -453,6 +465,14 @@ type UnconfirmedAnswer struct {
 	// ReceivedAt is when the exchange gave it.
 	ReceivedAt metav1.Time `json:"receivedAt"`
 }
+
+// Outcomes of a key in status.history.
+const (
+	// HistoryAccepted: the key was verified and handed to the bots.
+	HistoryAccepted = "Accepted"
+	// HistoryRejected: the key was refused and the bots kept the last good one.
+	HistoryRejected = "Rejected"
+)
 
 // KeyHistoryEntry records one key seen in the source Secret.
 type KeyHistoryEntry struct {

@@ -367,16 +367,12 @@ func effectiveMode(k *keyopsv1.ExchangeAPIKey, policies []keyopsv1.ClusterExchan
 	return mode
 }
 
-// applyProbe records the exchange's answer.
+// applyProbe records the exchange's answer: a key accepted (or one whose
+// signature is good but may not even read), a transient failure that says
+// nothing about the key, or a definite answer about it.
 func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, interval time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
 	res := obs.probe
-	fp := obs.source.Fingerprint
 	st.CredentialsHash = obs.source.Material
-	at := metav1.NewTime(res.At)
-	next := func(d time.Duration) *metav1.Time {
-		t := metav1.NewTime(obs.now.Add(d))
-		return &t
-	}
 	regular := time.Duration(float64(interval) * (1 + shared.JitterFraction*obs.jitter))
 	perms := res.Permissions
 	if e, ok := exchange.AsError(res.Err); ok && e.Kind == exchange.PermissionDenied {
@@ -402,20 +398,7 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		st.UnconfirmedAnswer = nil
 	}
 	if perms != nil {
-		p := perms
-		st.VerifiedFingerprint = fp
-		st.LastValidationTime = &at
-		st.Permissions = permissionpolicy.Status(p)
-		st.NonceUnit = keyopsv1.NonceUnit(p.NonceUnit)
-		st.KeyCreatedAt = timePtr(p.CreatedAt)
-		st.KeyExpiresAt = timePtr(p.ExpiresAt)
-		st.TransientFailures, st.FailingSince = 0, nil
-		st.NextValidationTime = next(regular)
-		msg := fmt.Sprintf("%s accepted key %s", k.Spec.Exchange, st.KeyID)
-		if len(p.Unchecked) > 0 {
-			msg += fmt.Sprintf("; it cannot report %s", strings.Join(p.Unchecked, ","))
-		}
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionTrue, keyopsv1.ReasonVerified, msg)
+		applyAccepted(k, st, obs, perms, regular, set)
 		return
 	}
 	e, _ := exchange.AsError(res.Err)
@@ -423,36 +406,75 @@ func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, o
 		e = &exchange.Error{Kind: exchange.UnexpectedResponse, Exchange: exchange.Name(k.Spec.Exchange), Message: "unclassified error"}
 	}
 	if e.Kind.Transient() {
-		st.TransientFailures++
-		if st.FailingSince == nil {
-			st.FailingSince = &metav1.Time{Time: obs.now}
-		}
-		wait := shared.Backoff(st.TransientFailures, interval)
-		if e.RetryAfter > wait {
-			wait = e.RetryAfter
-		}
-		st.NextValidationTime = next(wait)
-		reason := map[exchange.Kind]string{exchange.RateLimited: keyopsv1.ReasonRateLimited, exchange.Unavailable: keyopsv1.ReasonExchangeUnavailable, exchange.NonceConflict: keyopsv1.ReasonNonceConflict}[e.Kind]
-		if reason == "" {
-			reason = keyopsv1.ReasonUnexpectedResponse
-		}
-		msg := fmt.Sprintf("%s; retrying in %s", e.Error(), wait.Round(time.Second))
-		if e.Kind == exchange.NonceConflict && !exchange.NoNonceSent(e) {
-			msg = nonceConflictMessage(k, st.KeyID, wait)
-		}
-		if st.VerifiedFingerprint == fp && st.LastValidationTime != nil {
-			msg += fmt.Sprintf(" (last verified %s)", st.LastValidationTime.UTC().Format(time.RFC3339))
-		}
-		set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, reason, msg)
+		applyTransient(k, st, obs, e, interval, set)
 		return
 	}
-	// The exchange gave a definite answer about the key.
+	applyDefinite(k, st, obs, e, unconfirmed, regular, set)
+}
+
+// probeNext is now+d as a status time.
+func probeNext(obs observation, d time.Duration) *metav1.Time {
+	t := metav1.NewTime(obs.now.Add(d))
+	return &t
+}
+
+// applyAccepted records a key the exchange accepted, with what it reported
+// of its permissions.
+func applyAccepted(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, p *exchange.Permissions, regular time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
+	at := metav1.NewTime(obs.probe.At)
+	st.VerifiedFingerprint = obs.source.Fingerprint
+	st.LastValidationTime = &at
+	st.Permissions = permissionpolicy.Status(p)
+	st.NonceUnit = keyopsv1.NonceUnit(p.NonceUnit)
+	st.KeyCreatedAt = timePtr(p.CreatedAt)
+	st.KeyExpiresAt = timePtr(p.ExpiresAt)
+	st.TransientFailures, st.FailingSince = 0, nil
+	st.NextValidationTime = probeNext(obs, regular)
+	msg := fmt.Sprintf("%s accepted key %s", k.Spec.Exchange, st.KeyID)
+	if len(p.Unchecked) > 0 {
+		msg += fmt.Sprintf("; it cannot report %s", strings.Join(p.Unchecked, ","))
+	}
+	set(keyopsv1.ConditionKeyValid, metav1.ConditionTrue, keyopsv1.ReasonVerified, msg)
+}
+
+// applyTransient records a failure that says nothing about the key (rate
+// limit, outage, nonce conflict, garbage): KeyValid Unknown, and the next
+// probe after a backoff (or the exchange's Retry-After).
+func applyTransient(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, e *exchange.Error, interval time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
+	st.TransientFailures++
+	if st.FailingSince == nil {
+		st.FailingSince = &metav1.Time{Time: obs.now}
+	}
+	wait := shared.Backoff(st.TransientFailures, interval)
+	if e.RetryAfter > wait {
+		wait = e.RetryAfter
+	}
+	st.NextValidationTime = probeNext(obs, wait)
+	reason := map[exchange.Kind]string{exchange.RateLimited: keyopsv1.ReasonRateLimited, exchange.Unavailable: keyopsv1.ReasonExchangeUnavailable, exchange.NonceConflict: keyopsv1.ReasonNonceConflict}[e.Kind]
+	if reason == "" {
+		reason = keyopsv1.ReasonUnexpectedResponse
+	}
+	msg := fmt.Sprintf("%s; retrying in %s", e.Error(), wait.Round(time.Second))
+	if e.Kind == exchange.NonceConflict && !exchange.NoNonceSent(e) {
+		msg = nonceConflictMessage(k, st.KeyID, wait)
+	}
+	if st.VerifiedFingerprint == obs.source.Fingerprint && st.LastValidationTime != nil {
+		msg += fmt.Sprintf(" (last verified %s)", st.LastValidationTime.UTC().Format(time.RFC3339))
+	}
+	set(keyopsv1.ConditionKeyValid, metav1.ConditionUnknown, reason, msg)
+}
+
+// applyDefinite records a definite answer about the key (invalid, revoked,
+// expired, ...): KeyValid False, and the verified permissions dropped.
+func applyDefinite(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, e *exchange.Error, unconfirmed *keyopsv1.UnconfirmedAnswer, regular time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
+	fp := obs.source.Fingerprint
+	at := metav1.NewTime(obs.probe.At)
 	st.LastValidationTime = &at
 	st.TransientFailures, st.FailingSince = 0, nil
-	st.NextValidationTime = next(regular)
+	st.NextValidationTime = probeNext(obs, regular)
 	reason, msg := definiteReason(k, st, e, fp)
 	if e.Ambiguous && unconfirmed != nil {
-		msg += fmt.Sprintf(" (the same kind of answer twice, %s apart)", res.At.Sub(unconfirmed.ReceivedAt.Time).Round(time.Second))
+		msg += fmt.Sprintf(" (the same kind of answer twice, %s apart)", obs.probe.At.Sub(unconfirmed.ReceivedAt.Time).Round(time.Second))
 	}
 	if st.VerifiedFingerprint == fp && reason != keyopsv1.ReasonRevoked {
 		// The verified permissions are no longer trustworthy for this key.
@@ -691,7 +713,7 @@ func recordDecision(h []keyopsv1.KeyHistoryEntry, fp, outcome, reason string, no
 		if h[i].Outcome == outcome && h[i].Reason == reason {
 			return h
 		}
-		if h[i].Outcome == "" || h[i].Outcome == "Rejected" {
+		if h[i].Outcome == "" || h[i].Outcome == keyopsv1.HistoryRejected {
 			out := append([]keyopsv1.KeyHistoryEntry(nil), h...)
 			out[i].Outcome, out[i].Reason = outcome, reason
 			t := now

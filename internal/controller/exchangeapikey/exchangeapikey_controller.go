@@ -103,7 +103,6 @@ func (r *Reconciler) now() time.Time {
 // survive a failed status write (a reminder delivered) is saved with a
 // patch that cannot conflict right after the action.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	var k keyopsv1.ExchangeAPIKey
 	if err := r.Get(ctx, req.NamespacedName, &k); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -120,52 +119,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return shared.RequeueOnConflict(err)
 	}
 
+	// The cluster's policies are read once: the issued key's check and
+	// observe both use them.
+	var policies clusterPolicies
+	if !k.Spec.Suspend {
+		var err error
+		if policies.items, policies.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	var issued *issueObservation
 	if k.Spec.Issue != nil && !k.Spec.Suspend {
-		io, err := r.reconcileIssue(ctx, &k)
+		// The issuance's one reading of the clock.
+		io, err := r.reconcileIssue(ctx, &k, r.now(), policies)
 		if err != nil {
 			return shared.RequeueOnConflict(err)
 		}
 		issued = &io
 	}
-	obs, err := r.observe(ctx, &k, issued)
+	obs, err := r.observe(ctx, &k, issued, policies)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	d := decide(&k, obs)
-	var actErr error
-	if d.syncTarget {
-		wrote, conflict, err := r.syncTarget(ctx, &k, obs.source)
-		switch {
-		case err != nil:
-			// Nothing is recorded or announced for a write that did not
-			// happen; the retry observes afresh.
-			return shared.RequeueOnConflict(err)
-		case conflict != "":
-			obs.target = targetObservation{conflict: conflict}
-		default:
-			obs.targetWritten = wrote
-			if d.restart {
-				out := r.restartWorkloads(ctx, &k, obs.source, d.status.KeyID)
-				obs.restarts = &out
-			}
-		}
-		d = decide(&k, obs)
-	}
-	if d.notify != "" && r.Notifier != nil {
-		var refused reminderRefused
-		if err := r.notify(ctx, &k, d); errors.As(err, &refused) {
-			// Permanent until the user acts: a Warning Event on the key
-			// names the rule; no retry loop.
-			r.reportRefusedReminder(&k, d.notify, refused)
-		} else if err != nil {
-			log.Info("rotation reminder not delivered; retrying with backoff", "error", err.Error())
-			actErr = err
-		} else {
-			r.forgetRefusedReminder(req.NamespacedName)
-			obs.notified = d.notify
-			d = decide(&k, obs)
-		}
+	d, actErr, err := r.act(ctx, &k, obs, decide(&k, obs))
+	if err != nil {
+		return shared.RequeueOnConflict(err)
 	}
 
 	if !equality.Semantic.DeepEqual(k.Status, d.status) {
@@ -186,9 +164,68 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: d.requeueAfter}, nil
 }
 
+// act carries out what the decision says (the target write, the restarts,
+// the reminder) and decides again with each outcome, so that the status
+// written says what happened. err is an API-server error of the target
+// write: nothing is recorded or announced for a write that did not happen,
+// and the retry observes afresh. actErr is a reminder not delivered: the
+// status is still written, and the reconcile is retried with backoff.
+func (r *Reconciler) act(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (_ decision, actErr, err error) {
+	if d.syncTarget {
+		if obs, err = r.actTarget(ctx, k, obs, d); err != nil {
+			return d, nil, err
+		}
+		d = decide(k, obs)
+	}
+	if d.notify != "" && r.Notifier != nil {
+		var notified bool
+		if notified, actErr = r.actReminder(ctx, k, d); notified {
+			obs.notified = d.notify
+			d = decide(k, obs)
+		}
+	}
+	return d, actErr, nil
+}
+
+// actTarget writes the target Secret and restarts the workloads when the
+// decision asks; the observation says what happened.
+func (r *Reconciler) actTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (observation, error) {
+	wrote, conflict, err := r.syncTarget(ctx, k, obs.source)
+	switch {
+	case err != nil:
+		return obs, err
+	case conflict != "":
+		obs.target = targetObservation{conflict: conflict}
+	default:
+		obs.targetWritten = wrote
+		if d.restart {
+			out := r.restartWorkloads(ctx, k, obs.source, d.status.KeyID)
+			obs.restarts = &out
+		}
+	}
+	return obs, nil
+}
+
+// actReminder sends the reminder the decision owes. A reminder refused
+// until the user acts gets a Warning Event naming the rule, and no retry
+// loop; one not delivered otherwise is returned to be retried with backoff.
+func (r *Reconciler) actReminder(ctx context.Context, k *keyopsv1.ExchangeAPIKey, d decision) (notified bool, err error) {
+	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	var refused reminderRefused
+	if err := r.notify(ctx, k, d); errors.As(err, &refused) {
+		r.reportRefusedReminder(k, d.notify, refused)
+		return false, nil
+	} else if err != nil {
+		logf.FromContext(ctx).Info("rotation reminder not delivered; retrying with backoff", "error", err.Error())
+		return false, err
+	}
+	r.forgetRefusedReminder(key)
+	return true, nil
+}
+
 // observe reads everything decide needs: the source, the target, and the
 // exchange's answer when a probe is due.
-func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation) (observation, error) {
+func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation, policies clusterPolicies) (observation, error) {
 	now := r.now()
 	obs := observation{now: now, issue: issued}
 	if r.Jitter != nil {
@@ -229,9 +266,7 @@ func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is
 		return obs, err
 	}
 	obs.endpointErr = shared.CheckEndpoint(r.Endpoints, k.Spec.Exchange, endpoint)
-	if obs.policies, obs.nsLabels, err = r.observePolicies(ctx, k.Namespace); err != nil {
-		return obs, err
-	}
+	obs.policies, obs.nsLabels = policies.items, policies.nsLabels
 	if due, force := probeDue(k, src, obs.endpointErr, effectiveMode(k, obs.policies, obs.nsLabels), now); due {
 		req := exchange.Request{
 			Exchange: exchange.Name(k.Spec.Exchange), Endpoint: endpoint,

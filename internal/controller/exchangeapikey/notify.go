@@ -83,7 +83,7 @@ func (r *Reconciler) reportRefusedReminder(k *keyopsv1.ExchangeAPIKey, token str
 		return
 	}
 	reason, _, _ := strings.Cut(token, "/")
-	r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, keyopsv1.EventReminderFailed, "Notify",
+	r.Recorder.Eventf(k, nil, corev1.EventTypeWarning, keyopsv1.EventReminderFailed, keyopsv1.EventActionNotify,
 		"%s reminder not delivered: %s; fix it and the reminder goes out at the key's next reconcile (no retries meanwhile)", reason, why.why)
 }
 

@@ -47,7 +47,7 @@ func phaseTarget(s *phaseState) bool {
 		}
 		why := blockingReason(st.Conditions)
 		if rejected(why) {
-			st.History = recordDecision(st.History, s.fp, "Rejected", why, s.now)
+			st.History = recordDecision(st.History, s.fp, keyopsv1.HistoryRejected, why, s.now)
 		}
 		st.TargetKeyFingerprint, st.TargetCredentialsHash = target.fingerprint, target.material
 		switch {
@@ -92,9 +92,9 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 		// The first key is what the user asked for: status (SecretSynced,
 		// history) records it, and an Event per key would double the
 		// writes of applying a fleet. Events are for what changes later.
-		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
+		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
 	default:
-		st.History = recordDecision(st.History, fp, "Accepted", "", s.now)
+		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
 		if st.Rotation == nil {
 			st.Rotation = &keyopsv1.RotationStatus{}
 		}
