@@ -382,15 +382,15 @@ func noIssuePanics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "Observed a panic") && strings.Contains(line, "internal/controller/exchangeapikey/issue") {
+		if strings.Contains(line, "Observed a panic") && strings.Contains(line, "internal/controller/exchangeapikey/issuance_") {
 			t.Fatalf("a reconcile panicked in the issuing path: %.600s", line)
 		}
 	}
 }
 
 // uidPrefix is the default label prefix of k's keys: "eko", the first ten
-// hex digits of its UID and "g", then the generation (internal/controller/exchangeapikey/issue
-// issueLabel). Tests that need it before a key is issued rebuild it.
+// hex digits of its UID and "g", then the generation (labelPrefix and
+// issueLabel in internal/controller/exchangeapikey/issuance_decide.go). Tests that need it before a key is issued rebuild it.
 func uidPrefix(k *keyopsv1.ExchangeAPIKey) string {
 	return "eko" + strings.ReplaceAll(string(k.UID), "-", "")[:10] + "g"
 }
