@@ -280,7 +280,7 @@ func (o *checkOptions) validate(cmd *cobra.Command) (keyopsv1.PermissionPolicy, 
 }
 
 // probeReason maps a probe error to the KeyValid reason the operator would
-// record (controllers/decide.go, applyProbe and definiteReason), with a
+// record (internal/controller/exchangeapikey/decide.go, applyDefinite and definiteReason), with a
 // message for someone at a terminal rather than one reading status.
 func probeReason(e *exchange.Error, masked string) (string, string) {
 	ex := e.Exchange

@@ -320,7 +320,7 @@ var unexercisedOK = map[grant]string{
 }
 
 // pendingDrop are granted verbs that nothing uses: the markers that grant
-// them (controllers/exchangeapikey_controller.go) should lose them. The
+// them (internal/controller/exchangeapikey) should lose them. The
 // check fails when one is still listed here after the marker dropped it.
 var pendingDrop = map[grant]string{}
 
