@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ import (
 const slowExchange = 400 * time.Millisecond
 
 var issueSteps = []string{"intent", "inflight", "created", "recorded", "promoted"}
+
+var issuanceRuns atomic.Int64
 
 // issueProxy stands between the manager and the simulator for one
 // ExchangeAccount (and so for one ExchangeAPIKey).
@@ -419,7 +422,10 @@ func (b *issuedBot) checkAtKill(t *testing.T, ns string) {
 // target other than the first and the final one.
 func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	sc := &scenario{ns: "f-issuance", dir: filepath.Join(artifacts, t.Name()), hook: &hookReceiver{}, fleet: &fleet{ns: "f-issuance"}}
+	// A namespace, artifact directory and sub-accounts per run (-count).
+	run := issuanceRuns.Add(1)
+	ns := fmt.Sprintf("f-issuance-%d", run)
+	sc := &scenario{ns: ns, dir: filepath.Join(artifacts, fmt.Sprintf("%s-%d", t.Name(), run)), hook: &hookReceiver{}, fleet: &fleet{ns: ns}}
 	if err := os.MkdirAll(sc.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +447,7 @@ func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 	})
 	bots := make([]*issuedBot, len(issueSteps))
 	for i, step := range issueSteps {
-		bots[i] = newIssuedBot(t, sc, step, i)
+		bots[i] = newIssuedBot(t, sc, step, int(run)*len(issueSteps)+i)
 	}
 	// The manager watches only this namespace: earlier scenarios leave
 	// ExchangeAPIKeys behind, terminating.
