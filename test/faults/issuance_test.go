@@ -417,7 +417,8 @@ func (b *issuedBot) checkAtKill(t *testing.T, ns string) {
 // while the proxy holds that step's request, and a new manager must finish
 // the rotation: the new key in the target, status.rotateRequest the
 // request, the old key deleted at the exchange (overlap 0s), exactly one
-// key left on the sub-account, no label created twice, a LeftoverKeyDeleted
+// key left on the sub-account, no label created twice and no key created
+// beyond the first, the one lost at the kill and the new one, a LeftoverKeyDeleted
 // Event where a key was created and its answer lost, and never a key in the
 // target other than the first and the final one.
 func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
@@ -530,14 +531,25 @@ func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 			if len(keys) != 1 || keys[0].APIKey != final.APIKey {
 				t.Errorf("the sub-account holds %v, want only the new key %s", left, keyid.Mask(final.APIKey))
 			}
-			// One create per generation: no label was created twice.
+			// One create per generation, no label created twice: the first
+			// key, the key lost at the kill (inflight, created) and the new
+			// one.
 			b.proxy.mu.Lock()
+			total := 0
 			for label, n := range b.proxy.creates {
+				total += n
 				if n > 1 {
 					t.Errorf("label %s was created %d times at the exchange", label, n)
 				}
 			}
 			b.proxy.mu.Unlock()
+			want := 2
+			if b.step == "inflight" || b.step == "created" {
+				want = 3
+			}
+			if total != want {
+				t.Errorf("the exchange created %d keys for %s, want %d", total, b.name, want)
+			}
 			// A key created and lost is deleted, and the user is told. The
 			// manager sends Events asynchronously: wait for the one due.
 			lost := b.step == "inflight" || b.step == "created"
