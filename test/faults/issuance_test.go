@@ -418,9 +418,9 @@ func (b *issuedBot) checkAtKill(t *testing.T, ns string) {
 // the rotation: the new key in the target, status.rotateRequest the
 // request, the old key deleted at the exchange (overlap 0s), exactly one
 // key left on the sub-account, no label created twice and no key created
-// beyond the first, the one lost at the kill and the new one, a LeftoverKeyDeleted
-// Event where a key was created and its answer lost, and never a key in the
-// target other than the first and the final one.
+// beyond the first, the one lost at the kill and the new one, a
+// LeftoverKeyDeleted Event where a key was created and its answer lost, and
+// never a key in the target other than the first and the final one.
 func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// A namespace, artifact directory and sub-accounts per run (-count).
