@@ -80,7 +80,7 @@ test: manifests generate vet ccxt-deps helm actionlint ## Run every test (unit, 
 	@hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: test-faults
-test-faults: ## Fault scenarios (test/faults): API server restart, leader kill and handover, repeated kills, write conflicts; FAULTS_ARTIFACTS=DIR keeps the logs.
+test-faults: ## Fault scenarios (test/faults): API server restart, leader kill and handover, repeated kills, write conflicts, the manager killed at each issuance step; FAULTS_ARTIFACTS=DIR keeps the logs.
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
 		go vet -tags faults ./test/faults/ && \
 		go test -tags faults $(FAULTS_TESTFLAGS) ./test/faults/

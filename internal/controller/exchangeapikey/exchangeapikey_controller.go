@@ -132,6 +132,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if k.Spec.Issue != nil && !k.Spec.Suspend {
 		// The issuance's one reading of the clock.
 		io, err := r.reconcileIssue(ctx, &k, r.now(), policies)
+		// What issuance did at the exchange (a key created, deleted) is
+		// done and recorded in the issuance Secret, whatever becomes of
+		// this reconcile's status write: tell the user now, or a conflict
+		// on that write would leave it unannounced.
+		shared.Record(r.Recorder, &k, keyopsv1.EventActionReconcile, io.events)
+		io.events = nil
 		if err != nil {
 			return shared.RequeueOnConflict(err)
 		}
