@@ -90,12 +90,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-func (r *Reconciler) now() time.Time {
-	if r.Clock != nil {
-		return r.Clock.Now()
-	}
-	return time.Now()
-}
+func (r *Reconciler) now() time.Time { return shared.Now(r.Clock) }
 
 // Reconcile observes (the Secret, and the exchange when a check is due),
 // decides (decideAccount, pure) and writes status only when it changed.

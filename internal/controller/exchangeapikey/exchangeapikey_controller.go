@@ -90,12 +90,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-func (r *Reconciler) now() time.Time {
-	if r.Clock != nil {
-		return r.Clock.Now()
-	}
-	return time.Now()
-}
+func (r *Reconciler) now() time.Time { return shared.Now(r.Clock) }
 
 // Reconcile observes, decides (decide, a pure function) and acts. The
 // outcomes of the actions go back into decide as observations, and the
@@ -119,8 +114,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return shared.RequeueOnConflict(err)
 	}
 
-	// The cluster's policies are read once: the issued key's check and
-	// observe both use them.
+	// The reconcile's one reading of the clock (actions that record when
+	// they happened, a restart, an announcement, read their own), and its
+	// one reading of the cluster's policies: issuance and observe share
+	// both.
+	now := r.now()
 	var policies clusterPolicies
 	if !k.Spec.Suspend {
 		var err error
@@ -130,8 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	var issued *issueObservation
 	if k.Spec.Issue != nil && !k.Spec.Suspend {
-		// The issuance's one reading of the clock.
-		io, err := r.reconcileIssue(ctx, &k, r.now(), policies)
+		io, err := r.reconcileIssue(ctx, &k, now, policies)
 		// What issuance did at the exchange (a key created, deleted) is
 		// done and recorded in the issuance Secret, whatever becomes of
 		// this reconcile's status write: tell the user now, or a conflict
@@ -143,7 +140,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		issued = &io
 	}
-	obs, err := r.observe(ctx, &k, issued, policies)
+	obs, err := r.observe(ctx, &k, issued, policies, now)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -231,8 +228,7 @@ func (r *Reconciler) actReminder(ctx context.Context, k *keyopsv1.ExchangeAPIKey
 
 // observe reads everything decide needs: the source, the target, and the
 // exchange's answer when a probe is due.
-func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation, policies clusterPolicies) (observation, error) {
-	now := r.now()
+func (r *Reconciler) observe(ctx context.Context, k *keyopsv1.ExchangeAPIKey, issued *issueObservation, policies clusterPolicies, now time.Time) (observation, error) {
 	obs := observation{now: now, issue: issued}
 	if r.Jitter != nil {
 		obs.jitter = r.Jitter()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
@@ -42,6 +43,16 @@ func Backoff(failures int32, interval time.Duration) time.Duration {
 // Jittered spreads interval by jitter in [-1, 1].
 func Jittered(interval time.Duration, jitter float64) time.Duration {
 	return time.Duration(float64(interval) * (1 + JitterFraction*jitter))
+}
+
+// Now reads c, the controller's injected clock (the real clock when nil).
+// A reconcile reads it once and passes the time down, so that every
+// decision of one reconcile sees the same instant.
+func Now(c clock.PassiveClock) time.Time {
+	if c != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // Outcome names an exchange call's result for the debug log: "ok" or the
