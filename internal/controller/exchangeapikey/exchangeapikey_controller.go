@@ -134,7 +134,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// this reconcile's status write: tell the user now, or a conflict
 		// on that write would leave it unannounced.
 		shared.Record(r.Recorder, &k, keyopsv1.EventActionReconcile, io.events)
-		io.events = nil
 		if err != nil {
 			return shared.RequeueOnConflict(err)
 		}

@@ -41,8 +41,10 @@ type issueObservation struct {
 	issued   *keyopsv1.IssuedKeyStatus
 	previous *keyopsv1.PreviousKeyStatus
 	rotate   string
-	events   []event
-	wake     time.Duration
+	// events are recorded by Reconcile as soon as the step returns (the
+	// exchange-side action is done), not through decide.
+	events []event
+	wake   time.Duration
 	// endpoint and demo the issued key is probed with.
 	endpoint string
 	demo     bool

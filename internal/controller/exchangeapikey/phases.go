@@ -228,7 +228,6 @@ func phaseIssue(s *phaseState) bool {
 	}
 	s.set(keyopsv1.ConditionKeyIssued, io.status, io.reason, msg)
 	s.st.Issued, s.st.PreviousKey, s.st.RotateRequest = io.issued, io.previous, io.rotate
-	s.d.events = append(s.d.events, io.events...)
 	if io.wake > 0 {
 		s.wake(io.wake)
 	}
