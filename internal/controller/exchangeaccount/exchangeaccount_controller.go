@@ -252,7 +252,7 @@ func applyMasterCheck(a *keyopsv1.ExchangeAccount, st *keyopsv1.ExchangeAccountS
 		t := metav1.NewTime(obs.now.Add(d))
 		return &t
 	}
-	regular := time.Duration(float64(accountCheckInterval) * (1 + shared.JitterFraction*obs.jitter))
+	regular := shared.Jittered(accountCheckInterval, obs.jitter)
 	at := metav1.NewTime(c.at)
 	if c.err == nil && c.result != nil {
 		st.LastCheckTime, st.NextCheckTime, st.TransientFailures = &at, next(regular), 0

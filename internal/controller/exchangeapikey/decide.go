@@ -373,7 +373,7 @@ func effectiveMode(k *keyopsv1.ExchangeAPIKey, policies []keyopsv1.ClusterExchan
 func applyProbe(k *keyopsv1.ExchangeAPIKey, st *keyopsv1.ExchangeAPIKeyStatus, obs observation, interval time.Duration, set func(string, metav1.ConditionStatus, string, string)) {
 	res := obs.probe
 	st.CredentialsHash = obs.source.Material
-	regular := time.Duration(float64(interval) * (1 + shared.JitterFraction*obs.jitter))
+	regular := shared.Jittered(interval, obs.jitter)
 	perms := res.Permissions
 	if e, ok := exchange.AsError(res.Err); ok && e.Kind == exchange.PermissionDenied {
 		// The key and its signature are good, but it may not even read:
