@@ -7,9 +7,13 @@ HELM_VERSION ?= v4.3.2
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 # Prometheus and promtool for test/monitoring: Debian bookworm's package
 # (both binaries, linked against libc only), unpacked into bin/ under
-# versioned names. Building them from the Prometheus Go module would cost
-# minutes of a cold CI run; the .deb takes seconds.
+# versioned names by hack/prometheus-tools.sh. Building them from the
+# Prometheus Go module would cost minutes of a cold CI run; the .deb takes
+# seconds.
 PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+b6
+# SHA-256 of prometheus_$(PROMETHEUS_DEB_VERSION)_amd64.deb (the hash
+# apt-get download --print-uris shows); another architecture sets its own.
+PROMETHEUS_DEB_SHA256 ?= 3b0e0255b059a7696bd4a139a4a4eb24d71df067936a61ece5093559cbc7991c
 PROMETHEUS ?= $(LOCALBIN)/prometheus-$(PROMETHEUS_DEB_VERSION)
 PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_DEB_VERSION)
 # The one version source: the chart's appVersion. The chart's version, the
@@ -170,20 +174,10 @@ $(HELM):
 	mv $(LOCALBIN)/helm $(HELM)
 
 .PHONY: prometheus-tools
-prometheus-tools: $(PROMETHEUS) $(PROMTOOL) ## Fetch (or reuse) prometheus and promtool from Debian's package into bin/.
-# One download gives both binaries (a grouped target). apt-get download needs
-# no root; apt-get update (only when the package lists lack the pinned
-# version, as in a fresh container) does.
+prometheus-tools: $(PROMETHEUS) $(PROMTOOL) ## Fetch (or reuse) prometheus and promtool from Debian's pinned package into bin/.
+# One .deb gives both binaries (a grouped target).
 $(PROMETHEUS) $(PROMTOOL) &:
-	@mkdir -p $(LOCALBIN)
-	@command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || { echo "prometheus-tools needs apt-get and dpkg-deb (Debian's prometheus $(PROMETHEUS_DEB_VERSION)); elsewhere put prometheus and promtool 2.42 at $(PROMETHEUS) and $(PROMTOOL)"; exit 1; }
-	tmp="$$(mktemp -d)" && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
-		{ apt-get -q -o APT::Sandbox::User=root download prometheus=$(PROMETHEUS_DEB_VERSION) || \
-		  { apt-get -q update && apt-get -q -o APT::Sandbox::User=root download prometheus=$(PROMETHEUS_DEB_VERSION); }; } && \
-		dpkg-deb -x prometheus_*.deb root && \
-		install -m 0755 root/usr/bin/prometheus $(PROMETHEUS) && install -m 0755 root/usr/bin/promtool $(PROMTOOL)
-	$(PROMETHEUS) --version | sed -n 1p
-	$(PROMTOOL) --version | sed -n 1p
+	hack/prometheus-tools.sh "$(PROMETHEUS_DEB_VERSION)" "$(PROMETHEUS_DEB_SHA256)" "$(PROMETHEUS)" "$(PROMTOOL)"
 
 .PHONY: print-prometheus-tools
 print-prometheus-tools: prometheus-tools ## Print the paths of prometheus and promtool (for running test/monitoring by hand).
