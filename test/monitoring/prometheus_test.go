@@ -184,14 +184,15 @@ func TestPrometheus(t *testing.T) {
 		// Now, after the evaluation loop: the latest values.
 		t.Logf("%s = %v", q.where, prom.query(g, q.expr))
 	}
-	if len(empty) == 0 {
+	nEmpty := len(empty)
+	if nEmpty == 0 {
 		empty = append(empty, "(none)")
 	}
 	for where := range emptyByDesign {
 		g.Expect(evaluated).To(ContainElement(where), "emptyByDesign names a query that no longer exists")
 	}
 	t.Logf("evaluated %d queries through Prometheus (%d with data, %d empty by design):\n  %s\nempty by design:\n  %s",
-		len(queries), len(queries)-len(empty), len(empty), strings.Join(evaluated, "\n  "), strings.Join(empty, "\n  "))
+		len(queries), len(queries)-nEmpty, nEmpty, strings.Join(evaluated, "\n  "), strings.Join(empty, "\n  "))
 
 	// The alerts Prometheus evaluates from rules.yaml: the ones without
 	// for: fire, the others are pending, and their templates, which query
