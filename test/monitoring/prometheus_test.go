@@ -71,7 +71,10 @@ func TestPrometheus(t *testing.T) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 
 	// Control plane, simulator, manager (metrics over HTTPS with
-	// authentication and authorization: the product default).
+	// authentication and authorization: the product default). The manager
+	// runs with envtest's admin credentials: its own RBAC for TokenReview and
+	// SubjectAccessReview (config/rbac/metrics_auth_role.yaml) is
+	// test/integration's TestSecureMetrics; here the scraper's matters.
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -100,7 +103,7 @@ func TestPrometheus(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-mgrDone })
 	k8s, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())
-	for _, ns := range []string{keysNamespace, operatorNamespace, "monitoring"} {
+	for _, ns := range []string{keysNamespace, "monitoring"} {
 		g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
 
