@@ -5,6 +5,17 @@ LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 HELM_VERSION ?= v4.3.2
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+# Prometheus and promtool for test/monitoring: Debian bookworm's package
+# (both binaries, linked against libc only), unpacked into bin/ under
+# versioned names by hack/prometheus-tools.sh. Building them from the
+# Prometheus Go module would cost minutes of a cold CI run; the .deb takes
+# seconds.
+PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+b6
+# SHA-256 of prometheus_$(PROMETHEUS_DEB_VERSION)_amd64.deb (the hash
+# apt-get download --print-uris shows); another architecture sets its own.
+PROMETHEUS_DEB_SHA256 ?= 3b0e0255b059a7696bd4a139a4a4eb24d71df067936a61ece5093559cbc7991c
+PROMETHEUS ?= $(LOCALBIN)/prometheus-$(PROMETHEUS_DEB_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_DEB_VERSION)
 # The one version source: the chart's appVersion. The chart's version, the
 # image tag, config/'s image tags and the binaries' --version are the same
 # (make release-check, test/release).
@@ -73,9 +84,9 @@ $(CCXT_DIR)/node_modules/.package-lock.json: $(CCXT_DIR)/package.json $(CCXT_DIR
 	cd $(CCXT_DIR) && npm ci --no-audit --no-fund --ignore-scripts
 
 .PHONY: test
-test: manifests generate vet ccxt-deps helm actionlint ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration, the Helm chart).
+test: manifests generate vet ccxt-deps helm actionlint prometheus-tools ## Run every test (unit, fuzz seeds plus a short fuzz run, envtest integration, the Helm chart, alert rules and a real Prometheus).
 	@[ -z "$$CI" ] || git diff --quiet -- config/crd config/rbac api charts 2>/dev/null || { echo "generated files are out of date: run 'make manifests generate' and commit"; git --no-pager diff --stat -- config/crd config/rbac api charts; exit 1; }
-	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" && \
+	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" PROMETHEUS="$(PROMETHEUS)" PROMTOOL="$(PROMTOOL)" && \
 		go test $(GOTESTFLAGS) ./...
 	@hack/fuzz.sh $(FUZZTIME)
 
@@ -89,6 +100,11 @@ test-faults: ## Fault scenarios (test/faults): API server restart, leader kill a
 test-chart: manifests helm ## Only the Helm chart's tests (test/chart: lint, renderings, schema, dry runs on envtest, in step with config/).
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" HELM="$(HELM)" && \
 		go test $(GOTESTFLAGS) ./test/chart/...
+
+.PHONY: test-monitoring
+test-monitoring: prometheus-tools ## Only the monitoring tests (test/monitoring: promtool rule tests, a real Prometheus scraping the manager).
+	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" PROMETHEUS="$(PROMETHEUS)" PROMTOOL="$(PROMTOOL)" && \
+		go test $(GOTESTFLAGS) -v ./test/monitoring/...
 
 .PHONY: envtest
 envtest: ## Build (or reuse) kube-apiserver and etcd for envtest; prints KUBEBUILDER_ASSETS.
@@ -156,6 +172,16 @@ $(HELM):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install helm.sh/helm/$(word 1,$(subst ., ,$(HELM_VERSION)))/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
+
+.PHONY: prometheus-tools
+prometheus-tools: $(PROMETHEUS) $(PROMTOOL) ## Fetch (or reuse) prometheus and promtool from Debian's pinned package into bin/.
+# One .deb gives both binaries (a grouped target).
+$(PROMETHEUS) $(PROMTOOL) &:
+	hack/prometheus-tools.sh "$(PROMETHEUS_DEB_VERSION)" "$(PROMETHEUS_DEB_SHA256)" "$(PROMETHEUS)" "$(PROMTOOL)"
+
+.PHONY: print-prometheus-tools
+print-prometheus-tools: prometheus-tools ## Print the paths of prometheus and promtool (for running test/monitoring by hand).
+	@echo PROMETHEUS=$(PROMETHEUS) PROMTOOL=$(PROMTOOL)
 
 ##@ Release (image, versions, workflows)
 
