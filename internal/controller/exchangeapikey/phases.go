@@ -95,6 +95,13 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
 	default:
 		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
+		if k.Spec.Issue != nil {
+			// An issued key replaced because the exchange no longer
+			// accepted it: its entry says so, and why.
+			if dead, _ := deadVerdict(&s.prev, prevFP, prevMaterial, s.obs.now); dead != "" {
+				st.History = recordReplaced(st.History, prevFP, dead, s.now)
+			}
+		}
 		if st.Rotation == nil {
 			st.Rotation = &keyopsv1.RotationStatus{}
 		}
