@@ -16,7 +16,7 @@ import (
 
 // selfHealBackoff is the suite's wait before the second replacement within
 // a day; a third loss stops the replacements (testManagerOptions).
-const selfHealBackoff = 8 * time.Second
+const selfHealBackoff = 15 * time.Second
 
 // TestIssuedKeySelfHeals: an issued key revoked at the exchange (in its web
 // UI, say) is replaced by the operator: a new key verified and handed over,
