@@ -69,6 +69,9 @@ type issueObservation struct {
 	demo     bool
 	// acctGen is the ExchangeAccount's generation (refusedCreate).
 	acctGen int64
+	// previousDead: the previous key was replaced because the exchange no
+	// longer accepts it, and is deleted without waiting for the overlap.
+	previousDead bool
 }
 
 // issueProblem is why no exchange call can be made now.
@@ -552,7 +555,7 @@ func (io *issueObservation) failed(k *keyopsv1.ExchangeAPIKey, what string, err 
 
 // fill derives the issued-key status from the issuance Secret.
 func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
-	io.issued, io.previous = nil, nil
+	io.issued, io.previous, io.previousDead = nil, nil, false
 	if cur := is.current().APIKey; cur != "" {
 		io.issued = &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(cur), Fingerprint: keyid.Fingerprint(cur), Label: is.get(issuedLabel), Generation: is.int(issuedGeneration),
 			ExchangeKeyID: exchangeKeyID(is.get(issuedExchangeID), cur)}
@@ -566,7 +569,12 @@ func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
 	if prev := is.get(issuedPrevious); prev != "" {
 		io.previous = &keyopsv1.PreviousKeyStatus{KeyID: keyid.Mask(prev), Fingerprint: keyid.Fingerprint(prev), Label: is.get(issuedPrevLabel),
 			ExchangeKeyID: exchangeKeyID(is.get(previousExchangeID), prev)}
-		if start := overlapStart(k, is.current()); start != nil {
+		switch start := overlapStart(k, is.current()); {
+		case is.get(previousDead) != "":
+			// Replaced because the exchange no longer accepts it: deleted
+			// at once (decideRetire).
+			io.previousDead = true
+		case start != nil:
 			io.previous.DeleteAfter = &metav1.Time{Time: start.Add(k.Spec.Rotation.OverlapOrDefault())}
 		}
 	}

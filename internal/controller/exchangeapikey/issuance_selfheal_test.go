@@ -303,3 +303,27 @@ func TestSelfHealingVerdictThroughDecide(t *testing.T) {
 		}
 	})
 }
+
+// Status shows a replacement: the replacement times, and a replaced key
+// that goes at once (no deleteAfter), said in the KeyIssued message.
+func TestStatusShowsAReplacement(t *testing.T) {
+	k := issueKey("")
+	at := t0.Add(-time.Minute)
+	is := record(map[string]string{issuedAPIKey: curKey, issuedAPISecret: curSecret, issuedPrevious: prevKey, previousDead: keyopsv1.ReasonRevoked,
+		replacedAt: at.Format(time.RFC3339), replacedFor: "3/"})
+	handedOver(k, is, at)
+	var io issueObservation
+	io.status, io.reason = metav1.ConditionTrue, keyopsv1.ReasonKeyIssuedOK
+	io.fill(k, is)
+	if !io.previousDead || io.previous == nil || io.previous.DeleteAfter != nil {
+		t.Fatalf("previous = %+v (dead %v), want a dead key without deleteAfter", io.previous, io.previousDead)
+	}
+	if len(io.issued.Replacements) != 1 || !io.issued.Replacements[0].Time.Equal(at) {
+		t.Fatalf("replacements = %v, want [%s]", io.issued.Replacements, at)
+	}
+	s := newPhaseState(k, observation{now: t0, issue: &io})
+	phaseIssue(s)
+	if msg := s.cond(keyopsv1.ConditionKeyIssued).Message; !strings.Contains(msg, "no longer accepts and which is deleted now") {
+		t.Fatalf("KeyIssued message %q", msg)
+	}
+}

@@ -226,7 +226,10 @@ func phaseIssue(s *phaseState) bool {
 	msg := io.message
 	if msg == "" && io.issued != nil {
 		msg = fmt.Sprintf("key %s (label %s) was created on sub-account %s", io.issued.KeyID, io.issued.Label, s.k.Spec.Issue.SubAccount)
-		if io.previous != nil {
+		switch {
+		case io.previous != nil && io.previousDead:
+			msg += fmt.Sprintf("; it replaces key %s, which the exchange no longer accepts and which is deleted now", io.previous.KeyID)
+		case io.previous != nil:
 			msg += fmt.Sprintf("; the previous key %s is deleted after the overlap", io.previous.KeyID)
 		}
 	}
