@@ -192,6 +192,12 @@ type IssuedKeyStatus struct {
 	// each successor. It is part of the label.
 	// +optional
 	Generation int64 `json:"generation,omitempty"`
+	// Replacements are when the operator replaced an issued key the
+	// exchange no longer accepted (revoked, deleted, expired), oldest first,
+	// counted since spec or the rotate annotation last changed: the
+	// replacement backoff goes by them.
+	// +optional
+	Replacements []metav1.Time `json:"replacements,omitempty"`
 }
 
 // PreviousKeyStatus is the key a rotation replaced, until it is deleted at

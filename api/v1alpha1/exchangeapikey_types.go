@@ -472,6 +472,11 @@ const (
 	HistoryAccepted = "Accepted"
 	// HistoryRejected: the key was refused and the bots kept the last good one.
 	HistoryRejected = "Rejected"
+	// HistoryReplaced: an issued key the exchange stopped accepting was
+	// replaced by a key the operator issued; Reason is the verdict
+	// (Revoked, InvalidKey, Inactive for an expired key, KeyOrIPRejected
+	// for a key gone from the sub-account's list).
+	HistoryReplaced = "Replaced"
 )
 
 // KeyHistoryEntry records one key seen in the source Secret.
@@ -479,13 +484,14 @@ type KeyHistoryEntry struct {
 	KeyID       string      `json:"keyID"`
 	Fingerprint string      `json:"fingerprint"`
 	FirstSeen   metav1.Time `json:"firstSeen"`
-	// Outcome is Accepted or Rejected once decided.
+	// Outcome is Accepted or Rejected once decided, Replaced when the
+	// operator replaced the issued key the exchange stopped accepting.
 	// +optional
 	Outcome string `json:"outcome,omitempty"`
 	// DecidedAt is when the key was accepted or rejected.
 	// +optional
 	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
-	// Reason is why it was rejected (a condition reason).
+	// Reason is why it was rejected or replaced (a condition reason).
 	// +optional
 	Reason string `json:"reason,omitempty"`
 }

@@ -12,11 +12,24 @@ const (
 	// ReasonIssuing: a key is being created, verified or handed over, or
 	// its predecessor waits for the overlap to end.
 	ReasonIssuing = "Issuing"
+	// ReasonReplacementBackoff: the exchange stopped accepting an issued
+	// key again soon after the last replacement; the next replacement
+	// waits for its backoff (the message says when).
+	ReasonReplacementBackoff = "ReplacementBackoff"
+	// ReasonRepeatedlyRevoked: the exchange stopped accepting as many
+	// issued keys within a day as the replacement backoff allows; no key is
+	// created until the oldest replacement is a day old, spec changes or
+	// the rotate annotation gets a new value (the message says what to
+	// check).
+	ReasonRepeatedlyRevoked = "RepeatedlyRevoked"
 
 	// EventKeyIssued: a key was created, or verified and handed over.
 	EventKeyIssued = "KeyIssued"
 	// EventPreviousKeyDeleted: a rotated-out key was deleted at the exchange.
 	EventPreviousKeyDeleted = "PreviousKeyDeleted"
+	// EventIssuedKeyReplaced: an issued key the exchange no longer accepted
+	// (revoked, deleted, expired) was replaced by a new verified key.
+	EventIssuedKeyReplaced = "IssuedKeyReplaced"
 	// EventLeftoverKeyDeleted: a key the operator created but did not record
 	// (a crash between create and persist) was deleted.
 	EventLeftoverKeyDeleted = "LeftoverKeyDeleted"

@@ -92,6 +92,10 @@ type Options struct {
 	Jitter func() float64
 	// Notifier overrides the webhook notifier (tests).
 	Notifier exchangeapikey.Notifier
+	// ReplaceBackoff overrides the backoff of replacing issued keys the
+	// exchange no longer accepts (tests; nil: the product's
+	// exchangeapikey.DefaultReplaceBackoff).
+	ReplaceBackoff []time.Duration
 	// MasterChecker checks ExchangeAccounts' master keys (tests inject a
 	// fake); nil: sub-account key management is reported as not available.
 	MasterChecker exchangeaccount.MasterChecker
@@ -325,6 +329,7 @@ func setupKeyController(ctx context.Context, mgr manager.Manager, o Options, d d
 		Issued:          d.ops.KeyIssued,
 		KeyDeleted:      d.ops.KeyDeleted,
 		IssueFailed:     d.ops.IssueFailed,
+		ReplaceBackoff:  o.ReplaceBackoff,
 		WatchNamespaces: o.WatchNamespaces,
 		Secrets:         d.secrets,
 	}

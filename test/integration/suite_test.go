@@ -444,6 +444,9 @@ func testManagerOptions() operator.Options {
 	opts.AllowInsecureEndpoints = true
 	opts.Jitter = func() float64 { return 0 }
 	opts.ExchangeTimeout = 2 * time.Second
+	// Replacing issued keys the exchange no longer accepts: at once, then
+	// after selfHealBackoff, then RepeatedlyRevoked (selfheal_test.go).
+	opts.ReplaceBackoff = []time.Duration{0, selfHealBackoff}
 	opts.ExchangeRateLimits = map[exchange.Name]exchange.RateLimit{}
 	for _, n := range exchange.Names {
 		opts.ExchangeRateLimits[n] = exchange.RateLimit{PerSecond: 1000, Burst: 1000}

@@ -260,6 +260,17 @@ func phaseValidation(s *phaseState) bool {
 	}
 	kv := s.cond(keyopsv1.ConditionKeyValid)
 	material := obs.source.Material
+	if obs.issue != nil {
+		// A new verdict that the exchange no longer accepts the issued key:
+		// the issuing step, which decides on the persisted status, replaces
+		// it (deadVerdict). The status write triggers no reconcile: ask for
+		// one.
+		if now, _ := deadVerdict(st, s.fp, material, obs.now); now != "" {
+			if before, _ := deadVerdict(&s.prev, s.fp, material, obs.now); before == "" {
+				s.wake(time.Second)
+			}
+		}
+	}
 	s.inGrace = kv != nil && kv.Status == metav1.ConditionUnknown && isTransientReason(kv.Reason) &&
 		st.VerifiedFingerprint == s.fp && st.FailingSince != nil && obs.now.Sub(st.FailingSince.Time) <= s.interval &&
 		// Grace keeps what the target already holds; material that never
@@ -721,6 +732,20 @@ func recordDecision(h []keyopsv1.KeyHistoryEntry, fp, outcome, reason string, no
 			return out
 		}
 		return h
+	}
+	return h
+}
+
+// recordReplaced marks the newest entry for fp as replaced for reason.
+func recordReplaced(h []keyopsv1.KeyHistoryEntry, fp, reason string, now metav1.Time) []keyopsv1.KeyHistoryEntry {
+	for i := range h {
+		if h[i].Fingerprint != fp {
+			continue
+		}
+		out := append([]keyopsv1.KeyHistoryEntry(nil), h...)
+		t := now
+		out[i].Outcome, out[i].Reason, out[i].DecidedAt = keyopsv1.HistoryReplaced, reason, &t
+		return out
 	}
 	return h
 }

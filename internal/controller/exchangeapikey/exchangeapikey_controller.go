@@ -64,6 +64,9 @@ type Reconciler struct {
 	Issued      func(exchange string)
 	KeyDeleted  func(exchange string)
 	IssueFailed func(exchange, reason string)
+	// ReplaceBackoff is the backoff of replacing issued keys the exchange
+	// no longer accepts (nil: DefaultReplaceBackoff); tests shorten it.
+	ReplaceBackoff []time.Duration
 	// WatchNamespaces restricts the source-Secret metadata cache to these
 	// namespaces, like the manager's cache (empty: all namespaces).
 	WatchNamespaces []string

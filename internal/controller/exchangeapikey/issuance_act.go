@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/controller/shared"
@@ -50,6 +51,9 @@ type issueRun struct {
 	io       *issueObservation
 	now      time.Time
 	policies clusterPolicies
+	// dead is the verdict on the current key when the exchange no longer
+	// accepts it (issuanceStep.dead).
+	dead string
 }
 
 // reconcileIssue runs one step of issuing or rotating k's key: it reads the
@@ -73,13 +77,17 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 	}
 	io.demo = io.demo || k.Spec.DemoTrading
 
-	step := decideIssuance(issuanceInput{key: k, record: is, account: why, acctGen: io.acctGen, now: now})
+	in := issuanceInput{key: k, record: is, account: why, acctGen: io.acctGen, now: now, backoff: r.ReplaceBackoff}
+	if why == nil {
+		in.unlisted = r.currentUnlisted(ctx, k, is, req, now)
+	}
+	step := decideIssuance(in)
 	if step.recordRequest != "" {
 		if err := r.save(ctx, is, map[string]string{issuedRotateRequest: step.recordRequest}); err != nil {
 			return io, err
 		}
 	}
-	run := &issueRun{k: k, req: req, is: is, io: &io, now: now, policies: policies}
+	run := &issueRun{k: k, req: req, is: is, io: &io, now: now, policies: policies, dead: step.dead}
 	switch step.action {
 	case issueCreate:
 		err = r.issueCreate(ctx, run, step.why)
@@ -92,6 +100,26 @@ func (r *Reconciler) reconcileIssue(ctx context.Context, k *keyopsv1.ExchangeAPI
 	}
 	io.fill(k, is)
 	return io, err
+}
+
+// currentUnlisted reads the sub-account's key list when the verdict on the
+// current key names the key and the IP alike (deadVerdict): the exchange's
+// own list, read with the master key, is the definite answer whether the
+// key still exists. A list that fails says nothing (false).
+func (r *Reconciler) currentUnlisted(ctx context.Context, k *keyopsv1.ExchangeAPIKey, is issuance, req exchange.SubAccountRequest, now time.Time) bool {
+	cur := is.current()
+	if cur.APIKey == "" || is.get(pendingLabel) != "" {
+		return false
+	}
+	if _, needList := deadVerdict(&k.Status, keyid.Fingerprint(cur.APIKey), keyid.CredentialsHash(cur.APIKey, cur.APISecret, cur.Passphrase), now); !needList {
+		return false
+	}
+	keys, err := r.SubAccounts.ListSubAccountKeys(ctx, req)
+	if err != nil {
+		logf.FromContext(ctx).Info("listing the sub-account's keys to confirm a rejected key is gone", "error", sanitizeMessage(err))
+		return false
+	}
+	return !slices.ContainsFunc(keys, func(sk exchange.SubAccountKey) bool { return sk.APIKey == cur.APIKey })
 }
 
 // issueAccount finds the ExchangeAccount and its master key.
@@ -143,6 +171,11 @@ func (r *Reconciler) issueCreate(ctx context.Context, run *issueRun, due string)
 	}
 	gen := max(is.int(issuedGeneration), is.int(pendingGeneration)) + 1
 	intent := map[string]string{pendingLabel: issueLabel(k, gen), pendingGeneration: strconv.FormatInt(gen, 10)}
+	if run.dead != "" {
+		// The promotion of this key, in whichever reconcile, records the
+		// replacement (promotion).
+		intent[replacingKey], intent[replacingReason] = keyid.Fingerprint(is.current().APIKey), run.dead
+	}
 	nk := exchange.NewSubAccountKey{Label: intent[pendingLabel], IPs: k.Spec.Issue.IPAllowlist}
 	for _, p := range k.Spec.Permissions.RequiredOrDefault() {
 		nk.Permissions = append(nk.Permissions, string(p))
@@ -274,10 +307,17 @@ func (r *Reconciler) issuePending(ctx context.Context, run *issueRun) error {
 		// Missing a permission, or not IP-restricted as required.
 		return r.dropPending(ctx, run, io.failReason(k), "the new key "+keyid.Mask(creds.APIKey)+" does not comply: "+msg, false)
 	}
+	replaced, dead := is.current().APIKey, is.get(replacingReason)
+	if !replacing(is) {
+		replaced = ""
+	}
 	if err := r.save(ctx, is, promotion(k, is, run.now), promotionDrops...); err != nil {
 		return err
 	}
 	io.events = append(io.events, event{Reason: keyopsv1.EventKeyIssued, Message: fmt.Sprintf("key %s verified with %s; it goes to the bots now", keyid.Mask(creds.APIKey), perms.Summary)})
+	if replaced != "" {
+		io.events = append(io.events, event{Reason: keyopsv1.EventIssuedKeyReplaced, Message: fmt.Sprintf("key %s replaces key %s: %s; the bots get the new key now, and key %s is deleted at the exchange if it still exists", keyid.Mask(creds.APIKey), keyid.Mask(replaced), deadWords(dead), keyid.Mask(replaced))})
+	}
 	return nil
 }
 
@@ -325,16 +365,25 @@ func (r *Reconciler) countFailure(k *keyopsv1.ExchangeAPIKey, reason string) {
 // passed.
 func (r *Reconciler) issueRetire(ctx context.Context, run *issueRun) error {
 	k, req, is, io := run.k, run.req, run.is, run.io
-	prev := is.get(issuedPrevious)
+	prev, dead := is.get(issuedPrevious), is.get(previousDead)
+	// A key the exchange already deleted counts as deleted
+	// (DeleteSubAccountKey).
 	if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, prev); err != nil {
 		io.failed(k, "deleting the previous key "+keyid.Mask(prev), err)
 		return nil
 	}
 	r.countDeleted(k)
-	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel, previousExchangeID); err != nil {
+	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel, previousExchangeID, previousDead); err != nil {
 		return err
 	}
-	io.events = append(io.events, event{Reason: keyopsv1.EventPreviousKeyDeleted, Message: fmt.Sprintf("deleted the previous key %s at the exchange after the overlap", keyid.Mask(prev))})
+	msg := fmt.Sprintf("deleted the previous key %s at the exchange after the overlap", keyid.Mask(prev))
+	switch {
+	case dead != "":
+		msg = fmt.Sprintf("deleted the replaced key %s at the exchange, or found it already gone (%s)", keyid.Mask(prev), deadWords(dead))
+	case run.dead != "":
+		msg = fmt.Sprintf("deleted the previous key %s at the exchange: the bots run on key %s, which the exchange no longer accepts, and its replacement takes the previous key's place", keyid.Mask(prev), keyid.Mask(is.current().APIKey))
+	}
+	io.events = append(io.events, event{Reason: keyopsv1.EventPreviousKeyDeleted, Message: msg})
 	return nil
 }
 

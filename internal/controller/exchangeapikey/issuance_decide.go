@@ -31,7 +31,26 @@ const (
 	dueFirstKey  = "first key"
 	dueRequested = "rotation requested"
 	dueScheduled = "rotation due"
+	dueReplace   = "replacing a key the exchange no longer accepts"
 )
+
+// Self-healing: an issued key the exchange no longer accepts is replaced at
+// once, then after each further loss within replaceWindow after the backoff
+// of its rank (DefaultReplaceBackoff: at once, 1 min, 5 min, 30 min). Once
+// as many replacements as the backoff has steps were made within the
+// window, none follows until the oldest of them leaves the window, spec
+// changes, or the rotate annotation gets a new value (RepeatedlyRevoked):
+// something keeps revoking the keys, and replacing them faster would only
+// hand that something more keys.
+const replaceWindow = 24 * time.Hour
+
+// DefaultReplaceBackoff is the wait before the first, second, ...
+// replacement within replaceWindow, counted from the one before; its
+// length is how many replacements the window allows.
+var DefaultReplaceBackoff = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute}
+
+// maxReplacementsKept caps the replacement times the issuance Secret keeps.
+const maxReplacementsKept = 10
 
 // issueObservation is what the issuing step found and did, for decide.
 type issueObservation struct {
@@ -50,6 +69,9 @@ type issueObservation struct {
 	demo     bool
 	// acctGen is the ExchangeAccount's generation (refusedCreate).
 	acctGen int64
+	// previousDead: the previous key was replaced because the exchange no
+	// longer accepts it, and is deleted without waiting for the overlap.
+	previousDead bool
 }
 
 // issueProblem is why no exchange call can be made now.
@@ -64,6 +86,11 @@ type issuanceInput struct {
 	// acctGen is the ExchangeAccount's generation (what a refusal was for).
 	acctGen int64
 	now     time.Time
+	// unlisted: the sub-account's key list, read this reconcile, lacks the
+	// current key (read only when deadVerdict asks for it).
+	unlisted bool
+	// backoff is the replacement backoff (DefaultReplaceBackoff if nil).
+	backoff []time.Duration
 }
 
 // issuanceAction is the kind of step to take.
@@ -117,6 +144,9 @@ type issuanceStep struct {
 	recordRequest string
 	// report is the condition of issueWait and issueBlocked.
 	report issueReport
+	// dead is the verdict on the current key when the exchange no longer
+	// accepts it (deadVerdict): a create replaces it.
+	dead string
 }
 
 // decideIssuance chooses the next step of issuing or rotating the key. Pure:
@@ -136,21 +166,93 @@ func decideIssuance(in issuanceInput) issuanceStep {
 		is.get(issuedPrevious) != "" {
 		step.recordRequest = ann
 	}
+	step.dead = in.dead()
 	switch {
 	case is.get(pendingLabel) != "":
 		step.action = issueFinishPending
 	case is.get(issuedPrevious) != "":
-		step.action, step.report = decideRetire(k, is, now)
+		step.action, step.report = decideRetire(k, is, now, step.dead)
 	default:
-		step.action, step.why, step.report = decideCreate(k, is, in.acctGen, now)
+		step.action, step.why, step.report = decideCreate(k, is, in.acctGen, now, step.dead, in.backoff)
 	}
 	return step
 }
 
+// dead is the verdict on the current issued key when the exchange no
+// longer accepts it ("" otherwise).
+func (in issuanceInput) dead() string {
+	cur := in.record.current()
+	if cur.APIKey == "" {
+		return ""
+	}
+	reason, needList := deadVerdict(&in.key.Status, keyid.Fingerprint(cur.APIKey), keyid.CredentialsHash(cur.APIKey, cur.APISecret, cur.Passphrase), in.now)
+	if needList && !in.unlisted {
+		return ""
+	}
+	return reason
+}
+
+// deadVerdict says whether status holds a verdict that the exchange no
+// longer accepts the key fp with material: its KeyValid reason, and
+// whether the sub-account's key list must confirm it first. Only verdicts
+// count, never a single ambiguous answer (holdUnconfirmed keeps KeyValid
+// until a second one confirms it):
+//   - Revoked, InvalidKey: the exchange says it does not know the key. An
+//     issued key was verified by the operator when it was created, so
+//     either means it was revoked or deleted since.
+//   - Inactive once the expiry the exchange reported has passed: an
+//     expired key. Inactive before that is a frozen key or account, which
+//     a new key would not cure.
+//   - KeyOrIPRejected (Binance -2015, which names the key and the IP
+//     alike): only when the sub-account's key list, read with the master
+//     key, lacks the key (needList).
+func deadVerdict(st *keyopsv1.ExchangeAPIKeyStatus, fp, material string, now time.Time) (reason string, needList bool) {
+	if st.KeyFingerprint != fp || st.CredentialsHash != material {
+		return "", false
+	}
+	kv := meta.FindStatusCondition(st.Conditions, keyopsv1.ConditionKeyValid)
+	if kv == nil || kv.Status != metav1.ConditionFalse {
+		return "", false
+	}
+	switch kv.Reason {
+	case keyopsv1.ReasonRevoked, keyopsv1.ReasonInvalidKey:
+		return kv.Reason, false
+	case keyopsv1.ReasonInactive:
+		if st.KeyExpiresAt != nil && !now.Before(st.KeyExpiresAt.Time) {
+			return kv.Reason, false
+		}
+	case keyopsv1.ReasonKeyOrIPRejected:
+		return kv.Reason, true
+	}
+	return "", false
+}
+
+// deadWords says a verdict of deadVerdict in words, for Events and
+// messages.
+func deadWords(reason string) string {
+	switch reason {
+	case keyopsv1.ReasonInactive:
+		return "it expired (" + reason + ")"
+	case keyopsv1.ReasonKeyOrIPRejected:
+		return "the exchange rejects it and it is gone from the sub-account's key list (" + reason + ")"
+	}
+	return "the exchange no longer knows it: revoked or deleted (" + reason + ")"
+}
+
 // decideRetire: the previous key is deleted once the bots have run on the
-// new one for spec.rotation.overlap.
-func decideRetire(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time) (issuanceAction, issueReport) {
+// new one for spec.rotation.overlap; at once when it was replaced because
+// the exchange no longer accepted it (no bot can use it), or when the bots
+// run on a current key the exchange no longer accepts (dead): its
+// replacement needs the previous key's place, and the bots no longer hold
+// the previous key.
+func decideRetire(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time, dead string) (issuanceAction, issueReport) {
+	if is.get(previousDead) != "" {
+		return issueRetire, issueReport{}
+	}
 	start := overlapStart(k, is.current())
+	if start != nil && dead != "" {
+		return issueRetire, issueReport{}
+	}
 	if start == nil {
 		rep := issueReport{reason: keyopsv1.ReasonIssuing, message: fmt.Sprintf("key %s is being handed to the bots; key %s is deleted %s after they run on it", keyid.Mask(is.current().APIKey), keyid.Mask(is.get(issuedPrevious)), k.Spec.Rotation.OverlapOrDefault())}
 		// Status writes (the handover, the restart) do not trigger a
@@ -169,8 +271,11 @@ func decideRetire(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time) (issua
 
 // decideCreate: a key is created when one is due, unless the last attempt
 // says it cannot succeed yet.
-func decideCreate(k *keyopsv1.ExchangeAPIKey, is issuance, acctGen int64, now time.Time) (issuanceAction, string, issueReport) {
+func decideCreate(k *keyopsv1.ExchangeAPIKey, is issuance, acctGen int64, now time.Time, dead string, backoff []time.Duration) (issuanceAction, string, issueReport) {
 	due := issueDue(k, is.current().APIKey, is.get(issuedRotateRequest), now)
+	if due == "" && dead != "" {
+		due = dueReplace
+	}
 	if due == "" {
 		return issueNothing, "", issueReport{}
 	}
@@ -188,6 +293,11 @@ func decideCreate(k *keyopsv1.ExchangeAPIKey, is issuance, acctGen int64, now ti
 		// until the spec, the account or the rotate annotation changes.
 		return issueBlocked, due, issueReport{status: metav1.ConditionFalse, reason: failReason, message: is.get(refusedCreateMsg)}
 	}
+	if due == dueReplace {
+		if action, rep := replacementWait(k, is, now, dead, backoff); action != "" {
+			return action, due, rep
+		}
+	}
 	if k.Spec.Permissions.RequireIPRestriction && len(k.Spec.Issue.IPAllowlist) == 0 {
 		// The key would be refused after creation: say so before.
 		return issueBlocked, due, issueReport{status: metav1.ConditionFalse, reason: failReason,
@@ -197,6 +307,45 @@ func decideCreate(k *keyopsv1.ExchangeAPIKey, is issuance, acctGen int64, now ti
 		return issueWait, due, waitRetry(k, is, wait)
 	}
 	return issueCreate, due, issueReport{}
+}
+
+// replacementWait says whether the replacement of the current key, which
+// the exchange no longer accepts (dead), must wait (issueWait: its backoff;
+// issueBlocked: the window's replacements are spent) and what to report;
+// "" when it may start now.
+func replacementWait(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time, dead string, backoff []time.Duration) (issuanceAction, issueReport) {
+	if backoff == nil {
+		backoff = DefaultReplaceBackoff
+	}
+	var recent []time.Time
+	for _, t := range is.replacements(k) {
+		if now.Sub(t) < replaceWindow {
+			recent = append(recent, t)
+		}
+	}
+	n := len(recent)
+	if n == 0 {
+		return "", issueReport{}
+	}
+	masked := keyid.Mask(is.current().APIKey)
+	since := recent[0].UTC().Format(time.RFC3339)
+	again := fmt.Sprintf("spec changes or the annotation %s gets a new value", keyopsv1.AnnotationRotate)
+	if n >= len(backoff) {
+		until := recent[n-len(backoff)].Add(replaceWindow)
+		return issueBlocked, issueReport{status: metav1.ConditionFalse, reason: keyopsv1.ReasonRepeatedlyRevoked, wake: until.Sub(now),
+			message: fmt.Sprintf("key %s is not accepted any more: %s. The exchange stopped accepting %d keys issued for this ExchangeAPIKey since %s, each replaced: "+
+				"someone or some policy keeps revoking them (check the sub-account %s's API key management and audit log at the exchange, and any security rule or tool that disables keys), "+
+				"or the exchange deletes them (check that spec.issue.ipAllowlist holds the egress IPs of the bots and the operator). "+
+				"No key is created until %s, or until %s",
+				masked, deadWords(dead), n, since, k.Spec.Issue.SubAccount, until.UTC().Format(time.RFC3339), again)}
+	}
+	at := recent[n-1].Add(backoff[n])
+	if wait := at.Sub(now); wait > 0 {
+		return issueWait, issueReport{status: metav1.ConditionFalse, reason: keyopsv1.ReasonReplacementBackoff, wake: wait,
+			message: fmt.Sprintf("key %s is not accepted any more: %s. %d issued keys were lost since %s, this one included; its replacement is created at %s (backoff %s), or at once when %s",
+				masked, deadWords(dead), n+1, since, at.UTC().Format(time.RFC3339), backoff[n], again)}
+	}
+	return "", issueReport{}
 }
 
 // issueDue says why k needs a new key now ("" when it does not).
@@ -259,13 +408,32 @@ func promotion(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time) map[strin
 	if cur := is.current().APIKey; cur != "" {
 		promote[issuedPrevious], promote[issuedPrevLabel] = cur, is.get(issuedLabel)
 		promote[previousExchangeID] = is.get(issuedExchangeID)
+		if replacing(is) {
+			promote[previousDead] = is.get(replacingReason)
+			times := is.replacements(k)
+			if len(times) >= maxReplacementsKept {
+				times = times[len(times)-maxReplacementsKept+1:]
+			}
+			var fields []string
+			for _, t := range append(times, now) {
+				fields = append(fields, t.UTC().Format(time.RFC3339))
+			}
+			promote[replacedAt], promote[replacedFor] = strings.Join(fields, " "), replacementScope(k)
+		}
 	}
 	return promote
 }
 
+// replacing says whether the pending key replaces the current one because
+// the exchange no longer accepts it (recorded with the intent).
+func replacing(is issuance) bool {
+	cur := is.current().APIKey
+	return cur != "" && is.get(replacingKey) == keyid.Fingerprint(cur)
+}
+
 // promotionDrops are the keys of the issuance Secret a promotion clears:
 // the pending key, the failed attempts and a refusal.
-var promotionDrops = []string{pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest, pendingExchangeID, refusedCreate, refusedCreateMsg}
+var promotionDrops = []string{pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest, pendingExchangeID, refusedCreate, refusedCreateMsg, replacingKey, replacingReason}
 
 // issuedKeyVerdict checks a new key's reported permissions against the
 // key's own policy and then the cluster's policy floor, which applies to
@@ -387,10 +555,13 @@ func (io *issueObservation) failed(k *keyopsv1.ExchangeAPIKey, what string, err 
 
 // fill derives the issued-key status from the issuance Secret.
 func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
-	io.issued, io.previous = nil, nil
+	io.issued, io.previous, io.previousDead = nil, nil, false
 	if cur := is.current().APIKey; cur != "" {
 		io.issued = &keyopsv1.IssuedKeyStatus{KeyID: keyid.Mask(cur), Fingerprint: keyid.Fingerprint(cur), Label: is.get(issuedLabel), Generation: is.int(issuedGeneration),
 			ExchangeKeyID: exchangeKeyID(is.get(issuedExchangeID), cur)}
+		for _, t := range is.replacements(k) {
+			io.issued.Replacements = append(io.issued.Replacements, metav1.NewTime(t))
+		}
 		if t, err := time.Parse(time.RFC3339, is.get(issuedCreatedAt)); err == nil {
 			io.issued.CreatedAt = &metav1.Time{Time: t}
 		}
@@ -398,7 +569,12 @@ func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
 	if prev := is.get(issuedPrevious); prev != "" {
 		io.previous = &keyopsv1.PreviousKeyStatus{KeyID: keyid.Mask(prev), Fingerprint: keyid.Fingerprint(prev), Label: is.get(issuedPrevLabel),
 			ExchangeKeyID: exchangeKeyID(is.get(previousExchangeID), prev)}
-		if start := overlapStart(k, is.current()); start != nil {
+		switch start := overlapStart(k, is.current()); {
+		case is.get(previousDead) != "":
+			// Replaced because the exchange no longer accepts it: deleted
+			// at once (decideRetire).
+			io.previousDead = true
+		case start != nil:
 			io.previous.DeleteAfter = &metav1.Time{Time: start.Add(k.Spec.Rotation.OverlapOrDefault())}
 		}
 	}

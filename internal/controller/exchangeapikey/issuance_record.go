@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -88,7 +89,46 @@ const (
 	// No attempt is made while all three are unchanged.
 	refusedCreate    = "refusedCreate"
 	refusedCreateMsg = "refusedCreateMessage"
+	// Self-healing (deadVerdict): replacingKey is the fingerprint of the
+	// current key a create replaces because the exchange no longer accepts
+	// it, and replacingReason the verdict; both are saved with the intent,
+	// so that the promotion answering them, in whichever reconcile, records
+	// the replacement. They are about that key only: a promotion of
+	// another key ignores them.
+	replacingKey    = "replacingKey"
+	replacingReason = "replacingReason"
+	// previousDead is the verdict on the previous key when it was replaced
+	// for it: it is deleted at once, not after the overlap.
+	previousDead = "previousDeadReason"
+	// replacedAt are the times of the replacements (RFC 3339, space
+	// separated, oldest first, the last maxReplacementsKept) made for
+	// replacedFor, the spec generation and rotate annotation then: the
+	// replacement backoff counts them, and a new spec or annotation starts
+	// the count again.
+	replacedAt  = "replacedAt"
+	replacedFor = "replacedFor"
 )
+
+// replacements are the recorded replacement times (see replacedAt), when
+// they were made for k's spec generation and rotate annotation as they are.
+func (is issuance) replacements(k *keyopsv1.ExchangeAPIKey) []time.Time {
+	if is.get(replacedFor) != replacementScope(k) {
+		return nil
+	}
+	var out []time.Time
+	for _, f := range strings.Fields(is.get(replacedAt)) {
+		if t, err := time.Parse(time.RFC3339, f); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// replacementScope is what the replacement count is kept for: the spec
+// generation and the rotate annotation.
+func replacementScope(k *keyopsv1.ExchangeAPIKey) string {
+	return fmt.Sprintf("%d/%s", k.Generation, k.Annotations[keyopsv1.AnnotationRotate])
+}
 
 // issuedSecretName is the issuance Secret of k.
 func issuedSecretName(k *keyopsv1.ExchangeAPIKey) string { return k.Name + "-issued-key" }

@@ -95,6 +95,13 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
 	default:
 		st.History = recordDecision(st.History, fp, keyopsv1.HistoryAccepted, "", s.now)
+		if k.Spec.Issue != nil {
+			// An issued key replaced because the exchange no longer
+			// accepted it: its entry says so, and why.
+			if dead, _ := deadVerdict(&s.prev, prevFP, prevMaterial, s.obs.now); dead != "" {
+				st.History = recordReplaced(st.History, prevFP, dead, s.now)
+			}
+		}
 		if st.Rotation == nil {
 			st.Rotation = &keyopsv1.RotationStatus{}
 		}
@@ -219,7 +226,10 @@ func phaseIssue(s *phaseState) bool {
 	msg := io.message
 	if msg == "" && io.issued != nil {
 		msg = fmt.Sprintf("key %s (label %s) was created on sub-account %s", io.issued.KeyID, io.issued.Label, s.k.Spec.Issue.SubAccount)
-		if io.previous != nil {
+		switch {
+		case io.previous != nil && io.previousDead:
+			msg += fmt.Sprintf("; it replaces key %s, which the exchange no longer accepts and which is deleted now", io.previous.KeyID)
+		case io.previous != nil:
 			msg += fmt.Sprintf("; the previous key %s is deleted after the overlap", io.previous.KeyID)
 		}
 	}

@@ -129,7 +129,7 @@ func newKeyAdvice(k *keyopsv1.ExchangeAPIKey) string {
 // replaceKeyAdvice says how a key that no longer works is replaced.
 func replaceKeyAdvice(k *keyopsv1.ExchangeAPIKey) string {
 	if k.Spec.Issue != nil {
-		return fmt.Sprintf("set the annotation %s to a new value and the operator issues a new key into Secret %s", keyopsv1.AnnotationRotate, issuedSecretName(k))
+		return fmt.Sprintf("the operator issues a replacement into Secret %s (condition KeyIssued says when)", issuedSecretName(k))
 	}
 	return "create a new key and update Secret " + k.Spec.CredentialsSecretRef.Name
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,6 +164,23 @@ func (s *Simulator) AddSubAccountKey(sub, label string, k Key) bool {
 func (s *Simulator) SubAccountOf(n exchange.Name, apiKey string) (sub, label string) {
 	o := s.owner(n, apiKey)
 	return o.sub, o.label
+}
+
+// SubKeysCreated counts the keys ever placed on sub-account sub of
+// exchange n (created by a management call or registered with
+// AddSubAccountKey), revoked and deleted ones included: a test's count of
+// the creates the exchange carried out for one sub-account.
+func (s *Simulator) SubKeysCreated(n exchange.Name, sub string) int {
+	g := s.sub
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	count := 0
+	for id, o := range g.owners {
+		if o.sub == sub && strings.HasPrefix(id, string(n)+"/") {
+			count++
+		}
+	}
+	return count
 }
 
 // liveSubKeys returns the keys of a sub-account that the exchange still
