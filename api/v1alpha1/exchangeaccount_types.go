@@ -6,11 +6,12 @@ import (
 
 // ExchangeAccountSpec names a master (main-account) API key that may manage
 // the API keys of its sub-accounts, the way a cert-manager Issuer holds a CA.
-// +kubebuilder:validation:XValidation:rule="self.exchange != 'okx' || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx: name the key of the source Secret that holds the master key's API passphrase"
+// +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the master key's API passphrase"
 type ExchangeAccountSpec struct {
-	// Exchange of the master key: bybit, okx or binance, the exchanges whose
-	// API lets a master key create and delete its sub-accounts' keys.
-	// +kubebuilder:validation:XValidation:rule="self in ['bybit', 'okx', 'binance']",message="spec.exchange must be bybit, okx or binance: only these let a master key create and delete sub-account API keys through their API (kraken, coinbase, bitstamp and bitfinex have no such API; kucoin's is not supported yet)"
+	// Exchange of the master key: bybit, okx, binance or kucoin, the
+	// exchanges whose API lets a master key create and delete its
+	// sub-accounts' keys.
+	// +kubebuilder:validation:XValidation:rule="self in ['bybit', 'okx', 'binance', 'kucoin']",message="spec.exchange must be bybit, okx, binance or kucoin: only these let a master key create and delete sub-account API keys through their API (kraken, coinbase, bitstamp and bitfinex have no such API)"
 	// +required
 	Exchange Exchange `json:"exchange"`
 
@@ -125,37 +126,40 @@ type IssueSpec struct {
 	AccountRef AccountReference `json:"accountRef"`
 
 	// SubAccount the key is created on: the Bybit sub-account UID, the OKX
-	// sub-account name, or the Binance sub-account email.
+	// sub-account name, the Binance sub-account email, or the KuCoin
+	// sub-account name (subName).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=254
 	// +required
 	SubAccount string `json:"subAccount"`
 
 	// IPAllowlist is bound to every key the operator creates: single IP
-	// addresses. CIDR ranges are refused: the Bybit, OKX and Binance
-	// create-key APIs take addresses only (Bybit ips "192.168.0.1,
+	// addresses. CIDR ranges are refused: the Bybit, OKX, Binance and
+	// KuCoin create-key APIs take addresses only (Bybit ips "192.168.0.1,
 	// 192.168.0.2", create-subuid-apikey; OKX ip "Link IP addresses,
 	// separate with commas", Create an API Key for a sub-account; Binance
-	// ipAddress, Create Sub-account API Key). Empty leaves the key
+	// ipAddress, Create Sub-account API Key; KuCoin ipWhitelist "You may
+	// add up to 20 IPs", Add sub-account API). Empty leaves the key
 	// unrestricted (Bybit then expires it after 90 days; OKX deletes
 	// trading keys without IPs after 14 days unused), so set it; Binance
 	// requires it (see the ExchangeAPIKey's rules). At most 20 entries (OKX
-	// binds at most 20 IPs to a sub-account key: OKX API v5, "Create an API
-	// Key for a sub-account").
+	// and KuCoin bind at most 20 IPs to a sub-account key: OKX API v5,
+	// "Create an API Key for a sub-account"; KuCoin "Add sub-account API").
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:items:MaxLength=43
 	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || isCIDR(x))",message="issue.ipAllowlist entries must be IP addresses, such as 203.0.113.10"
-	// +kubebuilder:validation:XValidation:rule="!self.exists(x, !isIP(x) && isCIDR(x))",message="issue.ipAllowlist takes single IP addresses, not CIDR ranges: Bybit, OKX and Binance bind a key to listed addresses only; list each egress IP on its own (203.0.113.10, not 203.0.113.0/24)"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(x, !isIP(x) && isCIDR(x))",message="issue.ipAllowlist takes single IP addresses, not CIDR ranges: Bybit, OKX, Binance and KuCoin bind a key to listed addresses only; list each egress IP on its own (203.0.113.10, not 203.0.113.0/24)"
 	// +listType=set
 	// +optional
 	IPAllowlist []string `json:"ipAllowlist,omitempty"`
 
 	// Label is the key's note at the exchange (Bybit note, OKX label,
-	// Binance apiName). Defaults to one derived from this object's UID and
-	// the issue generation, so that the operator's keys are recognisable
-	// and never collide. None of the three exchanges documents a length
-	// limit; 20 characters of letters, digits, '-' and '_' are kept to, to
-	// stay within what each accepts.
+	// Binance apiName, KuCoin remark). Defaults to one derived from this
+	// object's UID and the issue generation, so that the operator's keys
+	// are recognisable and never collide. KuCoin takes 1 to 24 characters
+	// (Add sub-account API, remark); the others document no limit. 20
+	// characters of letters, digits, '-' and '_' are kept to, so that the
+	// label and its generation suffix stay within what each accepts.
 	// +kubebuilder:validation:MaxLength=20
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]*$`
 	// +optional
@@ -185,6 +189,13 @@ type IssuedKeyStatus struct {
 	// CreatedAt is when the key was created at the exchange.
 	// +optional
 	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
+	// ExpiresAt is when the exchange expires the key on its own, where
+	// one was set at creation: KuCoin's expire, chosen as the smallest of
+	// 30, 90, 180 and 360 days that outlives rotation.maxAge plus the
+	// overlap and a day (none when none does); Bybit's 90 days for a key
+	// without IPs. Absent: the key does not expire.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// Label is the key's note or label at the exchange.
 	// +optional
 	Label string `json:"label,omitempty"`

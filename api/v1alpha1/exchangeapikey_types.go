@@ -275,7 +275,7 @@ type RestartTarget struct {
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
 // +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || !has(self.credentialsSecretRef) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
 // +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
-// +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance']",message="spec.issue is only supported for bybit, okx and binance: the other exchanges have no API to create sub-account keys"
+// +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance', 'kucoin']",message="spec.issue is only supported for bybit, okx, binance and kucoin: the other exchanges have no API to create sub-account keys"
 // +kubebuilder:validation:XValidation:rule="!has(self.validation) || !has(self.validation.nonceUnit) || self.exchange in ['kraken', 'bitfinex']",message="spec.validation.nonceUnit applies only to kraken and bitfinex, whose nonces are counters shared with the key's bots; the other exchanges have none: remove spec.validation.nonceUnit"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange != 'binance' || (has(self.issue.ipAllowlist) && size(self.issue.ipAllowlist) > 0)",message="spec.issue.ipAllowlist is required on binance: Binance takes the trading permission away from keys without trusted IPs after a while (tradingAuthorityExpirationTime in GET /sapi/v1/account/apiRestrictions), so an issued key would stop trading between rotations; list the egress IPs of the bots and the operator"
 type ExchangeAPIKeySpec struct {
@@ -306,8 +306,8 @@ type ExchangeAPIKeySpec struct {
 	CredentialsSecretRef CredentialsSecretRef `json:"credentialsSecretRef,omitzero"`
 
 	// Issue makes the operator create, rotate and delete the key itself on
-	// a sub-account, with an ExchangeAccount's master key (bybit, okx and
-	// binance). Set it or credentialsSecretRef, not both.
+	// a sub-account, with an ExchangeAccount's master key (bybit, okx,
+	// binance and kucoin). Set it or credentialsSecretRef, not both.
 	// +optional
 	Issue *IssueSpec `json:"issue,omitempty"`
 

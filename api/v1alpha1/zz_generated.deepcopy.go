@@ -481,6 +481,10 @@ func (in *IssuedKeyStatus) DeepCopyInto(out *IssuedKeyStatus) {
 		in, out := &in.CreatedAt, &out.CreatedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.ExpiresAt != nil {
+		in, out := &in.ExpiresAt, &out.ExpiresAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Replacements != nil {
 		in, out := &in.Replacements, &out.Replacements
 		*out = make([]v1.Time, len(*in))

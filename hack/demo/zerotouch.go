@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,29 +22,53 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/keyid"
 )
 
-// zeroTouchSub is the Bybit sub-account of config/samples/bybit-account.yaml.
-const zeroTouchSub = "10023455"
+// zeroTouchSample is one exchange's zero-touch sample: its file in
+// config/samples, the sub-account, the bot's ExchangeAPIKey and the
+// ExchangeAccount it names, and what the master key is allowed.
+type zeroTouchSample struct {
+	ex           exchange.Name
+	file, sub    string
+	bot, account string
+	masterRights string
+}
 
-// zeroTouch shows zero-touch rotation (docs/zero-touch-rotation.md): the
-// operator creates bybit-bot's key on a sub-account with the master key of
-// an ExchangeAccount, rotates it on request, restarts the bot once, and
-// deletes the old key at the exchange after the overlap.
+// zeroTouchSamples: Bybit, then KuCoin, whose keys carry a passphrase the
+// operator makes and an expiry it chooses.
+var zeroTouchSamples = []zeroTouchSample{
+	{exchange.Bybit, "bybit-account.yaml", "10023455", "bybit-bot", "bybit-master", "read-write, Account Transfer"},
+	{exchange.KuCoin, "kucoin-account.yaml", "kcbots01", "kucoin-bot", "kucoin-master", "General only"},
+}
+
+// zeroTouch shows zero-touch rotation (docs/zero-touch-rotation.md) on each
+// sample's exchange: the operator creates the bot's key on a sub-account
+// with the master key of an ExchangeAccount, rotates it on request,
+// restarts the bot once, and deletes the old key at the exchange after the
+// overlap.
 func zeroTouch(ctx context.Context, c client.Client, sim *simulator.Simulator, simURL, root string, keys []simulator.Key, mgrErr chan error) error {
+	for _, zs := range zeroTouchSamples {
+		if err := zeroTouchOn(ctx, c, sim, simURL, root, keys, mgrErr, zs); err != nil {
+			return fmt.Errorf("%s: %w", zs.ex, err)
+		}
+	}
+	return nil
+}
+
+func zeroTouchOn(ctx context.Context, c client.Client, sim *simulator.Simulator, simURL, root string, keys []simulator.Key, mgrErr chan error, zs zeroTouchSample) error {
 	var master exchange.Credentials
 	for _, k := range keys {
-		if k.Exchange == exchange.Bybit {
-			master = exchange.Credentials{APIKey: k.APIKey, APISecret: k.Secret}
+		if k.Exchange == zs.ex {
+			master = exchange.Credentials{APIKey: k.APIKey, APISecret: k.Secret, Passphrase: k.Passphrase}
 		}
 	}
 	if master.APIKey == "" {
-		return fmt.Errorf("config/samples/simulator-keys.json has no bybit master key")
+		return fmt.Errorf("config/samples/simulator-keys.json has no %s master key", zs.ex)
 	}
-	step("zero-touch rotation: a Bybit master key that may manage the keys of sub-account %s", zeroTouchSub)
-	sim.AddSubAccount(exchange.Bybit, master.APIKey, zeroTouchSub)
-	fmt.Printf("    simulator: master key %s (read-write, Account Transfer), sub-account %s under it\n", keyid.Mask(master.APIKey), zeroTouchSub)
+	step("zero-touch rotation on %s: a master key that may manage the keys of sub-account %s", zs.ex, zs.sub)
+	sim.AddSubAccount(zs.ex, master.APIKey, zs.sub)
+	fmt.Printf("    simulator: master key %s (%s), sub-account %s under it\n", keyid.Mask(master.APIKey), zs.masterRights, zs.sub)
 
-	step("applying config/samples/bybit-account.yaml (ExchangeAccount, ExchangeAPIKey with spec.issue, the bot's Deployment)")
-	applied, err := applyFiles(ctx, c, filepath.Join(root, "config", "samples"), simURL, "bybit-account.yaml")
+	step("applying config/samples/%s (ExchangeAccount, ExchangeAPIKey with spec.issue, the bot's Deployment)", zs.file)
+	applied, err := applyFiles(ctx, c, filepath.Join(root, "config", "samples"), simURL, zs.file)
 	if err != nil {
 		return err
 	}
@@ -50,11 +76,11 @@ func zeroTouch(ctx context.Context, c client.Client, sim *simulator.Simulator, s
 		fmt.Printf("    %s\n", a)
 	}
 	exch := zeroTouchExchange{prober: exchange.NewProber(exchange.Options{}), req: exchange.SubAccountRequest{
-		Exchange: exchange.Bybit, Endpoint: simulator.BaseURL(simURL, exchange.Bybit), Master: master, SubAccount: zeroTouchSub,
+		Exchange: zs.ex, Endpoint: simulator.BaseURL(simURL, zs.ex), Master: master, SubAccount: zs.sub,
 	}}
 
-	step("waiting for the operator to check the master key, create bybit-bot's key on the sub-account, verify it and hand it to the bot")
-	k, err := waitKey(ctx, c, mgrErr, "bybit-bot", "the first key issued and Ready", func(k *keyopsv1.ExchangeAPIKey) bool {
+	step("waiting for the operator to check the master key, create %s's key on the sub-account, verify it and hand it to the bot", zs.bot)
+	k, err := waitKey(ctx, c, mgrErr, zs.bot, "the first key issued and Ready", func(k *keyopsv1.ExchangeAPIKey) bool {
 		return ready(k) && k.Status.Issued != nil && k.Status.TargetKeyFingerprint == k.Status.Issued.Fingerprint
 	})
 	if err != nil {
@@ -65,12 +91,12 @@ func zeroTouch(ctx context.Context, c client.Client, sim *simulator.Simulator, s
 	}
 
 	stamp := time.Now().UTC().Format("20060102T150405Z")
-	step("rotating now: kubectl annotate eak bybit-bot %s=%s", keyopsv1.AnnotationRotate, stamp)
-	if err := annotate(ctx, c, "bybit-bot", keyopsv1.AnnotationRotate, stamp); err != nil {
+	step("rotating now: kubectl annotate eak %s %s=%s", zs.bot, keyopsv1.AnnotationRotate, stamp)
+	if err := annotate(ctx, c, zs.bot, keyopsv1.AnnotationRotate, stamp); err != nil {
 		return err
 	}
 	first := k.Status.Issued.Generation
-	k, err = waitKey(ctx, c, mgrErr, "bybit-bot", "the successor in the bot's hands", func(k *keyopsv1.ExchangeAPIKey) bool {
+	k, err = waitKey(ctx, c, mgrErr, zs.bot, "the successor in the bot's hands", func(k *keyopsv1.ExchangeAPIKey) bool {
 		return ready(k) && k.Status.Issued != nil && k.Status.Issued.Generation > first && k.Status.TargetKeyFingerprint == k.Status.Issued.Fingerprint &&
 			k.Status.PreviousKey != nil && k.Status.PreviousKey.DeleteAfter != nil
 	})
@@ -82,7 +108,7 @@ func zeroTouch(ctx context.Context, c client.Client, sim *simulator.Simulator, s
 	}
 
 	step("waiting for the overlap (%s after the restart) to end: the old key is deleted at the exchange", k.Spec.Rotation.OverlapOrDefault())
-	k, err = waitKey(ctx, c, mgrErr, "bybit-bot", "the previous key deleted", func(k *keyopsv1.ExchangeAPIKey) bool {
+	k, err = waitKey(ctx, c, mgrErr, zs.bot, "the previous key deleted", func(k *keyopsv1.ExchangeAPIKey) bool {
 		return k.Status.PreviousKey == nil
 	})
 	if err != nil {
@@ -91,7 +117,7 @@ func zeroTouch(ctx context.Context, c client.Client, sim *simulator.Simulator, s
 	if err := printIssued(ctx, c, k, exch, false); err != nil {
 		return err
 	}
-	return printEvents(ctx, c, "bybit-bot", "bybit-master")
+	return printEvents(ctx, c, zs.bot, zs.account)
 }
 
 type zeroTouchExchange struct {
@@ -138,6 +164,10 @@ func printIssued(ctx context.Context, c client.Client, k *keyopsv1.ExchangeAPIKe
 	fmt.Printf("\n$ kubectl describe eak %s   (abridged)\n", k.Name)
 	is := k.Status.Issued
 	fmt.Printf("  issued:   key %s, label %s, generation %d, created %s\n", is.KeyID, is.Label, is.Generation, is.CreatedAt.UTC().Format(time.RFC3339))
+	if is.ExpiresAt != nil {
+		fmt.Printf("            expires at the exchange %s (%d days after creation: the smallest the exchange offers that outlives maxAge + overlap + 1d)\n",
+			is.ExpiresAt.UTC().Format(time.RFC3339), int(is.ExpiresAt.Sub(is.CreatedAt.Time).Round(24*time.Hour).Hours()/24))
+	}
 	if p := k.Status.PreviousKey; p != nil {
 		after := "once the bot runs on the new key"
 		if p.DeleteAfter != nil {
@@ -153,6 +183,15 @@ func printIssued(ctx context.Context, c client.Client, k *keyopsv1.ExchangeAPIKe
 	var d appsv1.Deployment
 	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: k.Spec.RestartTargets[0].Name}, &d); err == nil {
 		fmt.Printf("  deployment/%s restarted %d time(s), Secret %s holds key %s\n", d.Name, d.Generation-1, k.Status.TargetSecretName, keyid.Short(k.Status.TargetKeyFingerprint))
+	}
+	var target corev1.Secret
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: k.Status.TargetSecretName}, &target); err == nil {
+		var fields []string
+		for f := range target.Data {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		fmt.Printf("  Secret %s fields: %s (values not shown)\n", target.Name, strings.Join(fields, ", "))
 	}
 
 	listed, err := exch.prober.ListSubAccountKeys(ctx, exch.req)

@@ -19,9 +19,9 @@ package exchange_test
 // against Kraken's published vector call ccxt's sign() directly.
 //
 // The sub-account key calls ccxt can sign are cases too (ccxtSubCases):
-// create and delete a sub-account's key on Bybit and OKX through ccxt's
-// implicit methods, and on Binance through sign() (ccxt has no implicit
-// method for /sapi/v1/sub-account/subAccountApi).
+// create and delete a sub-account's key on Bybit, OKX and KuCoin through
+// ccxt's implicit methods, and on Binance through sign() (ccxt has no
+// implicit method for /sapi/v1/sub-account/subAccountApi).
 //
 // TestCCXTErrorClassification compares the drivers' error codes
 // (codes.go) with ccxt's exceptions tables: the kinds must agree, or the
@@ -819,6 +819,9 @@ func ccxtSubCases(t *testing.T) []ccxtCase {
 	bybitSub := sub(exchange.Bybit, hmacCreds, "10023455")
 	okxSub := sub(exchange.OKX, pass, "botsub001")
 	binanceSub := sub(exchange.Binance, hmacCreds, "bot@sub.example")
+	kucoinSub := sub(exchange.KuCoin, pass, "kcbotsub01")
+	kucoinDel := kucoinSub
+	kucoinDel.KeyPassphrase = "SubKeyPass2026"
 	ips := []string{"203.0.113.7", "198.51.100.8"}
 
 	// Binance: the caller's Ed25519 public key, as the PKIX PEM the driver
@@ -839,6 +842,12 @@ func ccxtSubCases(t *testing.T) []ccxtCase {
 	// ccxt's Bybit broker attribution on every POST (bybit.js sign():
 	// headers['Referer'] = brokerId): a client naming itself, not part of
 	// what Bybit signs (timestamp+key+recvWindow+body).
+	// ccxt's KuCoin broker attribution, as on the probe.
+	kucoinPartner := map[string]ccxtOnlyHeader{
+		"Kc-Api-Partner":        {"ccxt", "ccxt's broker id"},
+		"Kc-Api-Partner-Sign":   {"", "ccxt's broker signature (its own partner secret)"},
+		"Kc-Api-Partner-Verify": {"true", "ccxt's broker attribution"},
+	}
 	bybitReferer := map[string]ccxtOnlyHeader{"Referer": {"CCXT", "ccxt's Bybit broker id; the signature covers timestamp, key, recvWindow and body only (bybit-exchange.github.io/docs/v5/guide, \"Authentication\")"}}
 	return []ccxtCase{
 		{
@@ -872,6 +881,27 @@ func ccxtSubCases(t *testing.T) []ccxtCase {
 			answer: `{"code":"0","msg":"","data":[{"subAcct":"botsub001"}]}`,
 			ccxtID: "okx", call: "privatePostUsersSubaccountDeleteApikey",
 			params: raw(t, [][2]any{{"apiKey", subKey}, {"subAcct", "botsub001"}}),
+		},
+		{
+			// POST /api/v1/sub/api-key (kucoin.com/docs-new/api-3470138):
+			// ccxt's privatePostSubApiKey, its JSON body in the driver's
+			// (Go's sorted) key order.
+			name: "kucoin/sub-create", ex: exchange.KuCoin, creds: pass,
+			run:    create(kucoinSub, exchange.NewSubAccountKey{Label: "bot-1", Permissions: []string{"read", "trade"}, IPs: ips, Passphrase: "SubKeyPass2026", Lifetime: 100 * 24 * time.Hour}),
+			answer: `{"code":"200000","data":{"subName":"kcbotsub01","remark":"bot-1","apiKey":"` + subKey + `","apiSecret":"S","apiVersion":3,"passphrase":"SubKeyPass2026","permission":"General,Spot","ipWhitelist":"203.0.113.7,198.51.100.8","createdAt":1}}`,
+			ccxtID: "kucoin", call: "privatePostSubApiKey",
+			params:   raw(t, [][2]any{{"expire", "180"}, {"ipWhitelist", "203.0.113.7,198.51.100.8"}, {"passphrase", "SubKeyPass2026"}, {"permission", "General,Spot"}, {"remark", "bot-1"}, {"subName", "kcbotsub01"}}),
+			ccxtOnly: kucoinPartner,
+		},
+		{
+			// DELETE /api/v1/sub/api-key (kucoin.com/docs-new/api-3470137):
+			// ccxt's privateDeleteSubApiKey, the parameters in the query.
+			name: "kucoin/sub-delete", ex: exchange.KuCoin, creds: pass,
+			run:    del(kucoinDel, subKey),
+			answer: `{"code":"200000","data":{"subName":"kcbotsub01","apiKey":"` + subKey + `"}}`,
+			ccxtID: "kucoin", call: "privateDeleteSubApiKey",
+			params:   raw(t, [][2]any{{"apiKey", subKey}, {"subName", "kcbotsub01"}, {"passphrase", "SubKeyPass2026"}}),
+			ccxtOnly: kucoinPartner,
 		},
 		{
 			name: "binance/sub-create", ex: exchange.Binance, creds: hmacCreds,

@@ -49,6 +49,8 @@ const (
 	srcBitfinexErrors = "https://docs.bitfinex.com/docs/abbreviations-glossary"
 	srcBitstampAPI    = "https://www.bitstamp.net/api/"
 	srcKuCoinErrors   = "https://www.kucoin.com/docs-new/"
+	srcKuCoinCodes    = "https://www.kucoin.com/docs-new/error-code"
+	srcKuCoinSpotErr  = "https://www.kucoin.com/docs/basic-info/errors-code/spot-errors-code"
 )
 
 // probeCodes are the codes of each driver's probe (and server-time) answers.
@@ -197,6 +199,12 @@ var subCodes = map[Name][]codeRow{
 		{"10001", "Request parameter error.", InvalidRequest, srcBybitErrors},
 		{"81007", "Bybit Europe is not supported create API Key", AccountCannotIssue, srcBybitErrors + " (User section): the account cannot create API keys through the API; no retry"},
 		{"20096", "need KYC authentication", AccountCannotIssue, srcBybitErrors + " (User section): the account must pass KYC first; no retry"},
+	},
+	KuCoin: {
+		{"400100", "Parameter Error", InvalidRequest, srcKuCoinSpotErr + " (\"400100 Parameter Error\"; ccxt kucoin.js: BadRequest); a delete refused so asks the list"},
+		{"400100", "sub-account does not exist", SubAccountNotFound, unverifiedPrefix + "KuCoin documents no code for an unknown sub-account: a 400100 is SubAccountNotFound only when its message says the sub-account does not exist (kucoinSubNotFound), else InvalidRequest"},
+		{"400301", "Operation restricted due to local laws, regulations, or policies", AccountCannotIssue, srcKuCoinCodes + " (Regional & KYC Limitations, 4003xx): the account cannot act until that changes; no retry"},
+		{"400303", "To enjoy the full range of our products and services, we kindly request you complete the identity verification process.", AccountCannotIssue, srcKuCoinCodes + " (Regional & KYC Limitations, 4003xx; the text from ccxt kucoin.js): the account must pass KYC first; no retry"},
 	},
 	OKX: {
 		{"59500", "Only the APIKey of the main account has permission for this operation.", NotMasterKey, srcOKXSubErrors + " (text also in ccxt okx.js)"},

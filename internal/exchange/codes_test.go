@@ -46,8 +46,10 @@ func classifyCode(t *testing.T, ex Name, sub bool, r codeRow) Kind {
 		return kindOf(err)
 	case ex == OKX && sub:
 		return kindOf(okxSubResult(&response{Status: 200, Body: []byte(`{"code":` + q(r.Code) + `,"msg":` + q(r.Msg) + `,"data":[]}`)}, nil, false))
-	case ex == KuCoin:
+	case ex == KuCoin && !sub:
 		return kucoinError(200, r.Code, r.Msg, nil).Kind
+	case ex == KuCoin && sub:
+		return kindOf(kucoinSubResult(&response{Status: 400, Body: []byte(`{"code":` + q(r.Code) + `,"msg":` + q(r.Msg) + `}`)}, nil, false))
 	case ex == Bitstamp:
 		body := `{"status":"error","reason":` + q(r.Msg) + `,"code":` + q(r.Code) + `}`
 		if !strings.HasPrefix(r.Code, "API") {
@@ -126,6 +128,7 @@ var driverSubCodeSites = map[Name][]driverCodeSite{
 	Binance: {{"subaccount_binance.go", "binanceSubResult", regexp.MustCompile(`^-\d{4}$`)}},
 	Bybit:   {{"subaccount_bybit.go", "bybitSubResult", regexp.MustCompile(`^\d{5,6}$`)}},
 	OKX:     {{"subaccount_okx.go", "okxSubCodeKinds", regexp.MustCompile(`^5\d{4}$`)}, {"subaccount_okx.go", "okxSubResult", regexp.MustCompile(`^5\d{4}$`)}},
+	KuCoin:  {{"subaccount_kucoin.go", "kucoinSubCodeKinds", regexp.MustCompile(`^\d{6}$`)}},
 }
 
 // siteCodes parses file and returns the code literals of the function,

@@ -95,7 +95,7 @@ var capabilities = map[Name]Capabilities{
 	Coinbase: {ReportsPermissions: true},
 	OKX:      {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, SubAccountKeys: true, PerKeyRateLimits: true},
 	Bybit:    {ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, SubAccountKeys: true},
-	KuCoin:   {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, PerKeyRateLimits: true},
+	KuCoin:   {NeedsPassphrase: true, ReportsPermissions: true, ReportsAllowlist: true, ReportsExpiry: true, SubAccountKeys: true, PerKeyRateLimits: true},
 }
 
 // CapabilitiesOf returns what n's API can do and report.

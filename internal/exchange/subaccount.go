@@ -21,7 +21,7 @@ import (
 // Each exchange's driver lives in subaccount_<exchange>.go with a table of
 // endpoints, parameters, permission mapping, master-key rules, rate limits
 // and error codes, each with its source. This file holds the exported API the
-// controller is written against and what the three drivers share: the
+// controller is written against and what the four drivers share: the
 // smallest-native-set choice, the per-endpoint rate limiters and the
 // idempotent delete.
 
@@ -74,10 +74,19 @@ type SubAccountRequest struct {
 	Demo bool
 	// Master is the main account's key.
 	Master Credentials
-	// SubAccount is the Bybit sub UID, the OKX sub-account name or the
-	// Binance sub-account email.
+	// SubAccount is the Bybit sub UID, the OKX sub-account name, the
+	// Binance sub-account email or the KuCoin sub-account name.
 	SubAccount string
+	// KeyPassphrase is the passphrase of the key a delete addresses, where
+	// the exchange asks for it (KuCoin: DELETE /api/v1/sub/api-key takes
+	// "passphrase", docs-new/api-3470137); ignored elsewhere. It travels
+	// only in that request to the exchange that issued it.
+	KeyPassphrase string
 }
+
+// DeleteNeedsPassphrase says whether deleting a sub-account key of n takes
+// the key's own passphrase (SubAccountRequest.KeyPassphrase): KuCoin.
+func DeleteNeedsPassphrase(n Name) bool { return n == KuCoin }
 
 // NewSubAccountKey is what to create.
 type NewSubAccountKey struct {
@@ -89,8 +98,13 @@ type NewSubAccountKey struct {
 	Permissions []string
 	// IPs is the allowlist; empty means unbound.
 	IPs []string
-	// Passphrase is the OKX key's passphrase, chosen by the caller.
+	// Passphrase is the OKX or KuCoin key's passphrase, chosen by the
+	// caller.
 	Passphrase string
+	// Lifetime is how long the key must keep working at least, where the
+	// exchange makes keys expire on request (KuCoin expire): the driver asks
+	// for the smallest expiry that covers it, or none. Zero: no expiry.
+	Lifetime time.Duration
 	// PublicKey is the Binance key's Ed25519 public key: the caller
 	// generated the pair and keeps the private key; only this half is sent.
 	PublicKey ed25519.PublicKey
@@ -138,8 +152,9 @@ type subDriver interface {
 	checkMaster(ctx context.Context, c *call, perms *Permissions, sub string) (*MasterCheck, error)
 	create(ctx context.Context, c *call, sub string, native []string, k NewSubAccountKey) (*SubAccountKey, error)
 	list(ctx context.Context, c *call, sub string) ([]SubAccountKey, error)
-	// delete returns errSubKeyGone when the exchange says the key is not there.
-	delete(ctx context.Context, c *call, sub, apiKey string) error
+	// delete returns errSubKeyGone when the exchange says the key is not
+	// there. passphrase is the key's own, where the exchange asks for it.
+	delete(ctx context.Context, c *call, sub, apiKey, passphrase string) error
 }
 
 // subNative is one creatable native permission (or a set of natives that
@@ -155,7 +170,7 @@ var subDrivers = map[Name]subDriver{}
 func registerSub(n Name, d subDriver) { subDrivers[n] = d }
 
 // SupportsSubAccountKeys reports whether n has a sub-account key API this
-// package drives (Bybit, OKX, Binance).
+// package drives (Bybit, OKX, Binance, KuCoin).
 func SupportsSubAccountKeys(n Name) bool { _, ok := subDrivers[n]; return ok }
 
 // NativeForSubAccount returns the smallest native set that grants every
@@ -230,6 +245,10 @@ func subUngrantable(n Name, p string) string {
 		return "the sub-account key form has no withdrawal flag (developers.binance.com Create Sub-account API Key)"
 	case n == Binance && p == PermEarn:
 		return "Binance keys have no Earn scope"
+	case n == KuCoin && p == PermWithdraw:
+		return "only General, Spot, Futures, Margin and InnerTransfer can be set, not Transfer (withdrawal), and sub-accounts cannot withdraw (kucoin.com/docs-new/api-3470138; docs/rest/account/sub-account/introduction)"
+	case n == KuCoin:
+		return "only General, Spot, Futures, Margin and InnerTransfer can be set (kucoin.com/docs-new/api-3470138)"
 	}
 	return "no native permission of its sub-account keys grants it"
 }
@@ -318,7 +337,7 @@ func (p *Prober) DeleteSubAccountKey(ctx context.Context, r SubAccountRequest, a
 	if r.SubAccount == "" || apiKey == "" {
 		return &Error{Kind: InvalidRequest, Exchange: r.Exchange, Message: "sub-account or API key is empty"}
 	}
-	err = d.delete(ctx, c, r.SubAccount, apiKey)
+	err = d.delete(ctx, c, r.SubAccount, apiKey, r.KeyPassphrase)
 	p.escalate(c.base, err)
 	if err == nil || err == errSubKeyGone {
 		return nil

@@ -291,7 +291,7 @@ func (binanceSubDriver) list(ctx context.Context, c *call, sub string) ([]SubAcc
 	return out, nil
 }
 
-func (binanceSubDriver) delete(ctx context.Context, c *call, sub, apiKey string) error {
+func (binanceSubDriver) delete(ctx context.Context, c *call, sub, apiKey, _ string) error {
 	if err := c.waitEndpoint(ctx, binanceSubKeyPath+" DELETE", 1); err != nil {
 		return err
 	}

@@ -276,7 +276,7 @@ func (bybitSubDriver) list(ctx context.Context, c *call, sub string) ([]SubAccou
 	return out, nil
 }
 
-func (bybitSubDriver) delete(ctx context.Context, c *call, sub, apiKey string) error {
+func (bybitSubDriver) delete(ctx context.Context, c *call, sub, apiKey, _ string) error {
 	body, _ := json.Marshal(map[string]string{"apikey": apiKey})
 	if err := c.waitEndpoint(ctx, bybitDeleteSubPath, 5); err != nil {
 		return err

@@ -269,7 +269,7 @@ func (okxSubDriver) list(ctx context.Context, c *call, sub string) ([]SubAccount
 	return out, nil
 }
 
-func (okxSubDriver) delete(ctx context.Context, c *call, sub, apiKey string) error {
+func (okxSubDriver) delete(ctx context.Context, c *call, sub, apiKey, _ string) error {
 	body, _ := json.Marshal(map[string]string{"subAcct": sub, "apiKey": apiKey})
 	if err := c.waitEndpoint(ctx, okxSubDeletePath, 1); err != nil {
 		return err

@@ -39,11 +39,11 @@ func newSubHarness(t *testing.T) *subHarness {
 }
 
 // subNames are the sub-accounts, in each exchange's own form.
-var subNames = map[exchange.Name]string{exchange.Bybit: "10023455", exchange.OKX: "botsub001", exchange.Binance: "bot@sub.example"}
+var subNames = map[exchange.Name]string{exchange.Bybit: "10023455", exchange.OKX: "botsub001", exchange.Binance: "bot@sub.example", exchange.KuCoin: "kcbotsub01"}
 
 // master registers a master key the exchange's rules accept: Bybit needs a
 // transfer permission, OKX Trade and bound IPs, Binance Spot & Margin
-// trading.
+// trading, KuCoin only General (every key has it).
 func (h *subHarness) master(t *testing.T, n exchange.Name) exchange.SubAccountRequest {
 	t.Helper()
 	c := exchangetest.NewCredentials(n)
@@ -55,6 +55,8 @@ func (h *subHarness) master(t *testing.T, n exchange.Name) exchange.SubAccountRe
 		k.Permissions, k.AllowedIPs = []string{"read", "trade"}, []string{"127.0.0.1"}
 	case exchange.Binance:
 		k.Permissions, k.AllowedIPs = []string{"read", "trade"}, []string{"127.0.0.1"}
+	case exchange.KuCoin:
+		k.Permissions = []string{"read"}
 	}
 	h.sim.AddKey(k)
 	h.sim.AddSubAccount(n, c.APIKey, subNames[n])
@@ -98,6 +100,7 @@ func TestSubAccountKeyLifecycle(t *testing.T) {
 		{exchange.Bybit, []string{"read", "trade", "futures"}},
 		{exchange.OKX, []string{"read", "trade"}},
 		{exchange.Binance, []string{"read", "trade", "futures"}},
+		{exchange.KuCoin, []string{"read", "trade", "margin"}},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.ex), func(t *testing.T) {
@@ -160,6 +163,8 @@ func TestSubAccountKeyLifecycle(t *testing.T) {
 				t.Fatalf("list = %+v, %v; want the key, its label and natives, no secret", keys, err)
 			}
 
+			// KuCoin deletes a key only with its own passphrase.
+			req.KeyPassphrase = nk.Passphrase
 			if err := h.prober.DeleteSubAccountKey(ctx, req, key.APIKey); err != nil {
 				t.Fatalf("delete: %v", err)
 			}
@@ -193,7 +198,7 @@ func impliedBy(t *testing.T, n exchange.Name, perms, natives []string) map[strin
 }
 
 func TestSubAccountKeyOfSubAccountIsNotAMaster(t *testing.T) {
-	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance} {
+	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance, exchange.KuCoin} {
 		t.Run(string(n), func(t *testing.T) {
 			h := newSubHarness(t)
 			ctx := ctxT(t)
@@ -219,8 +224,9 @@ func TestSubAccountKeyOfSubAccountIsNotAMaster(t *testing.T) {
 			nk, _ := newKey(t, n, "from-sub", "read")
 			_, err = h.prober.CreateSubAccountKey(ctx, subReq, nk)
 			want := exchange.NotMasterKey
-			if n == exchange.Bybit {
-				// Bybit documents no code of its own: 10005.
+			if n == exchange.Bybit || n == exchange.KuCoin {
+				// Bybit documents no code of its own: 10005; KuCoin
+				// none either (the simulator answers 400007).
 				want = exchange.PermissionDenied
 			}
 			if exchange.KindOf(err) != want || strings.Contains(err.Error(), c.APISecret) {
@@ -265,9 +271,9 @@ func TestSubAccountMasterLacksPermissions(t *testing.T) {
 func TestSubAccountMissingSubAccount(t *testing.T) {
 	h := newSubHarness(t)
 	ctx := ctxT(t)
-	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance} {
+	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance, exchange.KuCoin} {
 		req := h.master(t, n)
-		req.SubAccount = map[exchange.Name]string{exchange.Bybit: "999", exchange.OKX: "nosuchsub", exchange.Binance: "nobody@sub.example"}[n]
+		req.SubAccount = map[exchange.Name]string{exchange.Bybit: "999", exchange.OKX: "nosuchsub", exchange.Binance: "nobody@sub.example", exchange.KuCoin: "nosuchsub"}[n]
 		if _, err := h.prober.CheckMaster(ctx, req); exchange.KindOf(err) != exchange.SubAccountNotFound {
 			t.Errorf("%s: CheckMaster on a missing sub-account: %v; want SubAccountNotFound", n, err)
 		}
@@ -330,7 +336,7 @@ func TestSubAccountBybitUnboundKeyExpires(t *testing.T) {
 func TestSubAccountReadOnlyKey(t *testing.T) {
 	h := newSubHarness(t)
 	ctx := ctxT(t)
-	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance} {
+	for _, n := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance, exchange.KuCoin} {
 		req := h.master(t, n)
 		nk, private := newKey(t, n, "reader", "read")
 		key, err := h.prober.CreateSubAccountKey(ctx, req, nk)
@@ -387,6 +393,12 @@ func TestSubAccountNativeMapping(t *testing.T) {
 		{exchange.Binance, []string{"margin"}, []string{"canMarginLoanRepay"}, ""},
 		{exchange.Binance, []string{"futures", "options", "transfer"}, []string{"canFuturesTrade", "canUniversalTransfer", "canVanillaOptions"}, ""},
 		{exchange.Binance, []string{"earn"}, nil, "Earn"},
+		{exchange.KuCoin, []string{"read"}, []string{"General"}, ""},
+		{exchange.KuCoin, []string{"read", "trade"}, []string{"General", "Spot"}, ""},
+		{exchange.KuCoin, []string{"transfer"}, []string{"General", "InnerTransfer"}, ""},
+		{exchange.KuCoin, []string{"trade", "margin", "futures", "transfer"}, []string{"Futures", "General", "Margin", "Spot"}, ""},
+		{exchange.KuCoin, []string{"withdraw"}, nil, "Transfer (withdrawal)"},
+		{exchange.KuCoin, []string{"earn"}, nil, "InnerTransfer can be set"},
 		{exchange.Kraken, []string{"read"}, nil, "no sub-account key API"},
 		{exchange.OKX, []string{"root"}, nil, "not a canonical permission"},
 	}
@@ -445,7 +457,7 @@ func TestSubAccountCreateRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		n   exchange.Name
 		ref simulator.Refusal
-	}{{exchange.Bybit, simulator.BybitEurope}, {exchange.Bybit, simulator.BybitNeedKYC}, {exchange.OKX, simulator.OKXSubSuspended}} {
+	}{{exchange.Bybit, simulator.BybitEurope}, {exchange.Bybit, simulator.BybitNeedKYC}, {exchange.OKX, simulator.OKXSubSuspended}, {exchange.KuCoin, simulator.KuCoinNeedKYC}} {
 		req := h.master(t, tc.n)
 		h.sim.RefuseSubAccountCreate(tc.n, req.SubAccount, tc.ref)
 		k, _ := newKey(t, tc.n, "refused")
@@ -481,5 +493,67 @@ func TestSubAccountBybitKeyID(t *testing.T) {
 	keys, err := h.prober.ListSubAccountKeys(ctx, req)
 	if err != nil || len(keys) != 1 || keys[0].ID != created.ID {
 		t.Fatalf("list: %+v, %v; want the key with id %s", keys, err, created.ID)
+	}
+}
+
+// TestSubAccountKuCoinExpiryAndDelete: a key asked to live 100 days gets
+// KuCoin's 180-day expiry (the simulator expires it then); the list masks
+// the whitelist as KuCoin does; delete takes the key's own passphrase:
+// without it nothing is sent, with a wrong one KuCoin refuses and the key
+// stays, with the right one it goes, and a second delete is no error.
+func TestSubAccountKuCoinExpiryAndDelete(t *testing.T) {
+	h := newSubHarness(t)
+	ctx := ctxT(t)
+	req := h.master(t, exchange.KuCoin)
+	nk, _ := newKey(t, exchange.KuCoin, "expiring", "read", "trade")
+	nk.Lifetime = 100 * 24 * time.Hour
+	key, err := h.prober.CreateSubAccountKey(ctx, req, nk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.ExpiresAt == nil || key.ExpiresAt.Sub(*key.CreatedAt) != 180*24*time.Hour {
+		t.Errorf("create: ExpiresAt %v after %v; want 180 days later", key.ExpiresAt, key.CreatedAt)
+	}
+	creds := exchange.Credentials{APIKey: key.APIKey, APISecret: key.Secret, Passphrase: nk.Passphrase}
+	probe := exchange.Request{Exchange: exchange.KuCoin, Endpoint: req.Endpoint, Credentials: creds}
+	if _, err := h.prober.Probe(ctx, probe); err != nil {
+		t.Fatalf("probe of the new key: %v", err)
+	}
+	// 181 days later on both clocks, the key is expired at the exchange.
+	later := 181 * 24 * time.Hour
+	h.sim.SetClockSkew(later)
+	laterProber := exchange.NewProber(exchange.Options{Now: func() time.Time { return time.Now().Add(later) }})
+	if _, err := laterProber.Probe(ctx, probe); exchange.KindOf(err) != exchange.Inactive {
+		t.Errorf("probe 181 days later: %v; want the simulator's answer for an expired key (Inactive)", err)
+	}
+	h.sim.SetClockSkew(0)
+
+	keys, err := h.prober.ListSubAccountKeys(ctx, req)
+	if err != nil || len(keys) != 1 || !slices.Equal(keys[0].IPs, []string{"127.**.1"}) {
+		t.Fatalf("list = %+v, %v; want the key with its whitelist masked", keys, err)
+	}
+
+	sent := h.sim.EndpointRequests(exchange.KuCoin, "/api/v1/sub/api-key")
+	if err := h.prober.DeleteSubAccountKey(ctx, req, key.APIKey); exchange.KindOf(err) != exchange.InvalidRequest || !strings.Contains(err.Error(), "passphrase") {
+		t.Errorf("delete without the passphrase: %v; want InvalidRequest naming the passphrase", err)
+	}
+	if got := h.sim.EndpointRequests(exchange.KuCoin, "/api/v1/sub/api-key") - sent; got != 1 {
+		t.Errorf("delete without the passphrase sent %d requests; want only the list that checks the key is still there", got)
+	}
+	req.KeyPassphrase = "Not-The-Pass-1"
+	if err := h.prober.DeleteSubAccountKey(ctx, req, key.APIKey); exchange.KindOf(err) != exchange.InvalidRequest || strings.Contains(err.Error(), req.KeyPassphrase) {
+		t.Errorf("delete with a wrong passphrase: %v; want InvalidRequest without the passphrase", err)
+	}
+	if keys, err := h.prober.ListSubAccountKeys(ctx, req); err != nil || len(keys) != 1 {
+		t.Fatalf("after refused deletes: %+v, %v; want the key still there", keys, err)
+	}
+	req.KeyPassphrase = nk.Passphrase
+	for i := 0; i < 2; i++ {
+		if err := h.prober.DeleteSubAccountKey(ctx, req, key.APIKey); err != nil {
+			t.Errorf("delete %d with the passphrase: %v", i+1, err)
+		}
+	}
+	if keys, err := h.prober.ListSubAccountKeys(ctx, req); err != nil || len(keys) != 0 {
+		t.Errorf("after delete: %+v, %v", keys, err)
 	}
 }

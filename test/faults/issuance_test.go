@@ -51,12 +51,28 @@ import (
 // The proxy holds the step's request until the manager is gone, so the kill
 // lands in the step every run, however loaded the machine; every other
 // create, probe and delete reaches the exchange slowExchange late.
+//
+// Bybit runs every step. KuCoin runs the steps its differences touch: a
+// key created and its answer lost (inflight, created) is deleted with the
+// passphrase the intent saved before the call, and the previous key
+// (promoted) with the passphrase kept for it, since KuCoin deletes a key
+// only with its own passphrase.
 
-// slowExchange delays Bybit's create-sub-api, query-api (the verification
-// probe) and delete-sub-api.
+// slowExchange delays the create, the probe (the verification) and the
+// delete: Bybit's create-sub-api, query-api and delete-sub-api, KuCoin's
+// POST and DELETE /api/v1/sub/api-key and GET /api/v1/user/api-key.
 const slowExchange = 400 * time.Millisecond
 
 var issueSteps = []string{"intent", "inflight", "created", "recorded", "promoted"}
+
+// issueCases are the exchanges and steps the scenario kills the manager in.
+var issueCases = []struct {
+	ex    exchange.Name
+	steps []string
+}{
+	{exchange.Bybit, issueSteps},
+	{exchange.KuCoin, []string{"inflight", "created", "promoted"}},
+}
 
 var issuanceRuns atomic.Int64
 
@@ -101,18 +117,30 @@ func (p *issueProxy) arm(step string) {
 	p.held, p.released = make(chan struct{}), make(chan struct{})
 }
 
-// kind names the calls the proxy slows down: "create", "probe" (query-api:
-// the account's master check, every key's validation) and "delete".
+// kind names the calls the proxy slows down: "create", "probe" (Bybit's
+// query-api, KuCoin's Get Apikey Info: the account's master check, every
+// key's validation) and "delete".
 func kind(r *http.Request) string {
 	switch {
-	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v5/user/create-sub-api"):
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v5/user/create-sub-api"),
+		r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/api/v1/sub/api-key"):
 		return "create"
-	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/v5/user/query-api"):
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/v5/user/query-api"),
+		r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/api/v1/user/api-key"):
 		return "probe"
-	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v5/user/delete-sub-api"):
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v5/user/delete-sub-api"),
+		r.Method == http.MethodDelete && strings.HasSuffix(r.URL.Path, "/api/v1/sub/api-key"):
 		return "delete"
 	}
 	return ""
+}
+
+// apiKeyOf is the key a request is signed with.
+func apiKeyOf(r *http.Request) string {
+	if k := r.Header.Get("KC-API-KEY"); k != "" {
+		return k
+	}
+	return r.Header.Get("X-BAPI-API-KEY")
 }
 
 // claim says whether r is the request the armed step holds (once).
@@ -128,7 +156,7 @@ func (p *issueProxy) claim(k string, r *http.Request) bool {
 		ok = k == "create"
 	case "recorded":
 		// The probe of a key just created: its verification.
-		ok = k == "probe" && p.fresh[r.Header.Get("X-BAPI-API-KEY")]
+		ok = k == "probe" && p.fresh[apiKeyOf(r)]
 	case "promoted":
 		ok = k == "delete"
 	}
@@ -212,31 +240,48 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 	_, _ = w.Write(rec.Body.Bytes())
 }
 
-// recordCreate notes a create the exchange carried out.
+// recordCreate notes a create the exchange carried out: Bybit's (note;
+// retCode 0, result) or KuCoin's (remark; code 200000, data).
 func (p *issueProxy) recordCreate(reqBody, respBody []byte) {
 	var req struct {
-		Note string `json:"note"`
+		Note   string `json:"note"`
+		Remark string `json:"remark"`
 	}
 	var resp struct {
-		RetCode int `json:"retCode"`
+		RetCode *int   `json:"retCode"`
+		Code    string `json:"code"`
 		Result  struct {
 			APIKey string `json:"apiKey"`
 			Secret string `json:"secret"`
 		} `json:"result"`
+		Data struct {
+			APIKey     string `json:"apiKey"`
+			APISecret  string `json:"apiSecret"`
+			Passphrase string `json:"passphrase"`
+		} `json:"data"`
 	}
-	if json.Unmarshal(reqBody, &req) != nil || json.Unmarshal(respBody, &resp) != nil || resp.RetCode != 0 {
+	if json.Unmarshal(reqBody, &req) != nil || json.Unmarshal(respBody, &resp) != nil {
+		return
+	}
+	label, c := req.Note, exchange.Credentials{APIKey: resp.Result.APIKey, APISecret: resp.Result.Secret}
+	switch {
+	case resp.RetCode != nil && *resp.RetCode == 0:
+	case resp.Code == "200000":
+		label, c = req.Remark, exchange.Credentials{APIKey: resp.Data.APIKey, APISecret: resp.Data.APISecret, Passphrase: resp.Data.Passphrase}
+	default:
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.creates[req.Note]++
-	p.fresh[resp.Result.APIKey] = true
-	p.keys = append(p.keys, exchange.Credentials{APIKey: resp.Result.APIKey, APISecret: resp.Result.Secret})
+	p.creates[label]++
+	p.fresh[c.APIKey] = true
+	p.keys = append(p.keys, c)
 }
 
-// issuedBot is one ExchangeAPIKey issued on a Bybit sub-account of its own,
+// issuedBot is one ExchangeAPIKey issued on a sub-account of its own,
 // through a proxy of its own, killed at one step.
 type issuedBot struct {
+	ex      exchange.Name
 	step    string
 	name    string
 	sub     string
@@ -246,16 +291,23 @@ type issuedBot struct {
 	request string
 }
 
-func newIssuedBot(t *testing.T, sc *scenario, step string, i int) *issuedBot {
+func newIssuedBot(t *testing.T, sc *scenario, ex exchange.Name, step string, i int) *issuedBot {
 	t.Helper()
 	ctx := context.Background()
-	b := &issuedBot{step: step, name: "bot-" + step, sub: strconv.Itoa(30000000 + i), master: exchangetest.NewCredentials(exchange.Bybit), request: "r-" + step}
-	// A master key may create sub-account keys with a transfer permission
-	// (bybit-exchange/docs create-subuid-apikey.mdx; the simulator's rule).
-	sim.AddKey(simulator.Key{Exchange: exchange.Bybit, APIKey: b.master.APIKey, Secret: b.master.APISecret, Permissions: []string{"read", "transfer"}})
-	sim.AddSubAccount(exchange.Bybit, b.master.APIKey, b.sub)
+	b := &issuedBot{ex: ex, step: step, name: "bot-" + step, sub: strconv.Itoa(30000000 + i), master: exchangetest.NewCredentials(ex), request: "r-" + step}
+	// A Bybit master key may create sub-account keys with a transfer
+	// permission (bybit-exchange/docs create-subuid-apikey.mdx; the
+	// simulator's rule); a KuCoin one needs General, which every key has.
+	perms := []string{"read", "transfer"}
+	passphraseKey := ""
+	if ex == exchange.KuCoin {
+		b.name, b.sub, b.request = "bot-kucoin-"+step, fmt.Sprintf("kcfault%d", i), "r-kucoin-"+step
+		perms, passphraseKey = []string{"read"}, "passphrase"
+	}
+	sim.AddKey(simulator.Key{Exchange: ex, APIKey: b.master.APIKey, Secret: b.master.APISecret, Passphrase: b.master.Passphrase, Permissions: perms})
+	sim.AddSubAccount(ex, b.master.APIKey, b.sub)
 	b.proxy = startIssueProxy(t, sc)
-	acct := "acct-" + step
+	acct := "acct-" + strings.TrimPrefix(b.name, "bot-")
 	mk := func(o client.Object) {
 		t.Helper()
 		if err := cl.c.Create(ctx, o); err != nil {
@@ -266,15 +318,15 @@ func newIssuedBot(t *testing.T, sc *scenario, step string, i int) *issuedBot {
 	mk(&keyopsv1.ExchangeAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: sc.ns, Name: acct},
 		Spec: keyopsv1.ExchangeAccountSpec{
-			Exchange:             keyopsv1.Exchange(exchange.Bybit),
-			Endpoint:             simulator.BaseURL(b.proxy.url, exchange.Bybit),
-			CredentialsSecretRef: keyopsv1.CredentialsSecretRef{Name: acct + "-key"},
+			Exchange:             keyopsv1.Exchange(ex),
+			Endpoint:             simulator.BaseURL(b.proxy.url, ex),
+			CredentialsSecretRef: keyopsv1.CredentialsSecretRef{Name: acct + "-key", PassphraseKey: passphraseKey},
 		},
 	})
 	mk(&keyopsv1.ExchangeAPIKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: sc.ns, Name: b.name},
 		Spec: keyopsv1.ExchangeAPIKeySpec{
-			Exchange: keyopsv1.Exchange(exchange.Bybit),
+			Exchange: keyopsv1.Exchange(ex),
 			Issue: &keyopsv1.IssueSpec{
 				AccountRef:  keyopsv1.AccountReference{Name: acct},
 				SubAccount:  b.sub,
@@ -328,15 +380,15 @@ func (b *issuedBot) inHands(ns string, after int64) (*keyopsv1.ExchangeAPIKey, e
 	if err != nil {
 		return k, cur, err
 	}
-	cur = exchange.Credentials{APIKey: string(is["apiKey"]), APISecret: string(is["apiSecret"])}
+	cur = exchange.Credentials{APIKey: string(is["apiKey"]), APISecret: string(is["apiSecret"]), Passphrase: string(is["passphrase"])}
 	target, err := b.secret(ns, b.name)
 	if err != nil {
 		return k, cur, err
 	}
-	if string(target["apiKey"]) != cur.APIKey || string(target["apiSecret"]) != cur.APISecret {
+	if string(target["apiKey"]) != cur.APIKey || string(target["apiSecret"]) != cur.APISecret || string(target["passphrase"]) != cur.Passphrase {
 		return k, cur, fmt.Errorf("%s: the target holds %s, the issuance Secret %s", b.name, keyid.Mask(string(target["apiKey"])), keyid.Mask(cur.APIKey))
 	}
-	if len(is["previousApiKey"]) > 0 {
+	if len(is["previousApiKey"]) > 0 || len(is["previousPassphrase"]) > 0 {
 		return k, cur, fmt.Errorf("%s: previous key %s not retired yet", b.name, keyid.Mask(string(is["previousApiKey"])))
 	}
 	return k, cur, nil
@@ -344,20 +396,20 @@ func (b *issuedBot) inHands(ns string, after int64) (*keyopsv1.ExchangeAPIKey, e
 
 // live says whether the exchange still knows apiKey (a deleted key is
 // revoked in the simulator).
-func live(apiKey string) bool {
+func (b *issuedBot) live(apiKey string) bool {
 	var st simulator.State
-	ok := sim.UpdateKey(exchange.Bybit, apiKey, func(k *simulator.Key) { st = k.State })
+	ok := sim.UpdateKey(b.ex, apiKey, func(k *simulator.Key) { st = k.State })
 	return ok && st != simulator.Revoked
 }
 
 // subAccountKeys lists the sub-account's live keys at the exchange (the
 // simulator itself, not the proxy), as the master key sees them.
 func (b *issuedBot) subAccountKeys() ([]exchange.SubAccountKey, error) {
-	limits := map[exchange.Name]exchange.RateLimit{exchange.Bybit: {PerSecond: 1000, Burst: 1000}}
+	limits := map[exchange.Name]exchange.RateLimit{b.ex: {PerSecond: 1000, Burst: 1000}}
 	pr := exchange.NewProber(exchange.Options{RateLimits: limits})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return pr.ListSubAccountKeys(ctx, exchange.SubAccountRequest{Exchange: exchange.Bybit, Endpoint: simulator.BaseURL(simURL, exchange.Bybit), Master: b.master, SubAccount: b.sub})
+	return pr.ListSubAccountKeys(ctx, exchange.SubAccountRequest{Exchange: b.ex, Endpoint: simulator.BaseURL(simURL, b.ex), Master: b.master, SubAccount: b.sub})
 }
 
 // eventReasons counts the Events about the key by reason.
@@ -413,7 +465,7 @@ func (b *issuedBot) checkAtKill(t *testing.T, ns string) {
 }
 
 // TestIssuedKeyKilledAtEachIssuanceStep: five issued Bybit keys, one per
-// step; each is rotated on the rotate annotation, the manager is SIGKILLed
+// step, and three KuCoin keys (issueCases); each is rotated on the rotate annotation, the manager is SIGKILLed
 // while the proxy holds that step's request, and a new manager must finish
 // the rotation: the new key in the target, status.rotateRequest the
 // request, the old key deleted at the exchange (overlap 0s), exactly one
@@ -446,9 +498,11 @@ func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 		// are gone): let go of the finalizers and delete.
 		forget(sc.ns)
 	})
-	bots := make([]*issuedBot, len(issueSteps))
-	for i, step := range issueSteps {
-		bots[i] = newIssuedBot(t, sc, step, int(run)*len(issueSteps)+i)
+	var bots []*issuedBot
+	for _, c := range issueCases {
+		for _, step := range c.steps {
+			bots = append(bots, newIssuedBot(t, sc, c.ex, step, int(run)*20+len(bots)))
+		}
 	}
 	// The manager watches only this namespace: earlier scenarios leave
 	// ExchangeAPIKeys behind, terminating.
@@ -465,7 +519,7 @@ func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 	t.Logf("first keys issued in %s", time.Since(start).Round(100*time.Millisecond))
 
 	for i, b := range bots {
-		t.Run(b.step, func(t *testing.T) {
+		t.Run(strings.TrimPrefix(b.name, "bot-"), func(t *testing.T) {
 			start := time.Now()
 			if !m.alive() { // a step before failed between kill and restart
 				m = startManager(t, sc, fmt.Sprintf("manager-%d-again", i), cl.kubeconfig, flags)
@@ -505,7 +559,7 @@ func TestIssuedKeyKilledAtEachIssuanceStep(t *testing.T) {
 				if k.Status.RotateRequest != b.request {
 					return fmt.Errorf("status.rotateRequest is %q, want %q", k.Status.RotateRequest, b.request)
 				}
-				if live(b.first.APIKey) {
+				if b.live(b.first.APIKey) {
 					return fmt.Errorf("the first key %s is still live at the exchange", keyid.Mask(b.first.APIKey))
 				}
 				return nil

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +33,7 @@ func newAccount(ns, name string, ex exchange.Name) *keyopsv1.ExchangeAccount {
 			CredentialsSecretRef: keyopsv1.CredentialsSecretRef{Name: name + "-key"},
 		},
 	}
-	if ex == exchange.OKX {
+	if ex == exchange.OKX || ex == exchange.KuCoin {
 		a.Spec.CredentialsSecretRef.PassphraseKey = "passphrase"
 	}
 	return a
@@ -93,10 +94,11 @@ func TestExchangeAccountAdmission(t *testing.T) {
 		want string
 	}{
 		{"exchange without a sub-account key API", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "kraken" },
-			"spec.exchange must be bybit, okx or binance: only these let a master key create and delete sub-account API keys"},
-		{"kucoin not supported yet", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "kucoin" }, "kucoin's is not supported yet"},
+			"spec.exchange must be bybit, okx, binance or kucoin: only these let a master key create and delete sub-account API keys"},
+		{"bitfinex has no such API", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "bitfinex" }, "bitfinex have no such API"},
 		{"unknown exchange", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "mtgox" }, `Unsupported value: "mtgox"`},
 		{"okx without passphraseKey", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "okx" }, "passphraseKey is required for okx"},
+		{"kucoin without passphraseKey", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "kucoin" }, "passphraseKey is required for okx and kucoin"},
 		{"endpoint not a URL", func(a *keyopsv1.ExchangeAccount) { a.Spec.Endpoint = "api.bybit.com" }, "endpoint must be an absolute URL"},
 		{"missing Secret name", func(a *keyopsv1.ExchangeAccount) {
 			a.Spec.CredentialsSecretRef = keyopsv1.CredentialsSecretRef{APIKeyKey: "k"}
@@ -115,7 +117,7 @@ func TestExchangeAccountAdmission(t *testing.T) {
 			}
 		})
 	}
-	for _, ex := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance} {
+	for _, ex := range []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance, exchange.KuCoin} {
 		create(t, newAccount(ns, "good-"+string(ex), ex))
 	}
 }
@@ -143,7 +145,7 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 			"set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue"},
 		{"neither", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue = nil }, "set exactly one of spec.credentialsSecretRef.name"},
 		{"issue on an exchange without a sub-account key API", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Exchange = "kraken" },
-			"spec.issue is only supported for bybit, okx and binance"},
+			"spec.issue is only supported for bybit, okx, binance and kucoin"},
 		{"empty sub-account", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.SubAccount = "" }, "spec.issue.subAccount"},
 		{"empty account name", func(k *keyopsv1.ExchangeAPIKey) { k.Spec.Issue.AccountRef.Name = "" }, "spec.issue.accountRef.name"},
 		{"allowlist entry not an IP", func(k *keyopsv1.ExchangeAPIKey) {
@@ -160,6 +162,15 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 		{"CIDR range on okx", func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "okx", []string{"2001:db8::/32"}
 		}, "list each egress IP on its own"},
+		{"CIDR range on kucoin", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "kucoin", []string{"203.0.113.0/24"}
+		}, "Bybit, OKX, Binance and KuCoin bind a key to listed addresses only"},
+		{"more than 20 addresses on kucoin", func(k *keyopsv1.ExchangeAPIKey) {
+			k.Spec.Exchange = "kucoin"
+			for i := 0; i < 21; i++ {
+				k.Spec.Issue.IPAllowlist = append(k.Spec.Issue.IPAllowlist, fmt.Sprintf("203.0.113.%d", i+1))
+			}
+		}, "spec.issue.ipAllowlist"},
 		{"single-address CIDR on binance", func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Exchange, k.Spec.Issue.IPAllowlist = "binance", []string{"203.0.113.10/32"}
 		}, "issue.ipAllowlist takes single IP addresses, not CIDR ranges"},
@@ -189,7 +200,7 @@ func TestExchangeAPIKeyIssueAdmission(t *testing.T) {
 	// Well-formed issued keys on each exchange, OKX included without a
 	// passphraseKey (the operator chooses the passphrase), are accepted,
 	// and no credentialsSecretRef appears in them.
-	for _, ex := range []keyopsv1.Exchange{"bybit", "okx", "binance"} {
+	for _, ex := range []keyopsv1.Exchange{"bybit", "okx", "binance", "kucoin"} {
 		k := issued(ex)
 		k.Spec.Issue.IPAllowlist = []string{"203.0.113.10", "198.51.100.7", "2001:db8::1"}
 		k.Spec.Issue.Label = "bot_1-a"

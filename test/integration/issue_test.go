@@ -31,10 +31,10 @@ import (
 
 // Zero-touch rotation (spec.issue) end to end: the suite's manager, with the
 // real prober managing sub-account keys, against the suite's simulator. Each
-// test runs the three exchanges with a sub-account key API side by side,
+// test runs the four exchanges with a sub-account key API side by side,
 // each with a master key and a sub-account of its own.
 
-var issueExchanges = []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance}
+var issueExchanges = []exchange.Name{exchange.Bybit, exchange.OKX, exchange.Binance, exchange.KuCoin}
 
 // subSeq makes sub-account names unique in the shared simulator.
 var subSeq atomic.Int64
@@ -54,7 +54,8 @@ type issueEnv struct {
 
 // masterKey registers a master key the exchange's rules accept, as
 // internal/exchange/subaccount_test.go does: Bybit needs a transfer
-// permission, OKX Trade and bound IPs, Binance Spot & Margin trading.
+// permission, OKX Trade and bound IPs, Binance Spot & Margin trading,
+// KuCoin General only (every key has it).
 func masterKey(ex exchange.Name, c exchange.Credentials) simulator.Key {
 	k := simulator.Key{Exchange: ex, APIKey: c.APIKey, Secret: c.APISecret, Passphrase: c.Passphrase}
 	switch ex {
@@ -62,6 +63,8 @@ func masterKey(ex exchange.Name, c exchange.Credentials) simulator.Key {
 		k.Permissions = []string{"read", "transfer"}
 	case exchange.OKX, exchange.Binance:
 		k.Permissions, k.AllowedIPs = []string{"read", "trade"}, []string{"127.0.0.1"}
+	case exchange.KuCoin:
+		k.Permissions = []string{"read"}
 	}
 	return k
 }
@@ -87,6 +90,7 @@ func newIssueEnvIn(t *testing.T, ex exchange.Name, serverURL, ns, account string
 		exchange.Bybit:   strconv.FormatInt(10023455+n, 10),
 		exchange.OKX:     fmt.Sprintf("botsub%03d", n),
 		exchange.Binance: fmt.Sprintf("bot%d@sub.example", n),
+		exchange.KuCoin:  fmt.Sprintf("kcsub%03d", n),
 	}[ex]
 	e := &issueEnv{t: t, ns: ns, account: account, ex: ex, master: creds(ex), sub: sub}
 	sim.AddKey(masterKey(ex, e.master))
@@ -133,7 +137,7 @@ func (e *issueEnv) issuedKey(name string) *keyopsv1.ExchangeAPIKey {
 func (e *issueEnv) issuance(g Gomega, name string) *corev1.Secret {
 	s := getSecret(g, e.ns, name+"-issued-key")
 	secret := map[string][]byte{}
-	for _, f := range []string{"apiKey", "apiSecret", "passphrase", "previousApiKey", "pendingApiKey", "pendingApiSecret", "pendingPassphrase"} {
+	for _, f := range []string{"apiKey", "apiSecret", "passphrase", "previousApiKey", "previousPassphrase", "pendingApiKey", "pendingApiSecret", "pendingPassphrase"} {
 		if len(s.Data[f]) > 0 {
 			secret[f] = s.Data[f]
 		}
@@ -289,8 +293,22 @@ func TestIssuedKeyLifecycle(t *testing.T) {
 			g.Expect(own[0].APIKey).To(Equal(first.APIKey))
 			g.Expect(own[0].Label).To(Equal(k.Status.Issued.Label))
 			g.Expect(own[0].Native).To(ConsistOf(want))
-			if ex != exchange.Binance { // Binance's list does not show the allowlist
+			switch ex {
+			case exchange.Binance: // Binance's list does not show the allowlist
+			case exchange.KuCoin: // KuCoin's masks it
+				g.Expect(own[0].IPs).To(ConsistOf("127.**.1"))
+			default:
 				g.Expect(own[0].IPs).To(ConsistOf("127.0.0.1"))
+			}
+			if ex == exchange.KuCoin {
+				// The default maxAge (90 days), overlap and a day's margin
+				// need KuCoin's 180-day expiry; the bots get the
+				// passphrase the operator made.
+				g.Expect(k.Status.Issued.ExpiresAt).NotTo(BeNil())
+				g.Expect(k.Status.Issued.ExpiresAt.Sub(k.Status.Issued.CreatedAt.Time)).To(BeNumerically("~", 180*24*time.Hour, time.Minute))
+				g.Expect(first.Passphrase).To(HaveLen(32))
+			} else {
+				g.Expect(k.Status.Issued.ExpiresAt).To(BeNil())
 			}
 			g.Expect(k.Status.Permissions.IPRestriction).To(Equal(keyopsv1.IPRestrictionTrue))
 			g.Expect(e.target(g, "bot")).To(Equal(first))
@@ -404,6 +422,8 @@ func (e *issueEnv) createAt(g Gomega, label string) exchange.Credentials {
 	switch e.ex {
 	case exchange.OKX:
 		nk.Passphrase = "Leftover-Pass-7!"
+	case exchange.KuCoin:
+		nk.Passphrase = "LeftoverPass7"
 	case exchange.Binance:
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -453,8 +473,14 @@ func (e *issueEnv) breakMaster() func() {
 			k.AllowedIPs = nil
 		}
 	})
+	if e.ex == exchange.KuCoin {
+		// A KuCoin master key cannot lose General, all these endpoints
+		// need: KuCoin refuses the create for want of a permission.
+		sim.RefuseSubAccountCreate(e.ex, e.sub, simulator.KuCoinAccessDenied)
+	}
 	return func() {
 		sim.UpdateKey(e.ex, e.master.APIKey, func(k *simulator.Key) { k.Permissions, k.AllowedIPs = good.Permissions, good.AllowedIPs })
+		sim.RefuseSubAccountCreate(e.ex, e.sub, simulator.Refusal{})
 	}
 }
 
@@ -562,13 +588,19 @@ func TestIssuedKeyFailuresKeepTheWorkingKey(t *testing.T) {
 			// More than allowed: each exchange's trade permission also
 			// grants margin (Bybit Spot, OKX trade, Binance Spot & Margin),
 			// which this key forbids. Deleted at once, and not retried.
+			// KuCoin's Spot grants transfer instead (its older internal
+			// transfer endpoints take Spot keys).
 			greedy := e.issuedKey("greedy")
-			greedy.Spec.Permissions.Forbidden = []keyopsv1.Permission{"withdraw", "margin"}
+			extra := keyopsv1.Permission("margin")
+			if ex == exchange.KuCoin {
+				extra = "transfer"
+			}
+			greedy.Spec.Permissions.Forbidden = []keyopsv1.Permission{"withdraw", extra}
 			create(t, greedy)
 			g.Eventually(func(g Gomega) {
 				c := keyIssuedCondition(g, e.ns, "greedy")
 				g.Expect(c.Reason).To(Equal(keyopsv1.ReasonIssuedKeyTooPowerful))
-				g.Expect(c.Message).To(ContainSubstring("margin"))
+				g.Expect(c.Message).To(ContainSubstring(string(extra)))
 			}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 			waitEvent(t, e.ns, "greedy", keyopsv1.ReasonIssuedKeyTooPowerful)
 			greedy = getKey(g, e.ns, "greedy")
@@ -586,10 +618,13 @@ func TestIssuedKeyFailuresKeepTheWorkingKey(t *testing.T) {
 
 // TestIssuedKeyLeftoversAfterACrash: a manager killed between the create
 // call and the record of its answer leaves a key at the exchange and an
-// intent without an API key. Bybit and OKX showed the secret once and it is
-// lost: the key is deleted. Binance's private key was saved before the
-// call: the key is adopted. Older leftovers with the operator's label go at
-// the next rotation; a key the operator did not create stays.
+// intent without an API key. Bybit, OKX and KuCoin showed the secret once
+// and it is lost: the key is deleted (on KuCoin with the passphrase saved
+// before the call). Binance's private key was saved before the call: the
+// key is adopted. Older leftovers with the operator's label go at the next
+// rotation (on KuCoin only if the operator holds their passphrase, which
+// it cannot for this one made behind its back: it names it in an Event); a
+// key the operator did not create stays.
 func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 	for _, ex := range issueExchanges {
 		t.Run(string(ex), func(t *testing.T) {
@@ -604,7 +639,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			crashed := e.createAt(g, prefix+"2")
 			intent := map[string]string{"pendingLabel": prefix + "2", "pendingGeneration": "2"}
 			switch ex {
-			case exchange.OKX:
+			case exchange.OKX, exchange.KuCoin:
 				intent["pendingPassphrase"] = crashed.Passphrase
 			case exchange.Binance:
 				intent["pendingApiSecret"] = crashed.APISecret
@@ -633,9 +668,19 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			annotateRotate(t, e.ns, "bot", "sweep")
 			k = e.waitIssued("bot", 3)
 			g.Expect(k.Status.Issued.Label).To(Equal(prefix + "3"))
-			g.Expect(live(ex, orphan.APIKey)).To(BeFalse())
 			g.Expect(live(ex, foreign.APIKey)).To(BeTrue())
 			own := e.ownKeys(g, prefix)
+			if ex == exchange.KuCoin {
+				g.Expect(live(ex, orphan.APIKey)).To(BeTrue())
+				waitEvent(t, e.ns, "bot", keyopsv1.EventIssuedKeyNotDeleted)
+				g.Expect(allEventText(t, e.ns)).To(ContainSubstring(keyid.Mask(orphan.APIKey) + " (label " + prefix + "9) on sub-account " + e.sub + " cannot be deleted"))
+				g.Eventually(func(g Gomega) { own = e.ownKeys(g, prefix); g.Expect(own).To(HaveLen(2)) }, 10*time.Second, 200*time.Millisecond).Should(Succeed())
+				g.Expect([]string{own[0].APIKey, own[1].APIKey}).To(ContainElements(e.current(g, "bot").APIKey, orphan.APIKey))
+				deleteKey(t, e.ns, "bot")
+				g.Expect(live(ex, foreign.APIKey)).To(BeTrue())
+				return
+			}
+			g.Expect(live(ex, orphan.APIKey)).To(BeFalse())
 			g.Eventually(func(g Gomega) { own = e.ownKeys(g, prefix); g.Expect(own).To(HaveLen(1)) }, 10*time.Second, 200*time.Millisecond).Should(Succeed())
 			g.Expect(own[0].APIKey).To(Equal(e.current(g, "bot").APIKey))
 			deleteKey(t, e.ns, "bot")
@@ -689,13 +734,14 @@ func TestIssuedKeyAccountReasons(t *testing.T) {
 		exchange.Bybit:   `"Account Transfer", "Subaccount Transfer" or "Withdrawal"`,
 		exchange.OKX:     "linked to IP addresses",
 		exchange.Binance: "Enable Spot & Margin Trading",
+		exchange.KuCoin:  "isMaster false",
 	}
 	for _, ex := range issueExchanges {
 		t.Run(string(ex), func(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
 			e := newIssueEnv(t, ex)
-			noSuch := map[exchange.Name]string{exchange.Bybit: "99999999", exchange.OKX: "nosuchsub", exchange.Binance: "nobody@sub.example"}[ex]
+			noSuch := map[exchange.Name]string{exchange.Bybit: "99999999", exchange.OKX: "nosuchsub", exchange.Binance: "nobody@sub.example", exchange.KuCoin: "nosuchsub"}[ex]
 			stray := e.issuedKey("stray")
 			stray.Spec.Issue.SubAccount = noSuch
 			create(t, stray)
@@ -721,7 +767,13 @@ func TestIssuedKeyAccountReasons(t *testing.T) {
 			case exchange.OKX:
 				wk.AllowedIPs = nil
 			}
-			sim.AddKey(wk)
+			if ex == exchange.KuCoin {
+				// A KuCoin key has nothing to lose but its place: a
+				// sub-account's own key is no master.
+				g.Expect(sim.AddSubAccountKey(e.sub, "own", wk)).To(BeTrue())
+			} else {
+				sim.AddKey(wk)
+			}
 			sim.AddSubAccount(ex, weak.APIKey, e.sub+"x")
 			putSource(t, e.ns, "weak-key", weak)
 			create(t, newAccount(e.ns, "weak", ex))
@@ -767,6 +819,7 @@ func TestIssuedKeyPermanentRefusal(t *testing.T) {
 		{exchange.Bybit, simulator.BybitEurope, "Bybit Europe (bybit.eu) accounts cannot create API keys through the API"},
 		{exchange.Bybit, simulator.BybitNeedKYC, "identity verification (KYC)"},
 		{exchange.OKX, simulator.OKXSubSuspended, "the account cannot create API keys now"},
+		{exchange.KuCoin, simulator.KuCoinNeedKYC, "the account cannot create API keys now"},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.ex)+"-"+tc.ref.Code, func(t *testing.T) {
@@ -807,7 +860,7 @@ func TestIssuedKeyPermanentRefusal(t *testing.T) {
 
 // TestIssuedKeyExchangeKeyID: status.issued.exchangeKeyID is filled for
 // every issued key: Bybit's own id of the key (the create answer's "id",
-// as its list shows it), the masked API key on OKX and Binance, whose
+// as its list shows it), the masked API key on OKX, Binance and KuCoin, whose
 // answers have no other identifier.
 func TestIssuedKeyExchangeKeyID(t *testing.T) {
 	for _, ex := range issueExchanges {

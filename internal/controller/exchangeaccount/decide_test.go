@@ -225,7 +225,7 @@ func TestAccountCheckDue(t *testing.T) {
 		}, masterSource(), nil, acctNow, false},
 		{"no usable source", func(*keyopsv1.ExchangeAccount) {}, shared.Source{Reason: keyopsv1.ReasonSourceSecretMissing}, nil, acctNow, false},
 		{"endpoint refused", func(*keyopsv1.ExchangeAccount) {}, masterSource(), errors.New("no"), acctNow, false},
-		{"unsupported exchange", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "kucoin" }, masterSource(), nil, acctNow, false},
+		{"unsupported exchange", func(a *keyopsv1.ExchangeAccount) { a.Spec.Exchange = "bitfinex" }, masterSource(), nil, acctNow, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

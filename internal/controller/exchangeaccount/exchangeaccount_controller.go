@@ -60,6 +60,9 @@ var accountExchanges = map[keyopsv1.Exchange]string{
 	// POST /sapi/v1/sub-account/subAccountApi, for master accounts
 	// (developers.binance.com, sub_account/api-management/Create-Sub-account-API-Key).
 	"binance": "POST /sapi/v1/sub-account/subAccountApi",
+	// POST /api/v1/sub/api-key, the master account's key, permission
+	// General (kucoin.com/docs-new/api-3470138).
+	"kucoin": "POST /api/v1/sub/api-key",
 }
 
 // Reconciler checks the master key of each ExchangeAccount.
@@ -217,7 +220,7 @@ func decideAccount(a *keyopsv1.ExchangeAccount, obs accountObservation) accountD
 	src := obs.source
 	switch _, supported := accountExchanges[a.Spec.Exchange]; {
 	case !supported:
-		set(metav1.ConditionFalse, keyopsv1.ReasonUnsupportedExchange, fmt.Sprintf("%s has no sub-account key API the operator supports: use bybit, okx or binance", a.Spec.Exchange))
+		set(metav1.ConditionFalse, keyopsv1.ReasonUnsupportedExchange, fmt.Sprintf("%s has no sub-account key API the operator supports: use bybit, okx, binance or kucoin", a.Spec.Exchange))
 		st.NextCheckTime = nil
 	case !src.OK():
 		// Nothing can be checked until the Secret changes, and its watch

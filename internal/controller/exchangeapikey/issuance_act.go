@@ -176,13 +176,18 @@ func (r *Reconciler) issueCreate(ctx context.Context, run *issueRun, due string)
 		// replacement (promotion).
 		intent[replacingKey], intent[replacingReason] = keyid.Fingerprint(is.current().APIKey), run.dead
 	}
-	nk := exchange.NewSubAccountKey{Label: intent[pendingLabel], IPs: k.Spec.Issue.IPAllowlist}
+	nk := exchange.NewSubAccountKey{Label: intent[pendingLabel], IPs: k.Spec.Issue.IPAllowlist, Lifetime: issueLifetime(k)}
 	for _, p := range k.Spec.Permissions.RequiredOrDefault() {
 		nk.Permissions = append(nk.Permissions, string(p))
 	}
 	switch k.Spec.Exchange {
 	case keyopsv1.ExchangeOKX:
 		nk.Passphrase = newPassphrase()
+		intent[pendingPassphrase] = nk.Passphrase
+	case keyopsv1.ExchangeKucoin:
+		// Saved before the call: the bots need it, and so does the delete
+		// of a key created but not recorded.
+		nk.Passphrase = newKuCoinPassphrase()
 		intent[pendingPassphrase] = nk.Passphrase
 	case keyopsv1.ExchangeBinance:
 		// The key pair is made here and the private half saved before the
@@ -233,6 +238,9 @@ func (r *Reconciler) issueCreate(ctx context.Context, run *issueRun, due string)
 	if created.Secret != "" {
 		rec[pendingAPISecret] = created.Secret
 	}
+	if created.ExpiresAt != nil {
+		rec[pendingExpiresAt] = created.ExpiresAt.UTC().Format(time.RFC3339)
+	}
 	if err := r.save(ctx, is, rec); err != nil {
 		// The key exists at the exchange but is not recorded: the next
 		// step finds it by its label.
@@ -268,7 +276,7 @@ func (r *Reconciler) issuePending(ctx context.Context, run *issueRun) error {
 				return r.issuePending(ctx, run)
 			}
 			// Its secret was shown once and lost: delete it.
-			if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, sk.APIKey); err != nil {
+			if err := r.SubAccounts.DeleteSubAccountKey(ctx, forKey(req, is, sk.APIKey, sk.Label), sk.APIKey); err != nil {
 				io.failed(k, "deleting an unrecorded key", err)
 				return nil
 			}
@@ -276,7 +284,7 @@ func (r *Reconciler) issuePending(ctx context.Context, run *issueRun) error {
 			io.events = append(io.events, event{Warning: true, Reason: keyopsv1.EventLeftoverKeyDeleted, Message: fmt.Sprintf("deleted key %s (label %s): it was created but its secret was not recorded", keyid.Mask(sk.APIKey), label)})
 		}
 		// Nothing to adopt: start over with the next generation.
-		if err := r.save(ctx, is, nil, pendingLabel, pendingPassphrase, pendingAPISecret); err != nil {
+		if err := r.save(ctx, is, nil, pendingLabel, pendingPassphrase, pendingAPISecret, pendingExpiresAt); err != nil {
 			return err
 		}
 		if is.int(failedAttempts) > 0 {
@@ -325,7 +333,7 @@ func (r *Reconciler) issuePending(ctx context.Context, run *issueRun) error {
 func (r *Reconciler) dropPending(ctx context.Context, run *issueRun, reason, msg string, final bool) error {
 	k, req, is, io := run.k, run.req, run.is, run.io
 	apiKey := is.get(pendingAPIKey)
-	if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, apiKey); err != nil {
+	if err := r.SubAccounts.DeleteSubAccountKey(ctx, forKey(req, is, apiKey, ""), apiKey); err != nil {
 		io.failed(k, "deleting the refused key "+keyid.Mask(apiKey), err)
 		return nil
 	}
@@ -338,7 +346,7 @@ func (r *Reconciler) dropPending(ctx context.Context, run *issueRun, reason, msg
 	} else {
 		set, wait = failure(k, is, run.now, 0)
 	}
-	if err := r.save(ctx, is, set, pendingLabel, pendingAPIKey, pendingAPISecret, pendingPassphrase, pendingExchangeID); err != nil {
+	if err := r.save(ctx, is, set, pendingLabel, pendingAPIKey, pendingAPISecret, pendingPassphrase, pendingExchangeID, pendingExpiresAt); err != nil {
 		return err
 	}
 	r.countFailure(k, reason)
@@ -368,12 +376,12 @@ func (r *Reconciler) issueRetire(ctx context.Context, run *issueRun) error {
 	prev, dead := is.get(issuedPrevious), is.get(previousDead)
 	// A key the exchange already deleted counts as deleted
 	// (DeleteSubAccountKey).
-	if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, prev); err != nil {
+	if err := r.SubAccounts.DeleteSubAccountKey(ctx, forKey(req, is, prev, ""), prev); err != nil {
 		io.failed(k, "deleting the previous key "+keyid.Mask(prev), err)
 		return nil
 	}
 	r.countDeleted(k)
-	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel, previousExchangeID, previousDead); err != nil {
+	if err := r.save(ctx, is, nil, issuedPrevious, issuedPrevLabel, previousExchangeID, previousDead, previousPassphrase); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("deleted the previous key %s at the exchange after the overlap", keyid.Mask(prev))
@@ -401,7 +409,16 @@ func (r *Reconciler) deleteLeftovers(ctx context.Context, run *issueRun) error {
 		if keep[sk.APIKey] || !ownLabel(k, sk.Label) {
 			continue
 		}
-		if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, sk.APIKey); err != nil {
+		del := forKey(req, is, sk.APIKey, sk.Label)
+		if exchange.DeleteNeedsPassphrase(req.Exchange) && del.KeyPassphrase == "" {
+			// KuCoin deletes a key only with its passphrase, which the
+			// operator never lost for a key it made (saved before the
+			// create); a key left from a Secret restored or edited by hand
+			// is left alone rather than blocking every new key.
+			io.events = append(io.events, event{Warning: true, Reason: keyopsv1.EventIssuedKeyNotDeleted, Message: fmt.Sprintf("leftover key %s (label %s) on sub-account %s cannot be deleted: %s deletes a key only with its passphrase, which the issuance Secret does not hold; delete it on the exchange", keyid.Mask(sk.APIKey), sk.Label, req.SubAccount, req.Exchange)})
+			continue
+		}
+		if err := r.SubAccounts.DeleteSubAccountKey(ctx, del, sk.APIKey); err != nil {
 			return err
 		}
 		r.countDeleted(k)
@@ -419,6 +436,7 @@ func (r *Reconciler) deleteIssuedKeys(ctx context.Context, k *keyopsv1.ExchangeA
 		return client.IgnoreNotFound(err)
 	}
 	is := issuance{secret: &s}
+	labels := map[string]string{}
 	var keys []string
 	for _, kk := range []string{issuedAPIKey, issuedPrevious, pendingAPIKey} {
 		if v := is.get(kk); v != "" {
@@ -439,6 +457,7 @@ func (r *Reconciler) deleteIssuedKeys(ctx context.Context, k *keyopsv1.ExchangeA
 		for _, sk := range listed {
 			if ownLabel(k, sk.Label) && !slices.Contains(keys, sk.APIKey) {
 				keys = append(keys, sk.APIKey)
+				labels[sk.APIKey] = sk.Label
 			}
 		}
 	}
@@ -448,7 +467,7 @@ func (r *Reconciler) deleteIssuedKeys(ctx context.Context, k *keyopsv1.ExchangeA
 			left = append(left, keyid.Mask(apiKey))
 			continue
 		}
-		if err := r.SubAccounts.DeleteSubAccountKey(ctx, req, apiKey); err != nil {
+		if err := r.SubAccounts.DeleteSubAccountKey(ctx, forKey(req, is, apiKey, labels[apiKey]), apiKey); err != nil {
 			if exchange.KindOf(err).Transient() {
 				return err
 			}

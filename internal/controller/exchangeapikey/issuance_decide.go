@@ -404,10 +404,14 @@ func promotion(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time) map[strin
 		issuedLabel: is.get(pendingLabel), issuedGeneration: is.get(pendingGeneration), issuedCreatedAt: now.UTC().Format(time.RFC3339),
 		issuedRotateRequest: k.Annotations[keyopsv1.AnnotationRotate],
 		issuedExchangeID:    is.get(pendingExchangeID),
+		issuedExpiresAt:     is.get(pendingExpiresAt),
 	}
 	if cur := is.current().APIKey; cur != "" {
 		promote[issuedPrevious], promote[issuedPrevLabel] = cur, is.get(issuedLabel)
 		promote[previousExchangeID] = is.get(issuedExchangeID)
+		if exchange.DeleteNeedsPassphrase(exchange.Name(k.Spec.Exchange)) {
+			promote[previousPassphrase] = is.get(issuedPassphrase)
+		}
 		if replacing(is) {
 			promote[previousDead] = is.get(replacingReason)
 			times := is.replacements(k)
@@ -433,7 +437,7 @@ func replacing(is issuance) bool {
 
 // promotionDrops are the keys of the issuance Secret a promotion clears:
 // the pending key, the failed attempts and a refusal.
-var promotionDrops = []string{pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest, pendingExchangeID, refusedCreate, refusedCreateMsg, replacingKey, replacingReason}
+var promotionDrops = []string{pendingLabel, pendingGeneration, pendingAPIKey, pendingAPISecret, pendingPassphrase, failedAttempts, failedRetryAt, failedRequest, pendingExchangeID, pendingExpiresAt, refusedCreate, refusedCreateMsg, replacingKey, replacingReason}
 
 // issuedKeyVerdict checks a new key's reported permissions against the
 // key's own policy and then the cluster's policy floor, which applies to
@@ -564,6 +568,9 @@ func (io *issueObservation) fill(k *keyopsv1.ExchangeAPIKey, is issuance) {
 		}
 		if t, err := time.Parse(time.RFC3339, is.get(issuedCreatedAt)); err == nil {
 			io.issued.CreatedAt = &metav1.Time{Time: t}
+		}
+		if t, err := time.Parse(time.RFC3339, is.get(issuedExpiresAt)); err == nil {
+			io.issued.ExpiresAt = &metav1.Time{Time: t}
 		}
 	}
 	if prev := is.get(issuedPrevious); prev != "" {

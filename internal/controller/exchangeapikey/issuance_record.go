@@ -31,7 +31,7 @@ import (
 // The exchange shows a secret once, so every step writes what it needs
 // before and right after the exchange call:
 //
-//	intent   pending label, generation, OKX passphrase or Binance private key
+//	intent   pending label, generation, OKX/KuCoin passphrase or Binance private key
 //	         (the private key never crosses the network) -> Secret
 //	create   the exchange's answer (API key, secret)      -> Secret
 //	verify   probe + policy; promote pending to current, current to previous
@@ -83,6 +83,13 @@ const (
 	issuedExchangeID   = "exchangeKeyId"
 	pendingExchangeID  = "pendingExchangeKeyId"
 	previousExchangeID = "previousExchangeKeyId"
+	// The exchange-side expiry of a key, where one was set at creation
+	// (KuCoin expire, Bybit's unbound keys): status.issued.expiresAt.
+	issuedExpiresAt  = "expiresAt"
+	pendingExpiresAt = "pendingExpiresAt"
+	// The previous key's passphrase, kept until it is deleted where the
+	// exchange asks for it to delete the key (KuCoin).
+	previousPassphrase = "previousPassphrase"
 	// A create the exchange refused for good (the account cannot issue
 	// keys, or a parameter is refused): what it was refused for (spec
 	// generation, account generation, rotate annotation) and the message.

@@ -47,26 +47,37 @@ func kucoinFail(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (h *kucoinHandler) apiKeyInfo(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.s.kucoinAuth(w, r, nil)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"code": "200000", "data": kucoinKeyData(key)})
+}
+
+// kucoinAuth checks the KC-API-* headers of a signed request over
+// timestamp + METHOD + path?query + body, the key's state and its IP
+// whitelist, and answers the error itself when one fails.
+func (s *Simulator) kucoinAuth(w http.ResponseWriter, r *http.Request, body []byte) (Key, bool) {
 	apiKey := r.Header.Get("KC-API-KEY")
 	if apiKey != "" {
-		h.s.countKey(exchange.KuCoin, apiKey)
+		s.countKey(exchange.KuCoin, apiKey)
 	}
 	sign := r.Header.Get("KC-API-SIGN")
 	tsHeader := r.Header.Get("KC-API-TIMESTAMP")
 	passphrase := r.Header.Get("KC-API-PASSPHRASE")
 	if apiKey == "" || sign == "" || tsHeader == "" || passphrase == "" {
 		kucoinFail(w, http.StatusBadRequest, "400001", "Please check the header of your request for KC-API-KEY, KC-API-SIGN, KC-API-TIMESTAMP, KC-API-PASSPHRASE")
-		return
+		return Key{}, false
 	}
 	ts, err := strconv.ParseInt(tsHeader, 10, 64)
-	if d := h.s.Now().Sub(time.UnixMilli(ts)); err != nil || d > kucoinTimestampWindow || d < -kucoinTimestampWindow {
+	if d := s.Now().Sub(time.UnixMilli(ts)); err != nil || d > kucoinTimestampWindow || d < -kucoinTimestampWindow {
 		kucoinFail(w, http.StatusBadRequest, "400002", "Invalid KC-API-TIMESTAMP")
-		return
+		return Key{}, false
 	}
-	key, ok := h.s.lookup(exchange.KuCoin, apiKey)
+	key, ok := s.lookup(exchange.KuCoin, apiKey)
 	if !ok {
 		kucoinFail(w, http.StatusUnauthorized, "400003", "KC-API-KEY not exists")
-		return
+		return Key{}, false
 	}
 	endpoint := r.URL.Path
 	if r.URL.RawQuery != "" {
@@ -74,23 +85,23 @@ func (h *kucoinHandler) apiKeyInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	// The signature is checked before the passphrase: with a wrong secret
 	// both fail, and users with a wrong secret report 400005, not 400004.
-	if !kucoinMACOK(key.Secret, tsHeader+r.Method+endpoint, sign) {
+	if !kucoinMACOK(key.Secret, tsHeader+r.Method+endpoint+string(body), sign) {
 		kucoinFail(w, http.StatusUnauthorized, "400005", "Invalid KC-API-SIGN")
-		return
+		return Key{}, false
 	}
 	if !kucoinPassphraseOK(key, r.Header.Get("KC-API-KEY-VERSION"), passphrase) {
 		kucoinFail(w, http.StatusUnauthorized, "400004", "Invalid KC-API-PASSPHRASE")
-		return
+		return Key{}, false
 	}
-	if key.State == Inactive || h.s.expired(key) {
+	if key.State == Inactive || s.expired(key) {
 		kucoinFail(w, http.StatusForbidden, "411100", "User is frozen")
-		return
+		return Key{}, false
 	}
 	if !callerAllowed(key, r) {
 		kucoinFail(w, http.StatusUnauthorized, "400006", "Invalid request ip, the current clientIp is:"+kucoinCallerIP(r))
-		return
+		return Key{}, false
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"code": "200000", "data": kucoinKeyData(key)})
+	return key, true
 }
 
 // kucoinPassphraseOK: v2 and v3 keys send base64(HMAC-SHA256(secret,

@@ -309,7 +309,7 @@ func (s *Simulator) serveSubAccountAdmin(w http.ResponseWriter, r *http.Request)
 		SubAccount string        `json:"subAccount"`
 	}
 	if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&body) != nil || body.MasterKey == "" || body.SubAccount == "" || !exchange.SupportsSubAccountKeys(body.Exchange) {
-		http.Error(w, "want POST {\"exchange\": bybit|okx|binance, \"masterKey\": .., \"subAccount\": ..}", http.StatusBadRequest)
+		http.Error(w, "want POST {\"exchange\": bybit|okx|binance|kucoin, \"masterKey\": .., \"subAccount\": ..}", http.StatusBadRequest)
 		return
 	}
 	s.AddSubAccount(body.Exchange, body.MasterKey, body.SubAccount)
