@@ -24,7 +24,7 @@ import (
 type rateLimitFlag map[exchange.Name]exchange.RateLimit
 
 func (f rateLimitFlag) String() string {
-	var parts []string
+	parts := make([]string, 0, len(f))
 	for n, rl := range f {
 		parts = append(parts, fmt.Sprintf("%s=%g:%d", n, rl.PerSecond, rl.Burst))
 	}
@@ -79,7 +79,7 @@ func main() {
 		return nil
 	})
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "ExchangeAPIKeys reconciled in parallel.")
-	var qps float64 = float64(o.KubeAPIQPS)
+	qps := float64(o.KubeAPIQPS)
 	flag.Float64Var(&qps, "kube-api-qps", qps, "Client-side rate limit of requests to the Kubernetes API server.")
 	flag.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the Kubernetes API server.")
 	flag.Var(limits, "exchange-rate-limit", "Client-side rate limit per exchange, shared by all keys: EXCHANGE=RPS:BURST, repeatable or comma-separated (defaults: "+rateLimitFlag(exchange.DefaultRateLimits).String()+").")

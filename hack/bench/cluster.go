@@ -126,7 +126,7 @@ func (cl *cluster) requests(ctx context.Context) (writes, reads writeCounts, err
 // split into the operator's resources and the rest (the API server's own,
 // such as its identity lease), each with a breakdown for the report.
 func (after writeCounts) delta(before, ours writeCounts) (operatorWrites float64, opDetail string, other float64, otherDetail string) {
-	var op, rest []string
+	var op, others []string
 	for r, v := range after {
 		d := v - before[r] - ours[r]
 		if d <= 0 {
@@ -137,12 +137,12 @@ func (after writeCounts) delta(before, ours writeCounts) (operatorWrites float64
 			op = append(op, fmt.Sprintf("%s=%.0f", r, d))
 		} else {
 			other += d
-			rest = append(rest, fmt.Sprintf("%s=%.0f", r, d))
+			others = append(others, fmt.Sprintf("%s=%.0f", r, d))
 		}
 	}
 	sort.Strings(op)
-	sort.Strings(rest)
-	return operatorWrites, strings.Join(op, " "), other, strings.Join(rest, " ")
+	sort.Strings(others)
+	return operatorWrites, strings.Join(op, " "), other, strings.Join(others, " ")
 }
 
 // cpuSeconds is a process's user+system CPU time, from /proc/<pid>/stat.
@@ -205,8 +205,8 @@ func procStatusKB(pid int, field string) int64 {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(rest)
+		if value, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(value)
 			if len(f) > 0 {
 				v, _ := strconv.ParseInt(f[0], 10, 64)
 				return v

@@ -154,7 +154,7 @@ func checkImage(t *testing.T, img v1.Image, o Options, plat string) {
 			t.Errorf("label %s = %q, want %q", k, got, want)
 		}
 	}
-	if !cf.Created.Time.Equal(o.Created) {
+	if !cf.Created.Equal(o.Created) {
 		t.Errorf("created %s, want %s", cf.Created.Time, o.Created)
 	}
 

@@ -374,7 +374,7 @@ func writeCheckReport(out io.Writer, r *checkReport) error {
 	if p := r.Permissions; p != nil {
 		field("Permissions", p.Summary)
 		field("  native", orDash(strings.Join(p.Native, ", ")))
-		var grants []string
+		grants := make([]string, 0, len(p.Grants))
 		for _, g := range p.Grants {
 			grants = append(grants, g.Native+" -> "+strings.Join(g.Canonical, ","))
 		}

@@ -40,7 +40,7 @@ func credentialsFromEnv(lookup func(string) (string, bool)) (exchange.Credential
 // credentialsFromFile reads a file ("-" is stdin) holding either a Secret
 // manifest or a dotenv file; see parseCredentials.
 func credentialsFromFile(name string, stdin io.Reader) (exchange.Credentials, error) {
-	var r io.Reader = stdin
+	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {

@@ -356,7 +356,7 @@ func when(t *metav1.Time, now time.Time, none string) string {
 	if d := now.Sub(t.Time); d >= 0 {
 		return s + " (" + duration.HumanDuration(d) + " ago)"
 	}
-	return s + " (in " + duration.HumanDuration(t.Time.Sub(now)) + ")"
+	return s + " (in " + duration.HumanDuration(t.Sub(now)) + ")"
 }
 
 // age is kubectl's short age ("5m").

@@ -110,7 +110,7 @@ func ValidationInterval(policies []keyopsv1.ClusterExchangeKeyPolicy, nsLabels m
 // spec (exchange, validation mode, rotation.maxAge, forbidden permissions
 // the spec requires) are evaluated. No violations: nil.
 func Evaluate(policies []keyopsv1.ClusterExchangeKeyPolicy, nsLabels map[string]string, key *keyopsv1.ExchangeAPIKey, perms *keyopsv1.PermissionsStatus) []Violation {
-	var out []Violation
+	var out []Violation //nolint:prealloc // nil is the documented "no violations"
 	for _, p := range Selecting(policies, nsLabels) {
 		out = append(out, evaluateOne(&p, key, perms)...)
 	}

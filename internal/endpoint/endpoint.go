@@ -86,7 +86,7 @@ func Official(exchange string) []string {
 
 // Exchanges lists the exchanges that have official hosts, sorted.
 func Exchanges() []string {
-	var names []string
+	names := make([]string, 0, len(official))
 	for n := range official {
 		names = append(names, n)
 	}

@@ -490,7 +490,7 @@ func binanceError(status int, body []byte) *Error {
 	err := newError(Binance, kind, status, code, e.Msg)
 	err.IP = ip
 	if ambiguous {
-		markAmbiguous(err)
+		err = markAmbiguous(err)
 	}
 	if kind == RateLimited {
 		err.Scope = ScopeEndpoint

@@ -449,7 +449,7 @@ func TestBinanceProbeSignsWithEachKeyType(t *testing.T) {
 				unescaped, err := url.QueryUnescape(sig)
 				raw, err2 := base64.StdEncoding.DecodeString(unescaped)
 				verified = err == nil && err2 == nil && tc.verify(signed, raw)
-				w.Write([]byte(binanceReadOnly))
+				_, _ = w.Write([]byte(binanceReadOnly))
 			}))
 			defer srv.Close()
 			p := NewProber(Options{Now: func() time.Time { return fixed }})
@@ -508,7 +508,7 @@ func TestBinanceBodyRateLimitPausesEveryKey(t *testing.T) {
 					w.Header().Set("Retry-After", tc.header)
 				}
 				w.WriteHeader(tc.status)
-				w.Write([]byte(tc.body))
+				_, _ = w.Write([]byte(tc.body))
 			}))
 			defer srv.Close()
 			p := NewProber(Options{})
@@ -554,7 +554,7 @@ func TestBinanceProbeRequest(t *testing.T) {
 		if sig != hex.EncodeToString(m.Sum(nil)) {
 			t.Errorf("signature does not verify")
 		}
-		w.Write([]byte(binanceReadOnly))
+		_, _ = w.Write([]byte(binanceReadOnly))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{Now: func() time.Time { return fixed }})
@@ -577,7 +577,7 @@ func TestBinanceProbeTestnetUsesAccount(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write([]byte(`{"canTrade":true,"canWithdraw":true,"canDeposit":true,"permissions":["SPOT"]}`))
+		_, _ = w.Write([]byte(`{"canTrade":true,"canWithdraw":true,"canDeposit":true,"permissions":["SPOT"]}`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})
@@ -597,7 +597,7 @@ func TestBinanceWAFPausesBase(t *testing.T) {
 		hits.Add(1)
 		w.Header().Set("Retry-After", "30")
 		w.WriteHeader(http.StatusForbidden)
-		w.Write([]byte("<html>Forbidden</html>"))
+		_, _ = w.Write([]byte("<html>Forbidden</html>"))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})
@@ -620,7 +620,7 @@ func TestBinanceErrorsCarryNoSecrets(t *testing.T) {
 	const secret = "TOPSECRETVALUE"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"code":-1022,"msg":"Signature for this request is not valid."}`))
+		_, _ = w.Write([]byte(`{"code":-1022,"msg":"Signature for this request is not valid."}`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})

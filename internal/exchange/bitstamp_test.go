@@ -202,7 +202,7 @@ func TestBitstampProbeRequest(t *testing.T) {
 		if r.Header.Get("X-Auth-Signature") != hex.EncodeToString(m.Sum(nil)) {
 			t.Errorf("signature does not verify")
 		}
-		w.Write([]byte(`[{"currency":"btc","total":"0","available":"0","reserved":"0"}]`))
+		_, _ = w.Write([]byte(`[{"currency":"btc","total":"0","available":"0","reserved":"0"}]`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{Now: func() time.Time { return fixed }})
@@ -227,7 +227,7 @@ func TestBitstampNonceFromOptionsRandom(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = append(got, r.Header.Get("X-Auth-Nonce"))
-		w.Write([]byte(`[]`))
+		_, _ = w.Write([]byte(`[]`))
 	}))
 	defer srv.Close()
 	random := bytes.NewReader(append(bytes.Repeat([]byte{0xff}, 16), bytes.Repeat([]byte{0x00}, 16)...))
@@ -265,16 +265,16 @@ func TestBitstampResyncFromDateHeader(t *testing.T) {
 			if r.Method != http.MethodGet || r.Header.Get("X-Auth") != "" {
 				t.Errorf("time request %s with X-Auth %q", r.Method, r.Header.Get("X-Auth"))
 			}
-			w.Write([]byte(`{"last":"1"}`))
+			_, _ = w.Write([]byte(`{"last":"1"}`))
 		case "/api/v2/account_balances/":
 			balanceCalls.Add(1)
 			ts, _ := strconv.ParseInt(r.Header.Get("X-Auth-Timestamp"), 10, 64)
 			if d := server.Sub(time.UnixMilli(ts)); d > 150*time.Second || d < -150*time.Second {
 				w.WriteHeader(http.StatusForbidden)
-				w.Write([]byte(`{"status": "error", "reason": "X-Auth-Timestamp header is out of boundaries", "code": "API0017"}`))
+				_, _ = w.Write([]byte(`{"status": "error", "reason": "X-Auth-Timestamp header is out of boundaries", "code": "API0017"}`))
 				return
 			}
-			w.Write([]byte(`[]`))
+			_, _ = w.Write([]byte(`[]`))
 		}
 	}))
 	defer srv.Close()
@@ -297,7 +297,7 @@ func TestBitstampRateLimitPausesBase(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"status":"error","reason":"Request rejected due to exceeded rate limit.","response_code":"400.002"}`))
+		_, _ = w.Write([]byte(`{"status":"error","reason":"Request rejected due to exceeded rate limit.","response_code":"400.002"}`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})
@@ -325,10 +325,10 @@ func TestBitstampClientRateLimitPausesOnlyTheKey(t *testing.T) {
 		hits.Add(1)
 		if r.Header.Get("X-Auth") == "BITSTAMP LIMITED" {
 			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"status":"error","response_code":"400.067","response_explanation":"Request rejected due to exceeded client rate limit."}`))
+			_, _ = w.Write([]byte(`{"status":"error","response_code":"400.067","response_explanation":"Request rejected due to exceeded client rate limit."}`))
 			return
 		}
-		w.Write([]byte(`[]`))
+		_, _ = w.Write([]byte(`[]`))
 	}))
 	defer srv.Close()
 	p := NewProber(Options{})

@@ -147,7 +147,7 @@ func (krakenDriver) checkCredentials(c Credentials) error {
 	}
 	raw, err := base64.StdEncoding.DecodeString(c.APISecret)
 	if err != nil || len(raw) == 0 {
-		return fmt.Errorf("Kraken private key is not valid standard base64 (copy it exactly as Kraken shows it)")
+		return fmt.Errorf("Kraken private key is not valid standard base64 (copy it exactly as Kraken shows it)") //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	return nil
 }
@@ -244,7 +244,7 @@ func (u *krakenUnixSec) UnmarshalJSON(b []byte) error {
 	// Beyond year 9999 is not a date but garbage; refusing it keeps
 	// time.Unix from producing nonsense in status.
 	if !(f >= 0 && f <= 253402300799) {
-		return errors.New("Unix time out of range")
+		return errors.New("Unix time out of range") //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	if f == 0 {
 		return nil

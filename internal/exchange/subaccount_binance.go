@@ -97,16 +97,16 @@ var binanceSubFlags = []string{"canTrade", "canMarginLoanRepay", "canFuturesTrad
 
 func (binanceSubDriver) validate(r SubAccountRequest, k NewSubAccountKey) error {
 	if len(k.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("Binance sub-account keys are created from the caller's Ed25519 public key, and none (or one of the wrong size) was given")
+		return fmt.Errorf("Binance sub-account keys are created from the caller's Ed25519 public key, and none (or one of the wrong size) was given") //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	if !strings.Contains(r.SubAccount, "@") {
 		return fmt.Errorf("a Binance sub-account is named by its email")
 	}
 	if len(strings.Join(k.IPs, ",")) > 500 {
-		return fmt.Errorf("Binance takes at most 500 characters of IP addresses (%s)", binanceSubDoc)
+		return fmt.Errorf("Binance takes at most 500 characters of IP addresses (%s)", binanceSubDoc) //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	if k.Label == "" {
-		return fmt.Errorf("Binance requires an apiName")
+		return fmt.Errorf("Binance requires an apiName") //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	return nil
 }

@@ -189,8 +189,9 @@ type kucoinSubKey struct {
 }
 
 func (k kucoinSubKey) toKey(withSecret bool) SubAccountKey {
-	var native []string
-	for _, n := range splitList(k.Permission) {
+	perms := splitList(k.Permission)
+	native := make([]string, 0, len(perms))
+	for _, n := range perms {
 		native = append(native, kucoinNative(n))
 	}
 	out := SubAccountKey{APIKey: sanitize(k.APIKey, 100), Label: sanitize(k.Remark, 100), Native: sortedCopy(native), IPs: splitList(k.IPWhitelist), CreatedAt: subTime(k.CreatedAt)}

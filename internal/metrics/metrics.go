@@ -149,14 +149,14 @@ func NewOperations() *Operations {
 }
 
 // KeyIssued counts a created sub-account key.
-func (o *Operations) KeyIssued(exchange string) { o.issued.WithLabelValues(exchange).Inc() }
+func (o *Operations) KeyIssued(ex string) { o.issued.WithLabelValues(ex).Inc() }
 
 // KeyDeleted counts a sub-account key deleted at the exchange.
-func (o *Operations) KeyDeleted(exchange string) { o.deleted.WithLabelValues(exchange).Inc() }
+func (o *Operations) KeyDeleted(ex string) { o.deleted.WithLabelValues(ex).Inc() }
 
 // IssueFailed counts a failed create or a key refused after creation.
-func (o *Operations) IssueFailed(exchange, reason string) {
-	o.failures.WithLabelValues(exchange, reason).Inc()
+func (o *Operations) IssueFailed(ex, reason string) {
+	o.failures.WithLabelValues(ex, reason).Inc()
 }
 
 // WorkloadRestarted counts one restart.

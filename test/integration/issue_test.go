@@ -531,7 +531,7 @@ func TestIssuedKeyFailuresKeepTheWorkingKey(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
 			e := newIssueEnv(t, ex)
-			k, prefix, first := e.startIssued(t, g, "bot")
+			_, prefix, first := e.startIssued(t, g, "bot")
 
 			// Create refused: the master key lost what creating needs.
 			restore := e.breakMaster()
@@ -543,7 +543,7 @@ func TestIssuedKeyFailuresKeepTheWorkingKey(t *testing.T) {
 				g.Expect(c.Message).To(ContainSubstring("the bots keep the key they have"))
 			}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 			waitEvent(t, e.ns, "bot", keyopsv1.ReasonRotationFailed)
-			k = getKey(g, e.ns, "bot")
+			k := getKey(g, e.ns, "bot")
 			g.Expect(cond(k, keyopsv1.ConditionReady)).To(Equal("True/Ready"))
 			g.Expect(k.Status.Issued.Generation).To(Equal(int64(1)))
 			g.Expect(e.target(g, "bot")).To(Equal(first))
@@ -631,7 +631,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			t.Parallel()
 			g := NewWithT(t)
 			e := newIssueEnv(t, ex)
-			k, prefix, first := e.startIssued(t, g, "bot")
+			_, prefix, first := e.startIssued(t, g, "bot")
 			foreign := e.createAt(g, "manual-key")
 			orphan := e.createAt(g, prefix+"9")
 
@@ -647,7 +647,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			e.patchIssuance(t, "bot", intent)
 
 			if ex == exchange.Binance {
-				k = e.waitIssued("bot", 2)
+				k := e.waitIssued("bot", 2)
 				g.Expect(k.Status.Issued.KeyID).To(Equal(keyid.Mask(crashed.APIKey)))
 				g.Expect(e.target(g, "bot")).To(Equal(exchange.Credentials{APIKey: crashed.APIKey, APISecret: crashed.APISecret}))
 				g.Eventually(func() bool { return live(ex, first.APIKey) }, 10*time.Second, 20*time.Millisecond).Should(BeFalse())
@@ -657,7 +657,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 					g.Expect(live(ex, crashed.APIKey)).To(BeFalse())
 					g.Expect(e.issuance(g, "bot").Data).NotTo(HaveKey("pendingLabel"))
 				}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
-				k = e.waitIssued("bot", 1)
+				e.waitIssued("bot", 1)
 				g.Expect(e.target(g, "bot")).To(Equal(first))
 				g.Expect(live(ex, first.APIKey)).To(BeTrue())
 			}
@@ -666,7 +666,7 @@ func TestIssuedKeyLeftoversAfterACrash(t *testing.T) {
 			// The next rotation sweeps the orphan, never the foreign key; the
 			// generation after the crashed one keeps labels unique.
 			annotateRotate(t, e.ns, "bot", "sweep")
-			k = e.waitIssued("bot", 3)
+			k := e.waitIssued("bot", 3)
 			g.Expect(k.Status.Issued.Label).To(Equal(prefix + "3"))
 			g.Expect(live(ex, foreign.APIKey)).To(BeTrue())
 			own := e.ownKeys(g, prefix)

@@ -100,7 +100,12 @@ func TestPrometheus(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-mgrDone })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-mgrDone; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
 	k8s, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, ns := range []string{keysNamespace, "monitoring"} {

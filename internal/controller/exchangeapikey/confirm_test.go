@@ -96,10 +96,8 @@ func TestAmbiguousAnswerIsConfirmedBeforeAVerdict(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			k := verified(t)
 			var d decision
-			now := t1
 			for _, res := range c.answers {
-				now = res.At
-				d = step(k, observation{now: now, source: a, target: holding(a), probe: res})
+				d = step(k, observation{now: res.At, source: a, target: holding(a), probe: res})
 				roundTrip(t, k)
 			}
 			if got := condOf(d.status, keyopsv1.ConditionKeyValid); got != c.wantKV {

@@ -644,7 +644,7 @@ func isTransientReason(r string) bool {
 }
 
 // transitionEvents emits Events only when a condition's reason changes.
-func transitionEvents(before, after []metav1.Condition, masked string) []event {
+func transitionEvents(before, after []metav1.Condition) []event {
 	var out []event
 	changed := func(t string) (*metav1.Condition, bool) {
 		a := meta.FindStatusCondition(after, t)
@@ -655,10 +655,10 @@ func transitionEvents(before, after []metav1.Condition, masked string) []event {
 		return a, b == nil || b.Reason != a.Reason || b.Status != a.Status
 	}
 	if c, ok := changed(keyopsv1.ConditionKeyValid); ok {
-		switch {
-		case c.Status == metav1.ConditionTrue:
+		switch c.Status {
+		case metav1.ConditionTrue:
 			out = append(out, event{Reason: keyopsv1.EventVerified, Message: c.Message})
-		case c.Status == metav1.ConditionFalse:
+		case metav1.ConditionFalse:
 			out = append(out, event{Warning: true, Reason: c.Reason, Message: c.Message})
 		}
 	}

@@ -379,7 +379,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 // source) or name it as their target: a target the operator does not own
 // is a conflict that the user clears by deleting or relabelling it.
 func (r *Reconciler) keysForSource(ctx context.Context, namespace, name string) []reconcile.Request {
-	var out []reconcile.Request
+	var out []reconcile.Request //nolint:prealloc // each index adds an unknown number of requests
 	for _, index := range []string{SourceSecretIndex, TargetSecretIndex} {
 		out = append(out, shared.ListRequests(ctx, r, &keyopsv1.ExchangeAPIKeyList{}, client.InNamespace(namespace), client.MatchingFields{index: name})...)
 	}

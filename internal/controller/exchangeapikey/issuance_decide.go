@@ -418,7 +418,7 @@ func promotion(k *keyopsv1.ExchangeAPIKey, is issuance, now time.Time) map[strin
 			if len(times) >= maxReplacementsKept {
 				times = times[len(times)-maxReplacementsKept+1:]
 			}
-			var fields []string
+			fields := make([]string, 0, len(times)+1)
 			for _, t := range append(times, now) {
 				fields = append(fields, t.UTC().Format(time.RFC3339))
 			}

@@ -196,7 +196,7 @@ func (r *Reconciler) loadIssuance(ctx context.Context, k *keyopsv1.ExchangeAPIKe
 		return issuance{}, err
 	}
 	if !metav1.IsControlledBy(&s, k) {
-		return issuance{}, fmt.Errorf("Secret %s exists and is not this ExchangeAPIKey's: delete or rename it", key.Name)
+		return issuance{}, fmt.Errorf("Secret %s exists and is not this ExchangeAPIKey's: delete or rename it", key.Name) //nolint:staticcheck // ST1005: starts with a proper noun
 	}
 	if s.Data == nil {
 		s.Data = map[string][]byte{}

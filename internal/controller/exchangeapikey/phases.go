@@ -205,7 +205,7 @@ func phaseReadiness(s *phaseState) bool {
 	} else {
 		s.set(keyopsv1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	}
-	s.d.events = append(transitionEvents(s.prev.Conditions, st.Conditions, st.KeyID), s.d.events...)
+	s.d.events = append(transitionEvents(s.prev.Conditions, st.Conditions), s.d.events...)
 	s.d.requeueAfter = nextWake(*st, s.rot.next, s.obs.now)
 	if s.extraWake > 0 && (s.d.requeueAfter == 0 || s.extraWake < s.d.requeueAfter) {
 		s.d.requeueAfter = s.extraWake

@@ -60,7 +60,7 @@ func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeA
 			if obj.GetAnnotations()[restartAnnotation(k.Name)] == hash {
 				continue
 			}
-			sharing := peersOf(peers, k.Name, t.Kind, obj)
+			sharing := peersOf(peers, t.Kind, obj)
 			if waiting := inFlight(sharing); len(waiting) > 0 && r.now().Before(pendingSince(k).Add(maxBatchWait)) {
 				out.deferred = append(out.deferred, fmt.Sprintf("%s/%s waits for %s", t.Kind, obj.GetName(), strings.Join(waiting, ",")))
 				continue
@@ -228,7 +228,7 @@ func (r *Reconciler) workloadPeers(ctx context.Context, k *keyopsv1.ExchangeAPIK
 }
 
 // peersOf keeps the peers that restart obj.
-func peersOf(peers []keyopsv1.ExchangeAPIKey, self string, kind keyopsv1.WorkloadKind, obj client.Object) []keyopsv1.ExchangeAPIKey {
+func peersOf(peers []keyopsv1.ExchangeAPIKey, kind keyopsv1.WorkloadKind, obj client.Object) []keyopsv1.ExchangeAPIKey {
 	var out []keyopsv1.ExchangeAPIKey
 	for _, p := range peers {
 		for _, t := range p.Spec.RestartTargets {

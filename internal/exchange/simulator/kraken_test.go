@@ -276,11 +276,11 @@ func (r *nonceRig) prober() *exchange.Prober {
 
 // probe probes apiKey with the declared unit and returns the result and how
 // many requests the rig's probers made meanwhile.
-func (r *nonceRig) probe(p *exchange.Prober, apiKey string, unit exchange.NonceUnit) (*exchange.Permissions, error, int) {
+func (r *nonceRig) probe(p *exchange.Prober, apiKey string, unit exchange.NonceUnit) (*exchange.Permissions, int, error) {
 	before := r.sent.Load()
 	perms, err := p.Probe(context.Background(), exchange.Request{Exchange: r.nc.ex, Endpoint: BaseURL(r.srv.URL, r.nc.ex),
 		Credentials: exchange.Credentials{APIKey: apiKey, APISecret: r.nc.secret}, NonceUnit: unit})
-	return perms, err, int(r.sent.Load() - before)
+	return perms, int(r.sent.Load() - before), err
 }
 
 // startBot starts a bot that trades on apiKey every interval with nonces
@@ -306,7 +306,7 @@ func testMillisecondBotSurvivesProbes(t *testing.T, nc nonceCase) {
 		}
 		for i := 0; i < 50; i++ {
 			r.clock.Add(time.Millisecond)
-			perms, err, n := r.probe(p, "shared", "")
+			perms, n, err := r.probe(p, "shared", "")
 			if err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 				t.Fatalf("round %d probe %d: %v, %d requests, unit %v", round, i, err, n, perms)
 			}
@@ -330,7 +330,7 @@ func testMillisecondBotAhead(t *testing.T, nc nonceCase) {
 	})
 	for _, p := range []*exchange.Prober{r.prober(), r.prober()} { // first verification, revalidation after a restart
 		for i := 0; i < 2; i++ { // and a forced revalidation
-			_, err, n := r.probe(p, "ahead", "")
+			_, n, err := r.probe(p, "ahead", "")
 			e, ok := exchange.AsError(err)
 			if !ok || e.Kind != exchange.NonceConflict || n < 2 || n > 4 {
 				t.Fatalf("want NonceConflict after a bounded retry, got %v after %d requests", err, n)
@@ -362,7 +362,7 @@ func testMicrosecondBotDeclared(t *testing.T, nc nonceCase) {
 	})
 	for _, p := range []*exchange.Prober{r.prober(), r.prober()} {
 		for i := 0; i < 2; i++ {
-			perms, err, n := r.probe(p, "micro", exchange.NonceMicroseconds)
+			perms, n, err := r.probe(p, "micro", exchange.NonceMicroseconds)
 			if err != nil || perms.NonceUnit != exchange.NonceMicroseconds || n > 4 {
 				t.Fatalf("declared Microseconds: %v, %d requests, %+v", err, n, perms)
 			}
@@ -372,7 +372,7 @@ func testMicrosecondBotDeclared(t *testing.T, nc nonceCase) {
 	b.Check(t, 3)
 	// The declaration is per key: another key is probed in milliseconds.
 	before := uint64(time.Now().UnixMilli())
-	if perms, err, n := r.probe(r.prober(), "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+	if perms, n, err := r.probe(r.prober(), "milli", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 		t.Fatalf("other key: %v, %d requests, %+v", err, n, perms)
 	}
 	if got := r.sim.LastNonce(nc.ex, "milli"); got < before || got > uint64(time.Now().UnixMilli()) {
@@ -389,7 +389,7 @@ func testMicrosecondBotUndeclared(t *testing.T, nc nonceCase) {
 	b := r.startBot(t, "micro", 150*time.Millisecond, func(now time.Time) uint64 { return uint64(now.UnixMicro()) })
 	p := r.prober()
 	for i := 0; i < 2; i++ {
-		_, err, n := r.probe(p, "micro", "")
+		_, n, err := r.probe(p, "micro", "")
 		e, ok := exchange.AsError(err)
 		if !ok || e.Kind != exchange.NonceConflict || n > 4 {
 			t.Fatalf("want NonceConflict, got %v after %d requests", err, n)
@@ -414,7 +414,7 @@ func testFloorAboveMicroseconds(t *testing.T, nc nonceCase) {
 	r.sim.AdvanceNonce(nc.ex, "nano", floor)
 	p := r.prober()
 	for _, unit := range []exchange.NonceUnit{"", exchange.NonceMicroseconds} {
-		_, err, n := r.probe(p, "nano", unit)
+		_, n, err := r.probe(p, "nano", unit)
 		e, ok := exchange.AsError(err)
 		if !ok || e.Kind != exchange.NonceConflict || n != 4 {
 			t.Fatalf("%q: want NonceConflict after 4 requests, got %v after %d", unit, err, n)
@@ -428,7 +428,7 @@ func testFloorAboveMicroseconds(t *testing.T, nc nonceCase) {
 	}
 	// Once the other client has gone, a probe passes at once.
 	r.sim.AdvanceNonce(nc.ex, "nano", 0)
-	if perms, err, n := r.probe(p, "nano", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
+	if perms, n, err := r.probe(p, "nano", ""); err != nil || n != 1 || perms.NonceUnit != exchange.NonceMilliseconds {
 		t.Fatalf("after the other client left: %v, %d requests, %+v", err, n, perms)
 	}
 }
@@ -450,7 +450,7 @@ func testConcurrentKeys(t *testing.T, nc nonceCase) {
 			go func(k string) {
 				defer wg.Done()
 				for i := 0; i < 4; i++ {
-					if _, err, _ := r.probe(p, k, ""); err != nil {
+					if _, _, err := r.probe(p, k, ""); err != nil {
 						t.Errorf("%s: %v", k, err)
 					}
 				}

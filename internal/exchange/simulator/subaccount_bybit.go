@@ -118,27 +118,27 @@ func (s *Simulator) bybitAuth(w http.ResponseWriter, r *http.Request, body []byt
 
 // bybitMaster authenticates a master-only call; write says whether the call
 // needs the transfer or withdrawal permission (create, delete).
-func (s *Simulator) bybitMaster(w http.ResponseWriter, r *http.Request, body []byte, write bool, endpoint string, perSecond int) (Key, keyOwner, bool) {
+func (s *Simulator) bybitMaster(w http.ResponseWriter, r *http.Request, body []byte, write bool, endpoint string, perSecond int) (keyOwner, bool) {
 	k, ok := s.bybitAuth(w, r, body)
 	if !ok {
-		return Key{}, keyOwner{}, false
+		return keyOwner{}, false
 	}
 	o := s.owner(exchange.Bybit, k.APIKey)
 	now := s.Now()
 	if o.sub != "" {
 		bybitAnswer(w, http.StatusOK, now, 10005, "Permission denied, please check your API key permissions. Use master user's api key only.", nil)
-		return Key{}, keyOwner{}, false
+		return keyOwner{}, false
 	}
 	if write && !bybitCanManage(k) {
 		bybitAnswer(w, http.StatusOK, now, 10005, "Permission denied, please check your API key permissions. The master API key needs Account Transfer, Subaccount Transfer or Withdrawal.", nil)
-		return Key{}, keyOwner{}, false
+		return keyOwner{}, false
 	}
 	if !s.allow(exchange.Bybit, o.main, endpoint, perSecond, time.Second) {
 		w.Header().Set("X-Bapi-Limit-Reset-Timestamp", strconv.FormatInt(now.Add(time.Second).UnixMilli(), 10))
 		bybitAnswer(w, http.StatusOK, now, 10006, "Too many visits. Exceeded the API Rate Limit.", nil)
-		return Key{}, keyOwner{}, false
+		return keyOwner{}, false
 	}
-	return k, o, true
+	return o, true
 }
 
 // bybitCanManage: a read-write key with Wallet AccountTransfer,
@@ -162,7 +162,7 @@ func bybitCanManage(k Key) bool {
 
 func (s *Simulator) bybitCreateSub(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-	_, o, ok := s.bybitMaster(w, r, body, true, "create-sub-api", 1)
+	o, ok := s.bybitMaster(w, r, body, true, "create-sub-api", 1)
 	if !ok {
 		return
 	}
@@ -248,7 +248,7 @@ func bybitSubPermissions(native []string) map[string][]string {
 }
 
 func (s *Simulator) bybitListSub(w http.ResponseWriter, r *http.Request) {
-	_, o, ok := s.bybitMaster(w, r, nil, false, "sub-apikeys", 10)
+	o, ok := s.bybitMaster(w, r, nil, false, "sub-apikeys", 10)
 	if !ok {
 		return
 	}
@@ -318,7 +318,7 @@ func bybitSubRow(k subKey, now time.Time) map[string]any {
 
 func (s *Simulator) bybitDeleteSub(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-	_, o, ok := s.bybitMaster(w, r, body, true, "delete-sub-api", 5)
+	o, ok := s.bybitMaster(w, r, body, true, "delete-sub-api", 5)
 	if !ok {
 		return
 	}
