@@ -64,6 +64,10 @@ type Reconciler struct {
 	Issued      func(exchange string)
 	KeyDeleted  func(exchange string)
 	IssueFailed func(exchange, reason string)
+	// Tokens mints auth tokens (spec.token); TokenMinted, when set, counts
+	// each mint by outcome (metrics).
+	Tokens      TokenMinter
+	TokenMinted func(exchange, outcome string)
 	// WatchNamespaces restricts the source-Secret metadata cache to these
 	// namespaces, like the manager's cache (empty: all namespaces).
 	WatchNamespaces []string
@@ -173,6 +177,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // and the retry observes afresh. actErr is a reminder not delivered: the
 // status is still written, and the reconcile is retried with backoff.
 func (r *Reconciler) act(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (_ decision, actErr, err error) {
+	if d.mintToken {
+		obs.minted, obs.mintErr = r.mintToken(ctx, k, obs)
+		logf.FromContext(ctx).V(1).Info("minted token", "exchange", k.Spec.Exchange, "key", keyid.Mask(obs.source.Creds.APIKey), "outcome", shared.Outcome(obs.mintErr))
+		if r.TokenMinted != nil {
+			r.TokenMinted(string(k.Spec.Exchange), shared.Outcome(obs.mintErr))
+		}
+		d = decide(k, obs)
+	}
 	if d.syncTarget {
 		if obs, err = r.actTarget(ctx, k, obs, d); err != nil {
 			return d, nil, err
@@ -192,7 +204,7 @@ func (r *Reconciler) act(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs ob
 // actTarget writes the target Secret and restarts the workloads when the
 // decision asks; the observation says what happened.
 func (r *Reconciler) actTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (observation, error) {
-	wrote, conflict, err := r.syncTarget(ctx, k, obs.source)
+	wrote, conflict, err := r.syncTarget(ctx, k, obs.source, d.token)
 	switch {
 	case err != nil:
 		return obs, err
@@ -201,7 +213,12 @@ func (r *Reconciler) actTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, 
 	default:
 		obs.targetWritten = wrote
 		if d.restart {
-			out := r.restartWorkloads(ctx, k, obs.source, d.status.KeyID)
+			src := obs.source
+			if d.token != nil {
+				// Restart targets roll for each token (spec.token).
+				src.Material = d.token.hash()
+			}
+			out := r.restartWorkloads(ctx, k, src, d.status.KeyID)
 			obs.restarts = &out
 		}
 	}
