@@ -325,6 +325,8 @@ func setupKeyController(ctx context.Context, mgr manager.Manager, o Options, d d
 		Issued:          d.ops.KeyIssued,
 		KeyDeleted:      d.ops.KeyDeleted,
 		IssueFailed:     d.ops.IssueFailed,
+		Tokens:          d.prober,
+		TokenMinted:     d.ops.TokenMinted,
 		WatchNamespaces: o.WatchNamespaces,
 		Secrets:         d.secrets,
 	}
