@@ -110,7 +110,7 @@ func tokenTargetData(k *keyopsv1.ExchangeAPIKey, h heldToken) (map[string][]byte
 	tk, ek := tokenDataKeys(k)
 	exp := h.expiresAt.UTC().Format(time.RFC3339)
 	return map[string][]byte{tk: []byte(h.value), ek: []byte(exp)}, map[string]string{
-		keyopsv1.AnnotationKeyFingerprint: h.keyFingerprint,
+		keyopsv1.AnnotationKeyFingerprint:  h.keyFingerprint,
 		keyopsv1.AnnotationCredentialsHash: h.material,
 		keyopsv1.AnnotationTokenSpec:       h.spec,
 		keyopsv1.AnnotationTokenIssuedAt:   h.issuedAt.UTC().Format(time.RFC3339),

@@ -130,4 +130,3 @@ func TestBitfinexSimulatorTokenRefusals(t *testing.T) {
 		t.Fatalf("mint without ttl: %d %v", status, out)
 	}
 }
-
