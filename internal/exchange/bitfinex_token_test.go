@@ -139,3 +139,35 @@ func TestTokenPermissions(t *testing.T) {
 		}
 	}
 }
+
+// A mint and a probe of one key share its nonce counter: the mint's nonce
+// is above the probe's, and neither runs ahead of the clock (the second
+// waits for the clock to pass the first).
+func TestBitfinexMintSharesNonceWithProbe(t *testing.T) {
+	var nonces []uint64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.ParseUint(r.Header.Get("bfx-nonce"), 10, 64)
+		nonces = append(nonces, n)
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			_, _ = w.Write([]byte(`["tok"]`))
+			return
+		}
+		_, _ = w.Write([]byte(`[["orders",1,1]]`))
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	p := NewProber(Options{Now: clock})
+	p.nonces.sleep = func(_ context.Context, d time.Duration) error { mu.Lock(); now = now.Add(d); mu.Unlock(); return nil }
+	req := Request{Exchange: Bitfinex, Endpoint: srv.URL, Credentials: Credentials{APIKey: "bfx-key", APISecret: "bfx-secret"}}
+	if _, err := p.Probe(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.MintToken(context.Background(), TokenRequest{Request: req, TTL: time.Hour, Caps: []string{"o"}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(nonces) != 2 || nonces[1] <= nonces[0] || nonces[1] > uint64(clock().UnixMilli()) {
+		t.Fatalf("nonces %v with the clock at %d", nonces, clock().UnixMilli())
+	}
+}
