@@ -242,3 +242,33 @@ func TestTokenRetry(t *testing.T) {
 		}
 	}
 }
+
+// Restart targets roll for every new token (environment variables only
+// change with a restart), and not again for the same token.
+func TestTokenRestartsForEachToken(t *testing.T) {
+	k := tokenKey("o")
+	zero := metav1.Duration{}
+	k.Spec.RestartDebounce = &zero
+	k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "bot"}}
+	w := &tokenWorld{t: t, k: k, src: src("AAAAbitfinex-key-ZZZZ")}
+	restarted := func(now time.Time, probe bool, mint func(time.Time) (*exchange.Token, error)) (bool, decision) {
+		d := w.reconcile(now, probe, mint)
+		if !d.restart {
+			return false, d
+		}
+		// The restart happened: decide again with its outcome.
+		d = decide(w.k, observation{now: now, source: w.src, target: w.target, restarts: &restartOutcome{}})
+		w.k.Status = d.status
+		return true, d
+	}
+	if rolled, d := restarted(t0, true, minted("tok-1", time.Hour)); !rolled || d.status.RestartedFor != w.target.token.hash() {
+		t.Fatalf("first token: rolled %v, restartedFor %q", rolled, d.status.RestartedFor)
+	}
+	if rolled, _ := restarted(t0.Add(time.Minute), false, nil); rolled {
+		t.Fatal("rolled again for the same token")
+	}
+	renew := t0.Add(40*time.Minute + 12*time.Second)
+	if rolled, d := restarted(renew, false, minted("tok-2", time.Hour)); !rolled || d.status.RestartedFor != w.target.token.hash() {
+		t.Fatalf("renewed token: rolled %v", rolled)
+	}
+}
