@@ -34,6 +34,10 @@ const (
 	// AnnotationTokenIssuedAt is set on the target Secret: when its token
 	// was asked for (RFC 3339).
 	AnnotationTokenIssuedAt = "exchange.keyops.io/token-issued-at"
+	// AnnotationTokenFingerprint is set on the target Secret: a short hash
+	// of the token it holds, so that a token edited or replaced by hand is
+	// noticed and a new one minted.
+	AnnotationTokenFingerprint = "exchange.keyops.io/token-fingerprint"
 	// AnnotationTokenSpec is set on the target Secret: a hash of the
 	// spec.token (ttl, caps, writePermission) its token was minted with, so
 	// that a change of caps mints a new token at once.

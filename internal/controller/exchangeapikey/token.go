@@ -101,6 +101,11 @@ func readHeldToken(k *keyopsv1.ExchangeAPIKey, s *corev1.Secret) heldToken {
 	}
 	h.issuedAt, _ = time.Parse(time.RFC3339, s.Annotations[keyopsv1.AnnotationTokenIssuedAt])
 	h.expiresAt, _ = time.Parse(time.RFC3339, s.Annotations[keyopsv1.AnnotationTokenExpiresAt])
+	if h.value != "" && s.Annotations[keyopsv1.AnnotationTokenFingerprint] != h.fingerprint() {
+		// Not the token the operator wrote (edited by hand): unknown
+		// expiry, so it is replaced.
+		h.expiresAt = time.Time{}
+	}
 	return h
 }
 
@@ -110,11 +115,12 @@ func tokenTargetData(k *keyopsv1.ExchangeAPIKey, h heldToken) (map[string][]byte
 	tk, ek := tokenDataKeys(k)
 	exp := h.expiresAt.UTC().Format(time.RFC3339)
 	return map[string][]byte{tk: []byte(h.value), ek: []byte(exp)}, map[string]string{
-		keyopsv1.AnnotationKeyFingerprint:  h.keyFingerprint,
-		keyopsv1.AnnotationCredentialsHash: h.material,
-		keyopsv1.AnnotationTokenSpec:       h.spec,
-		keyopsv1.AnnotationTokenIssuedAt:   h.issuedAt.UTC().Format(time.RFC3339),
-		keyopsv1.AnnotationTokenExpiresAt:  exp,
+		keyopsv1.AnnotationKeyFingerprint:   h.keyFingerprint,
+		keyopsv1.AnnotationCredentialsHash:  h.material,
+		keyopsv1.AnnotationTokenSpec:        h.spec,
+		keyopsv1.AnnotationTokenFingerprint: h.fingerprint(),
+		keyopsv1.AnnotationTokenIssuedAt:    h.issuedAt.UTC().Format(time.RFC3339),
+		keyopsv1.AnnotationTokenExpiresAt:   exp,
 	}
 }
 

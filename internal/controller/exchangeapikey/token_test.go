@@ -221,6 +221,12 @@ func TestTokenTargetHoldsNoKey(t *testing.T) {
 		if got := readHeldToken(k, sec); got != *tok {
 			t.Fatalf("%s: read back %+v, want %+v", format, got, *tok)
 		}
+		// A token edited by hand is not the operator's: replaced.
+		tk, _ := tokenDataKeys(k)
+		sec.Data[tk] = []byte("tok-edited")
+		if readHeldToken(k, sec).ok() {
+			t.Fatalf("%s: a token edited by hand passes for the operator's", format)
+		}
 	}
 }
 
