@@ -282,9 +282,9 @@ type TokenCap string
 // TokenSpec makes the target Secret hold short-lived Bitfinex auth tokens
 // minted from the source key, instead of the key: a leaked pod or log then
 // exposes minutes of access restricted to caps, not a key that lives until
-// someone revokes it. Bitfinex's SDKs take such a token in place of the key
-// and secret (bfx-api-node-rest and bfx-api-py: authToken, sent as the
-// bfx-token header).
+// someone revokes it. Bitfinex's Node SDK takes such a token in place of the key
+// and secret (bfx-api-node-rest's authToken option, sent as the bfx-token
+// header).
 // +kubebuilder:validation:XValidation:rule="!('wd' in self.caps) || (has(self.writePermission) && self.writePermission)",message="spec.token.caps wd (withdraw) needs spec.token.writePermission: true (Bitfinex: writePermission true is required for wd)"
 type TokenSpec struct {
 	// TTL is each token's lifetime at Bitfinex ("ttl", seconds). Defaults

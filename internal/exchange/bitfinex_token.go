@@ -25,7 +25,7 @@ import (
 // true is required for wd permission") and bp (bfxpay); writePermission
 // gives the caps write access. The answer is [TOKEN]. A client then sends
 // bfx-token: TOKEN instead of bfx-apikey and bfx-signature
-// (bfx-api-node-rest: the authToken option; bfx-api-py: authToken), still
+// (bfx-api-node-rest lib/rest2.js: the authToken option), still
 // with bfx-nonce. Bitfinex reports no expiry: the operator counts it from
 // the moment it asked, so the real expiry is that or a moment later.
 //
