@@ -33,6 +33,8 @@ var conditionOrder = []string{
 	keyopsv1.ConditionSecretSynced, keyopsv1.ConditionRotationDue,
 	// Issued keys (spec.issue): where zero-touch failures appear.
 	keyopsv1.ConditionKeyIssued,
+	// Short-lived tokens (spec.token): where minting failures appear.
+	keyopsv1.ConditionTokenIssued,
 }
 
 type statusOptions struct {
@@ -292,6 +294,19 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 		}
 	}
 	field("Rotate by", rot)
+	if k.Spec.Token != nil {
+		tok := "none yet"
+		if t := st.Token; t != nil && t.ExpiresAt != nil {
+			tok = fmt.Sprintf("%s, expires %s", orDash(t.Fingerprint), when(t.ExpiresAt, now, ""))
+			if t.RenewAt != nil {
+				tok += ", next " + when(t.RenewAt, now, "")
+			}
+			if t.Failures > 0 {
+				tok += fmt.Sprintf(" (%d failed attempt(s))", t.Failures)
+			}
+		}
+		field("Token", tok)
+	}
 	if k.Spec.Issue != nil || st.Issued != nil {
 		iss := "not yet"
 		if i := st.Issued; i != nil {
