@@ -60,6 +60,9 @@ func TestBitfinexTokenLifecycle(t *testing.T) {
 
 	g := NewWithT(t)
 	first := getSecret(g, ns, "bot")
+	// Tokens are credentials: the suite's leak scan looks for each in the
+	// manager log, Events, statuses and metrics.
+	fixtures.add(string(first.Data["token"]), "a Bitfinex token in a target Secret")
 	if len(first.Data) != 2 || len(first.Data["token"]) == 0 || len(first.Data["expiresAt"]) == 0 {
 		t.Fatalf("target data keys: %v", keysOf(first.Data))
 	}
@@ -91,6 +94,7 @@ func TestBitfinexTokenLifecycle(t *testing.T) {
 		s := getSecret(g, ns, "bot")
 		g.Expect(s.Data["token"]).NotTo(Equal(first.Data["token"]))
 		second = s.Data["token"]
+		fixtures.add(string(second), "a renewed Bitfinex token")
 	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
 	if time.Now().After(exp) {
 		t.Fatalf("the first token expired (%s) before it was replaced", exp)
@@ -101,6 +105,7 @@ func TestBitfinexTokenLifecycle(t *testing.T) {
 	sim.SetState(exchange.Bitfinex, c.APIKey, simulator.Inactive)
 	kk = waitCond(t, ns, "bot", keyopsv1.ConditionTokenIssued, "False/TokenRefused")
 	held := getSecret(g, ns, "bot")
+	fixtures.add(string(held.Data["token"]), "the last good Bitfinex token")
 	if len(held.Data["token"]) == 0 || kk.Status.Token == nil || kk.Status.Token.Failures == 0 {
 		t.Fatalf("after a refused mint: target %v, status.token %+v", keysOf(held.Data), kk.Status.Token)
 	}
