@@ -20,8 +20,8 @@ const (
 	// nonces and garbage answers keep their KeyValid reasons (RateLimited,
 	// ExchangeUnavailable, NonceConflict, UnexpectedResponse).
 	ReasonTokenRefused = "TokenRefused"
-	// ReasonTokenExpired (Ready): the target Secret's token has expired and
-	// no new one could be minted.
+	// ReasonTokenExpired (SecretSynced, and so Ready): the target Secret's
+	// token has expired and no new one could be minted.
 	ReasonTokenExpired = "TokenExpired"
 
 	// EventTokenRenewed is not emitted on every mint (one per renewal would

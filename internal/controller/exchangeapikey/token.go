@@ -112,6 +112,10 @@ func readHeldToken(k *keyopsv1.ExchangeAPIKey, s *corev1.Secret) heldToken {
 // tokenTargetData renders the target Secret's data and annotations for a
 // token: the token and its expiry, nothing of the key.
 func tokenTargetData(k *keyopsv1.ExchangeAPIKey, h heldToken) (map[string][]byte, map[string]string) {
+	if !h.ok() {
+		// No token yet: nothing, and no key either.
+		return map[string][]byte{}, map[string]string{keyopsv1.AnnotationKeyFingerprint: "", keyopsv1.AnnotationCredentialsHash: ""}
+	}
 	tk, ek := tokenDataKeys(k)
 	exp := h.expiresAt.UTC().Format(time.RFC3339)
 	return map[string][]byte{tk: []byte(h.value), ek: []byte(exp)}, map[string]string{
@@ -344,7 +348,9 @@ func phaseToken(s *phaseState) bool {
 	} else {
 		st.TargetKeyFingerprint, st.TargetCredentialsHash = "", ""
 		if target.exists {
-			st.TargetKeyFingerprint, st.TargetCredentialsHash = target.fingerprint, target.material
+			// A target written before spec.token was set holds the key
+			// itself: emptied now, whether or not a token can be minted.
+			s.d.token, s.d.syncTarget = &heldToken{}, true
 		}
 		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionFalse, keyopsv1.ReasonAwaitingValidation,
 			fmt.Sprintf("Secret %s is written once a token is minted from key %s", k.TargetName(), st.KeyID))

@@ -278,3 +278,24 @@ func TestTokenRestartsForEachToken(t *testing.T) {
 		t.Fatalf("renewed token: rolled %v", rolled)
 	}
 }
+
+// Setting spec.token on a key whose target already holds the key removes
+// the key from the target at once, even while no token can be minted.
+func TestTokenModeEmptiesAKeyTarget(t *testing.T) {
+	k := tokenKey("o")
+	s := src("AAAAbitfinex-key-ZZZZ")
+	d := decide(k, observation{now: t0, source: s, target: holding(s), probe: fail(exchange.InvalidSignature)})
+	if !d.syncTarget || d.token == nil {
+		t.Fatalf("the key is left in the target: sync=%v token=%v", d.syncTarget, d.token)
+	}
+	sec, err := desiredTarget(k, s, d.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.Data) != 0 || sec.Annotations[keyopsv1.AnnotationCredentialsHash] != "" {
+		t.Fatalf("target data %v, annotations %v", sec.Data, sec.Annotations)
+	}
+	if got := condOf(d.status, keyopsv1.ConditionSecretSynced); got != "False/AwaitingValidation" {
+		t.Fatalf("SecretSynced = %s", got)
+	}
+}
