@@ -272,12 +272,64 @@ type RestartTarget struct {
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
+// TokenCap is a capability of a Bitfinex auth token ("caps" of POST
+// /v2/auth/w/token, docs.bitfinex.com/reference/generate-token): a
+// account, o orders, f funding, s settings, w wallets, wd withdraw,
+// bp bfxpay.
+// +kubebuilder:validation:Enum=a;o;f;s;w;wd;bp
+type TokenCap string
+
+// TokenSpec makes the target Secret hold short-lived Bitfinex auth tokens
+// minted from the source key, instead of the key: a leaked pod or log then
+// exposes minutes of access restricted to caps, not a key that lives until
+// someone revokes it. Bitfinex's Node SDK takes such a token in place of the key
+// and secret (bfx-api-node-rest's authToken option, sent as the bfx-token
+// header).
+// +kubebuilder:validation:XValidation:rule="!('wd' in self.caps) || (has(self.writePermission) && self.writePermission)",message="spec.token.caps wd (withdraw) needs spec.token.writePermission: true (Bitfinex: writePermission true is required for wd)"
+type TokenSpec struct {
+	// TTL is each token's lifetime at Bitfinex ("ttl", seconds). Defaults
+	// to 1h; between 1m and 24h (Bitfinex documents no maximum; the cap is
+	// the operator's: a token is meant to be short-lived).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="spec.token.ttl must be between 1m and 24h, such as 1h"
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// Caps the token may use (Bitfinex's caps: a, o, f, s, w, wd, bp).
+	// Each is checked against spec.permissions.forbidden and the cluster's
+	// policy floor like the permissions of a key (docs/exchanges.md).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=7
+	// +listType=set
+	// +required
+	Caps []TokenCap `json:"caps"`
+
+	// WritePermission lets the token write with its caps (place orders with
+	// o, move funds between wallets with w, ...); false makes a read-only
+	// token.
+	// +optional
+	WritePermission bool `json:"writePermission,omitempty"`
+
+	// RenewalPercent is the percentage of a token's TTL after which the
+	// operator mints the next one, as Vault Secrets Operator's
+	// renewalPercent. Defaults to 67; between 10 and 90, so that the next
+	// token is in the target Secret well before the current one expires.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=90
+	// +optional
+	RenewalPercent *int32 `json:"renewalPercent,omitempty"`
+}
+
 // ExchangeAPIKeySpec declares one exchange API key and the Secret it becomes.
 // +kubebuilder:validation:XValidation:rule="!(self.exchange in ['okx', 'kucoin']) || !has(self.credentialsSecretRef) || (has(self.credentialsSecretRef.passphraseKey) && size(self.credentialsSecretRef.passphraseKey) > 0)",message="credentialsSecretRef.passphraseKey is required for okx and kucoin: name the key of the source Secret that holds the API passphrase"
 // +kubebuilder:validation:XValidation:rule="has(self.credentialsSecretRef) != has(self.issue)",message="set exactly one of spec.credentialsSecretRef.name (the Secret holding a key you created) and spec.issue (a key the operator creates on a sub-account)"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange in ['bybit', 'okx', 'binance', 'kucoin']",message="spec.issue is only supported for bybit, okx, binance and kucoin: the other exchanges have no API to create sub-account keys"
 // +kubebuilder:validation:XValidation:rule="!has(self.validation) || !has(self.validation.nonceUnit) || self.exchange in ['kraken', 'bitfinex']",message="spec.validation.nonceUnit applies only to kraken and bitfinex, whose nonces are counters shared with the key's bots; the other exchanges have none: remove spec.validation.nonceUnit"
 // +kubebuilder:validation:XValidation:rule="!has(self.issue) || self.exchange != 'binance' || (has(self.issue.ipAllowlist) && size(self.issue.ipAllowlist) > 0)",message="spec.issue.ipAllowlist is required on binance: Binance takes the trading permission away from keys without trusted IPs after a while (tradingAuthorityExpirationTime in GET /sapi/v1/account/apiRestrictions), so an issued key would stop trading between rotations; list the egress IPs of the bots and the operator"
+// +kubebuilder:validation:XValidation:rule="!has(self.token) || self.exchange == 'bitfinex'",message="spec.token is only supported for bitfinex, the one exchange that mints short-lived auth tokens from an API key (POST /v2/auth/w/token): remove spec.token"
+// +kubebuilder:validation:XValidation:rule="!has(self.token) || !has(self.target) || ((!has(self.target.format) || self.target.format in ['Plain', 'Env']) && (!has(self.target.template) || size(self.target.template) == 0))",message="with spec.token the target Secret holds a token, not a key: set target.format to Plain (data keys token, expiresAt) or Env (BITFINEX_API_TOKEN, BITFINEX_API_TOKEN_EXPIRES_AT), and no target.template"
+// +kubebuilder:validation:XValidation:rule="!has(self.token) || !('wd' in self.token.caps) || (has(self.permissions) && has(self.permissions.forbidden) && size(self.permissions.forbidden) > 0 && !('withdraw' in self.permissions.forbidden))",message="spec.token.caps includes wd (withdraw), which spec.permissions.forbidden forbids (it defaults to [withdraw]): remove wd from the caps, or list spec.permissions.forbidden explicitly without withdraw"
 type ExchangeAPIKeySpec struct {
 	// Exchange the key belongs to.
 	// +required
@@ -345,6 +397,11 @@ type ExchangeAPIKeySpec struct {
 	// Suspend stops all writes; status says Suspended.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// Token makes the target Secret hold short-lived auth tokens minted
+	// from the source key, never the key itself (bitfinex only).
+	// +optional
+	Token *TokenSpec `json:"token,omitempty"`
 }
 
 // PermissionsStatus is what the exchange reported about the key.
@@ -636,6 +693,31 @@ type ExchangeAPIKeyStatus struct {
 	// annotation acted on.
 	// +optional
 	RotateRequest string `json:"rotateRequest,omitempty"`
+
+	// Token is the auth token the target Secret holds (spec.token).
+	// +optional
+	Token *TokenStatus `json:"token,omitempty"`
+}
+
+// TokenStatus describes the token the target Secret holds, never its value.
+type TokenStatus struct {
+	// Fingerprint is a short hash of the token, to tell tokens apart.
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// IssuedAt is when the operator asked Bitfinex for the token.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+	// ExpiresAt is IssuedAt plus the TTL asked for: the token expires at
+	// Bitfinex at this time or a moment later.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// RenewAt is when the next token is due: IssuedAt plus renewalPercent
+	// of the TTL, or sooner after a failed attempt.
+	// +optional
+	RenewAt *metav1.Time `json:"renewAt,omitempty"`
+	// Failures counts consecutive failed mints.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
 }
 
 // ExchangeAPIKey validates an exchange API key held in a source Secret and
@@ -649,6 +731,7 @@ type ExchangeAPIKeyStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Permissions",type=string,JSONPath=`.status.permissions.summary`
 // +kubebuilder:printcolumn:name="Rotate By",type=string,JSONPath=`.status.rotation.rotateBy`
+// +kubebuilder:printcolumn:name="Token Renews",type=string,JSONPath=`.status.token.renewAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ExchangeAPIKey struct {
 	metav1.TypeMeta   `json:",inline"`

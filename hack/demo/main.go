@@ -169,6 +169,9 @@ func run(keep bool) error {
 	if err := zeroTouch(ctx, c, sim, simURL, root, keys, mgrErr); err != nil {
 		return err
 	}
+	if err := bitfinexToken(ctx, c, simURL, root, mgrErr); err != nil {
+		return err
+	}
 
 	if !keep {
 		step("done: stopping the operator, the simulator and the control plane")

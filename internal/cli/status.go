@@ -33,6 +33,8 @@ var conditionOrder = []string{
 	keyopsv1.ConditionSecretSynced, keyopsv1.ConditionRotationDue,
 	// Issued keys (spec.issue): where zero-touch failures appear.
 	keyopsv1.ConditionKeyIssued,
+	// Short-lived tokens (spec.token): where minting failures appear.
+	keyopsv1.ConditionTokenIssued,
 }
 
 type statusOptions struct {
@@ -292,6 +294,9 @@ func writeDetails(out io.Writer, k *keyopsv1.ExchangeAPIKey, evs []eventsv1.Even
 		}
 	}
 	field("Rotate by", rot)
+	if k.Spec.Token != nil {
+		field("Token", tokenLine(st.Token, now))
+	}
 	if k.Spec.Issue != nil || st.Issued != nil {
 		iss := "not yet"
 		if i := st.Issued; i != nil {
@@ -418,4 +423,20 @@ func writeHistory(out io.Writer, k *keyopsv1.ExchangeAPIKey) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.KeyID, keyid.Short(h.Fingerprint), h.FirstSeen.UTC().Format(time.RFC3339), outcome, decided, orDash(h.Reason))
 	}
 	return tw.Flush()
+}
+
+// tokenLine is the Token line of spec.token keys: the held token's
+// fingerprint, expiry, next renewal and failed attempts.
+func tokenLine(t *keyopsv1.TokenStatus, now time.Time) string {
+	if t == nil || t.ExpiresAt == nil {
+		return "none yet"
+	}
+	tok := fmt.Sprintf("%s, expires %s", orDash(t.Fingerprint), when(t.ExpiresAt, now, ""))
+	if t.RenewAt != nil {
+		tok += ", next " + when(t.RenewAt, now, "")
+	}
+	if t.Failures > 0 {
+		tok += fmt.Sprintf(" (%d failed attempt(s))", t.Failures)
+	}
+	return tok
 }

@@ -420,3 +420,40 @@ func TestStatusShowsIssuedAndRotateRefusesUnissued(t *testing.T) {
 		t.Errorf("annotated anyway: %q", v)
 	}
 }
+
+// The details show status.token and TokenIssued (spec.token), where a
+// failing renewal appears.
+func TestStatusShowsToken(t *testing.T) {
+	ns := newNamespace(t)
+	c, _ := cluster(t)
+	k := &keyopsv1.ExchangeAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bfx-bot"},
+		Spec: keyopsv1.ExchangeAPIKeySpec{
+			Exchange:             "bitfinex",
+			CredentialsSecretRef: keyopsv1.CredentialsSecretRef{Name: "bfx-source"},
+			Token:                &keyopsv1.TokenSpec{Caps: []keyopsv1.TokenCap{"o"}, WritePermission: true},
+		},
+	}
+	if err := c.Create(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	k.Status = keyopsv1.ExchangeAPIKeyStatus{
+		KeyID: keyid.Mask(testKey),
+		Token: &keyopsv1.TokenStatus{Fingerprint: "0a1b2c3d4e5f", IssuedAt: mt(t0.Add(-50 * time.Minute)), ExpiresAt: mt(t0.Add(10 * time.Minute)), RenewAt: mt(t0.Add(time.Minute)), Failures: 2},
+		Conditions: []metav1.Condition{
+			{Type: keyopsv1.ConditionTokenIssued, Status: metav1.ConditionFalse, Reason: keyopsv1.ReasonTokenRefused, Message: "minting a token failed (apikey: inactive)", LastTransitionTime: metav1.NewTime(t0)},
+		},
+	}
+	if err := c.Status().Update(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	r := kubectl(t, "status", "bfx-bot", "-n", ns)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, want := range []string{"TokenIssued", "TokenRefused", "Token:", "0a1b2c3d4e5f", "2 failed attempt(s)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}

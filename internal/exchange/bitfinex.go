@@ -167,6 +167,42 @@ func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) 
 // parseBitfinexPermissions maps an auth/r/permissions answer. It is pure so
 // that it can be fuzzed.
 func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
+	rows, err := bitfinexAnswer(status, body)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) > 0 {
+		var tag string
+		if json.Unmarshal(rows[0], &tag) == nil {
+			return nil, fallback(Bitfinex, status, "array starts with an unexpected string", body)
+		}
+	}
+	native := []string{}
+	seen := map[string]bool{}
+	for _, raw := range rows {
+		scope, read, write, ok := bitfinexRow(raw)
+		if !ok {
+			return nil, unexpected(Bitfinex, status, "permission row is not [scope, read, write]", body)
+		}
+		for flag, set := range map[string]bool{"read": read, "write": write} {
+			if n := scope + ":" + flag; set && !seen[n] {
+				seen[n] = true
+				native = append(native, n)
+			}
+		}
+	}
+	native = sortedCopy(native)
+	canonical, grants := bitfinexTable(native).grant(native)
+	// Bitfinex keys can be bound to IPs, but this answer does not say.
+	return &Permissions{Canonical: canonical, Native: native, Grants: grants, IPRestriction: IPUnknown}, nil
+}
+
+// bitfinexAnswer is the top-level array of a successful Bitfinex v2 answer,
+// or the error the answer says: ["error", code, "message"], the v1-style
+// {"error":"ERR_RATE_LIMIT"} of the per-IP guard, or a body that is not a
+// 2xx JSON array. Only error answers are quoted: a successful one may carry
+// a token.
+func bitfinexAnswer(status int, body []byte) ([]json.RawMessage, error) {
 	var top json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, fallback(Bitfinex, status, "response is not JSON", body)
@@ -190,34 +226,14 @@ func parseBitfinexPermissions(status int, body []byte) (*Permissions, error) {
 	}
 	if len(rows) > 0 {
 		var tag string
-		if json.Unmarshal(rows[0], &tag) == nil {
-			if tag != "error" {
-				return nil, fallback(Bitfinex, status, "array starts with an unexpected string", body)
-			}
+		if json.Unmarshal(rows[0], &tag) == nil && tag == "error" {
 			return nil, bitfinexError(status, rows, body)
 		}
 	}
 	if status < 200 || status > 299 {
 		return nil, fallback(Bitfinex, status, fmt.Sprintf("HTTP %d without a Bitfinex error", status), body)
 	}
-	native := []string{}
-	seen := map[string]bool{}
-	for _, raw := range rows {
-		scope, read, write, ok := bitfinexRow(raw)
-		if !ok {
-			return nil, unexpected(Bitfinex, status, "permission row is not [scope, read, write]", body)
-		}
-		for flag, set := range map[string]bool{"read": read, "write": write} {
-			if n := scope + ":" + flag; set && !seen[n] {
-				seen[n] = true
-				native = append(native, n)
-			}
-		}
-	}
-	native = sortedCopy(native)
-	canonical, grants := bitfinexTable(native).grant(native)
-	// Bitfinex keys can be bound to IPs, but this answer does not say.
-	return &Permissions{Canonical: canonical, Native: native, Grants: grants, IPRestriction: IPUnknown}, nil
+	return rows, nil
 }
 
 // bitfinexRow decodes [scope, read, write, ...]; flags are 0/1 numbers as

@@ -904,6 +904,23 @@ func ccxtSubCases(t *testing.T) []ccxtCase {
 			ccxtOnly: kucoinPartner,
 		},
 		{
+			// Bitfinex's token mint (docs.bitfinex.com/reference/generate-token)
+			// is an implicit method of ccxt's bitfinex.js (auth/w/token,
+			// privatePostAuthWToken), signed by the same sign() as
+			// r/permissions: everything must match.
+			name: "bitfinex/token", ex: exchange.Bitfinex, creds: hmacCreds,
+			run: func(ctx context.Context, p *exchange.Prober) error {
+				_, err := p.MintToken(ctx, exchange.TokenRequest{
+					Request: exchange.Request{Exchange: exchange.Bitfinex, Endpoint: ccxtOfficialHost[exchange.Bitfinex], Credentials: hmacCreds},
+					TTL:     time.Hour, Caps: []string{"a", "o"}, WritePermission: true,
+				})
+				return err
+			},
+			answer: `["tok-1"]`,
+			ccxtID: "bitfinex", call: "privatePostAuthWToken",
+			params: raw(t, [][2]any{{"scope", "api"}, {"ttl", 3600}, {"caps", []string{"a", "o"}}, {"writePermission", true}}),
+		},
+		{
 			name: "binance/sub-create", ex: exchange.Binance, creds: hmacCreds,
 			run:    create(binanceSub, exchange.NewSubAccountKey{Label: "bot-1", Permissions: []string{"read", "trade"}, IPs: ips, PublicKey: edPub}),
 			answer: `{"apiKey":"` + subKey + `","apiName":"bot-1","canTrade":true}`,

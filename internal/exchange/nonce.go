@@ -241,11 +241,12 @@ func (b *nonceBook) size() int {
 	return len(b.entries)
 }
 
-// retryNonce runs after a counter-nonce driver's first attempt: a refused
-// nonce is retried after each of nonceRetryDelays with the clock of that
-// moment, in the declared unit and nothing larger. Refused every time, the
-// error says why and what resolves it.
-func (p *Prober) retryNonce(ctx context.Context, d driver, c *call, unit NonceUnit, perms *Permissions, err error) (*Permissions, error) {
+// retryNonce runs after a counter-nonce request's first attempt (a probe,
+// a token mint): a refused nonce is retried with again after each of
+// nonceRetryDelays, with the clock of that moment, in the declared unit and
+// nothing larger. Refused every time, the error says why and what resolves
+// it.
+func (p *Prober) retryNonce(ctx context.Context, unit NonceUnit, err error, again func() error) error {
 	for _, delay := range nonceRetryDelays {
 		if e, ok := AsError(err); !ok || e.Kind != NonceConflict || strings.HasPrefix(e.Message, noNonceSent) {
 			break
@@ -253,15 +254,12 @@ func (p *Prober) retryNonce(ctx context.Context, d driver, c *call, unit NonceUn
 		if p.nonces.sleep(ctx, delay) != nil {
 			break
 		}
-		perms, err = d.probe(ctx, c)
+		err = again()
 	}
 	if e, ok := AsError(err); ok && e.Kind == NonceConflict && !strings.HasPrefix(e.Message, noNonceSent) {
-		return nil, nonceConflict(e, unit)
+		return nonceConflict(e, unit)
 	}
-	if err == nil && perms != nil {
-		perms.NonceUnit = unit
-	}
-	return perms, err
+	return err
 }
 
 // noNonceSent starts the message of a probe that sent nothing because its

@@ -164,7 +164,13 @@ func (p *Prober) Probe(ctx context.Context, req Request) (*Permissions, error) {
 		}
 	}
 	if counterNonce {
-		perms, err = p.retryNonce(ctx, d, c, unitOrDefault(req.NonceUnit), perms, err)
+		unit := unitOrDefault(req.NonceUnit)
+		err = p.retryNonce(ctx, unit, err, func() (e error) { perms, e = d.probe(ctx, c); return e })
+		if err != nil {
+			perms = nil
+		} else if perms != nil {
+			perms.NonceUnit = unit
+		}
 	}
 	p.escalate(base, err)
 	return perms, err

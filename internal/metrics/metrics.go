@@ -31,6 +31,10 @@ var (
 		"When the key must be rotated (status.rotation.rotateBy).", labels, nil)
 	ageDesc = prometheus.NewDesc("exchangeapikey_key_age_seconds",
 		"Age of the key in use, from its age basis (exchange creation time or first seen).", labels, nil)
+	tokenExpiryDesc = prometheus.NewDesc("exchangeapikey_token_expiry_timestamp_seconds",
+		"When the token the target Secret holds expires (spec.token, status.token.expiresAt).", labels, nil)
+	tokenRenewDesc = prometheus.NewDesc("exchangeapikey_token_renewal_timestamp_seconds",
+		"When the next token is due: renewalPercent of the TTL, or the retry after a failed mint (status.token.renewAt).", labels, nil)
 )
 
 // KeyCollector lists ExchangeAPIKeys from the cache at each scrape.
@@ -41,7 +45,7 @@ type KeyCollector struct {
 
 // Describe implements prometheus.Collector.
 func (c *KeyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastValidationDesc, expiryDesc, deadlineDesc, ageDesc} {
+	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastValidationDesc, expiryDesc, deadlineDesc, ageDesc, tokenExpiryDesc, tokenRenewDesc} {
 		ch <- d
 	}
 }
@@ -71,6 +75,10 @@ func (c *KeyCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gaugeAt(ch, lastValidationDesc, k.Status.LastValidationTime, lv)
 		gaugeAt(ch, expiryDesc, k.Status.KeyExpiresAt, lv)
+		if t := k.Status.Token; t != nil && k.Spec.Token != nil {
+			gaugeAt(ch, tokenExpiryDesc, t.ExpiresAt, lv)
+			gaugeAt(ch, tokenRenewDesc, t.RenewAt, lv)
+		}
 		if r := k.Status.Rotation; r != nil {
 			gaugeAt(ch, deadlineDesc, r.RotateBy, lv)
 			basis := r.FirstSeen
@@ -124,6 +132,7 @@ type Operations struct {
 	issued   *prometheus.CounterVec
 	deleted  *prometheus.CounterVec
 	failures *prometheus.CounterVec
+	mints    *prometheus.CounterVec
 }
 
 // NewOperations creates the operation counters.
@@ -145,7 +154,16 @@ func NewOperations() *Operations {
 			Name: "exchangeapikey_issue_failures_total",
 			Help: "Failed or refused attempts to issue a sub-account key (spec.issue), by exchange and KeyIssued reason.",
 		}, []string{"exchange", "reason"}),
+		mints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exchangeapikey_token_mints_total",
+			Help: "Token mints (spec.token) by exchange and outcome (ok or the error kind).",
+		}, []string{"exchange", "outcome"}),
 	}
+}
+
+// TokenMinted counts one token mint by outcome.
+func (o *Operations) TokenMinted(ex, outcome string) {
+	o.mints.WithLabelValues(ex, outcome).Inc()
 }
 
 // KeyIssued counts a created sub-account key.
@@ -183,12 +201,15 @@ func Names() []string {
 		"exchangeapikey_issued_keys_total",
 		"exchangeapikey_deleted_keys_total",
 		"exchangeapikey_issue_failures_total",
+		"exchangeapikey_token_expiry_timestamp_seconds",
+		"exchangeapikey_token_renewal_timestamp_seconds",
+		"exchangeapikey_token_mints_total",
 	}
 }
 
 // Register adds the collectors to reg.
 func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests, ops *Operations) error {
-	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts, ops.issued, ops.deleted, ops.failures} {
+	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts, ops.issued, ops.deleted, ops.failures, ops.mints} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

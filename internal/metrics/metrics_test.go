@@ -63,7 +63,12 @@ func TestNamesMatchRegister(t *testing.T) {
 			Rotation:           &keyopsv1.RotationStatus{RotateBy: at(24 * time.Hour), FirstSeen: at(-time.Hour)},
 		},
 	}
-	keyCollector := &metrics.KeyCollector{Reader: keys{key}, Now: func() time.Time { return now }}
+	token := keyopsv1.ExchangeAPIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "token-bot"},
+		Spec:       keyopsv1.ExchangeAPIKeySpec{Exchange: keyopsv1.ExchangeBitfinex, Token: &keyopsv1.TokenSpec{Caps: []keyopsv1.TokenCap{"o"}}},
+		Status:     keyopsv1.ExchangeAPIKeyStatus{Token: &keyopsv1.TokenStatus{ExpiresAt: at(time.Hour), RenewAt: at(40 * time.Minute)}},
+	}
+	keyCollector := &metrics.KeyCollector{Reader: keys{key, token}, Now: func() time.Time { return now }}
 	reqs := metrics.NewExchangeRequests()
 	ops := metrics.NewOperations()
 
@@ -76,6 +81,7 @@ func TestNamesMatchRegister(t *testing.T) {
 	ops.KeyIssued("binance")
 	ops.KeyDeleted("binance")
 	ops.IssueFailed("binance", "IssuedKeyTooPowerful")
+	ops.TokenMinted("bitfinex", "ok")
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

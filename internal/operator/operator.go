@@ -330,6 +330,8 @@ func setupKeyController(ctx context.Context, mgr manager.Manager, o Options, d d
 		KeyDeleted:      d.ops.KeyDeleted,
 		IssueFailed:     d.ops.IssueFailed,
 		ReplaceBackoff:  o.ReplaceBackoff,
+		Tokens:          d.prober,
+		TokenMinted:     d.ops.TokenMinted,
 		WatchNamespaces: o.WatchNamespaces,
 		Secrets:         d.secrets,
 	}

@@ -214,6 +214,7 @@ func TestPrometheus(t *testing.T) {
 			"ExchangeAPIKeyRotationOverdue":     "pending",
 			"ExchangeAPIKeyNotReady":            "pending",
 			"ExchangeAPIKeyExchangeErrors":      "pending",
+			"ExchangeAPIKeyTokenExpiring":       "pending",
 		} {
 			g.Expect(alerts).To(ContainElement(And(HaveField("Name", name), HaveField("State", state))), "alert %s", name)
 		}
@@ -312,6 +313,13 @@ func makeKeys(t *testing.T, ctx context.Context, k8s client.Client, sim *simulat
 		{name: "suspended", ex: exchange.Bybit, perms: []string{"read"}, edit: func(k *keyopsv1.ExchangeAPIKey) {
 			k.Spec.Suspend = true
 		}, wantType: keyopsv1.ConditionReady, want: "False/Suspended"},
+		// A Bitfinex key whose target holds a one-minute token; its key is
+		// deactivated once the first token is out (below), so minting
+		// fails while the token runs out: ExchangeAPIKeyTokenExpiring.
+		{name: "token", ex: exchange.Bitfinex, perms: []string{"read", "trade"}, edit: func(k *keyopsv1.ExchangeAPIKey) {
+			renew := int32(10) // a new token every 6 s
+			k.Spec.Token = &keyopsv1.TokenSpec{TTL: &metav1.Duration{Duration: time.Minute}, Caps: []keyopsv1.TokenCap{"a", "o"}, WritePermission: true, RenewalPercent: &renew}
+		}, wantType: keyopsv1.ConditionTokenIssued, want: "True/" + keyopsv1.ReasonTokenIssued},
 	}
 	var names []string
 	apiKeys := map[string]string{}
@@ -358,6 +366,10 @@ func makeKeys(t *testing.T, ctx context.Context, k8s client.Client, sim *simulat
 	g.Expect(sim.SetState(exchange.Bitstamp, apiKeys["revoked"], simulator.Revoked)).To(BeTrue())
 	revalidate(t, ctx, k8s, "revoked", "revoked")
 	waitCond("revoked", keyopsv1.ConditionKeyValid, "False/"+keyopsv1.ReasonRevoked)
+	// Deactivate the token key: the next mint (6 s after the last) is
+	// refused, the last token stays until it expires.
+	g.Expect(sim.SetState(exchange.Bitfinex, apiKeys["token"], simulator.Inactive)).To(BeTrue())
+	waitCond("token", keyopsv1.ConditionTokenIssued, "False/"+keyopsv1.ReasonTokenRefused)
 	return names
 }
 

@@ -56,6 +56,9 @@ type observation struct {
 	targetWritten bool
 	restarts      *restartOutcome
 	notified      string
+	// minted and mintErr are the outcome of a token mint (spec.token).
+	minted  *exchange.Token
+	mintErr error
 }
 
 // restartOutcome is what restarting the restart targets found.
@@ -76,6 +79,8 @@ type targetObservation struct {
 	fingerprint string
 	// material is the credentials hash of what it holds.
 	material string
+	// token is the token it holds (spec.token).
+	token heldToken
 }
 
 // event is an Event a decision asks for.
@@ -95,6 +100,10 @@ type decision struct {
 	notify string
 	// announce is the KeyRotated Event owed for the last recorded rotation.
 	announce *announcement
+	// mintToken: a token is due (spec.token); token is the one the target
+	// Secret must hold.
+	mintToken bool
+	token     *heldToken
 }
 
 // probeDue says whether this reconcile must ask the exchange, and whether
@@ -609,6 +618,12 @@ func readiness(k *keyopsv1.ExchangeAPIKey, st keyopsv1.ExchangeAPIKeyStatus, inG
 		return keyopsv1.ReasonRotationOverdue, rd.Message
 	}
 	msg := fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID)
+	if k.Spec.Token != nil && st.Token != nil && st.Token.ExpiresAt != nil {
+		msg = fmt.Sprintf("Secret %s holds token %s of key %s, valid until %s", k.TargetName(), st.Token.Fingerprint, st.KeyID, st.Token.ExpiresAt.UTC().Format(time.RFC3339))
+		if ti := get(keyopsv1.ConditionTokenIssued); ti != nil && ti.Status != metav1.ConditionTrue {
+			msg += fmt.Sprintf("; minting the next token fails (%s)", ti.Reason)
+		}
+	}
 	if kv != nil && kv.Status == metav1.ConditionTrue && st.Permissions != nil {
 		msg += ", verified with permissions " + st.Permissions.Summary
 	}

@@ -67,6 +67,10 @@ type Reconciler struct {
 	// ReplaceBackoff is the backoff of replacing issued keys the exchange
 	// no longer accepts (nil: DefaultReplaceBackoff); tests shorten it.
 	ReplaceBackoff []time.Duration
+	// Tokens mints auth tokens (spec.token); TokenMinted, when set, counts
+	// each mint by outcome (metrics).
+	Tokens      TokenMinter
+	TokenMinted func(exchange, outcome string)
 	// WatchNamespaces restricts the source-Secret metadata cache to these
 	// namespaces, like the manager's cache (empty: all namespaces).
 	WatchNamespaces []string
@@ -176,6 +180,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // and the retry observes afresh. actErr is a reminder not delivered: the
 // status is still written, and the reconcile is retried with backoff.
 func (r *Reconciler) act(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (_ decision, actErr, err error) {
+	if d.mintToken {
+		obs.minted, obs.mintErr = r.mintToken(ctx, k, obs)
+		logf.FromContext(ctx).V(1).Info("minted token", "exchange", k.Spec.Exchange, "key", keyid.Mask(obs.source.Creds.APIKey), "outcome", shared.Outcome(obs.mintErr))
+		if r.TokenMinted != nil {
+			r.TokenMinted(string(k.Spec.Exchange), shared.Outcome(obs.mintErr))
+		}
+		d = decide(k, obs)
+	}
 	if d.syncTarget {
 		if obs, err = r.actTarget(ctx, k, obs, d); err != nil {
 			return d, nil, err
@@ -195,7 +207,7 @@ func (r *Reconciler) act(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs ob
 // actTarget writes the target Secret and restarts the workloads when the
 // decision asks; the observation says what happened.
 func (r *Reconciler) actTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, obs observation, d decision) (observation, error) {
-	wrote, conflict, err := r.syncTarget(ctx, k, obs.source)
+	wrote, conflict, err := r.syncTarget(ctx, k, obs.source, d.token)
 	switch {
 	case err != nil:
 		return obs, err
@@ -204,7 +216,12 @@ func (r *Reconciler) actTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, 
 	default:
 		obs.targetWritten = wrote
 		if d.restart {
-			out := r.restartWorkloads(ctx, k, obs.source, d.status.KeyID)
+			src := obs.source
+			if d.token != nil {
+				// Restart targets roll for each token (spec.token).
+				src.Material = d.token.hash()
+			}
+			out := r.restartWorkloads(ctx, k, src, d.status.KeyID)
 			obs.restarts = &out
 		}
 	}

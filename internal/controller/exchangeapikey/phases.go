@@ -24,6 +24,11 @@ func phaseTarget(s *phaseState) bool {
 	if s.noSource {
 		return true
 	}
+	if s.k.Spec.Token != nil {
+		return phaseToken(s)
+	}
+	meta.RemoveStatusCondition(&s.st.Conditions, keyopsv1.ConditionTokenIssued)
+	s.st.Token = nil
 	k, st, src, target := s.k, s.st, s.obs.source, s.obs.target
 	switch {
 	case target.conflict != "":
@@ -34,7 +39,7 @@ func phaseTarget(s *phaseState) bool {
 		s.recordHandover()
 		st.TargetKeyFingerprint, st.TargetCredentialsHash = s.fp, src.Material
 		msg := fmt.Sprintf("Secret %s holds key %s", k.TargetName(), st.KeyID)
-		if pending := s.restartTargets(); len(pending) > 0 {
+		if pending := s.restartTargets(src.Material); len(pending) > 0 {
 			msg += fmt.Sprintf("; restart targets not restarted yet: %s", strings.Join(pending, ", "))
 		}
 		s.set(keyopsv1.ConditionSecretSynced, metav1.ConditionTrue, keyopsv1.ReasonSynced, msg)
@@ -120,8 +125,8 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 // after the handover has passed, so that keys changed together roll a
 // shared workload once. It returns what to report about targets that
 // failed or wait.
-func (s *phaseState) restartTargets() []string {
-	k, st, material := s.k, s.st, s.obs.source.Material
+func (s *phaseState) restartTargets(material string) []string {
+	k, st := s.k, s.st
 	if len(k.Spec.RestartTargets) == 0 {
 		st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince = "", 0, nil
 		return nil

@@ -83,7 +83,9 @@ func (r *Reconciler) roll(ctx context.Context, k *keyopsv1.ExchangeAPIKey, kind 
 	}
 	ann[restartAnnotation(k.Name)] = hash
 	for _, p := range peers {
-		if p.Status.TargetCredentialsHash != "" {
+		// A token peer (spec.token) rolls for each of its tokens, whose
+		// hash only it knows: it is left to record its own.
+		if p.Status.TargetCredentialsHash != "" && p.Spec.Token == nil {
 			ann[restartAnnotation(p.Name)] = keyid.Short(p.Status.TargetCredentialsHash)
 		}
 	}

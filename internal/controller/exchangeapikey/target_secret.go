@@ -49,7 +49,11 @@ func (r *Reconciler) observeTarget(ctx context.Context, k *keyopsv1.ExchangeAPIK
 	if !metav1.IsControlledBy(s, k) {
 		return targetObservation{conflict: conflictMessage(k, s)}, nil
 	}
-	return targetObservation{exists: true, fingerprint: s.Annotations[keyopsv1.AnnotationKeyFingerprint], material: s.Annotations[keyopsv1.AnnotationCredentialsHash]}, nil
+	obs := targetObservation{exists: true, fingerprint: s.Annotations[keyopsv1.AnnotationKeyFingerprint], material: s.Annotations[keyopsv1.AnnotationCredentialsHash]}
+	if k.Spec.Token != nil {
+		obs.token = readHeldToken(k, s)
+	}
+	return obs, nil
 }
 
 func conflictMessage(k *keyopsv1.ExchangeAPIKey, s *corev1.Secret) string {
@@ -65,17 +69,24 @@ func compileTarget(k *keyopsv1.ExchangeAPIKey) (*secretformat.Renderer, error) {
 	return secretformat.Compile(string(k.Spec.Target.FormatOrDefault()), k.Spec.Target.Template)
 }
 
-// desiredTarget renders the target Secret for the current key. Its only
-// error is compileTarget's, which does not depend on the material.
-func desiredTarget(k *keyopsv1.ExchangeAPIKey, src shared.Source) (*corev1.Secret, error) {
+// desiredTarget renders the target Secret for the current key, or for tok
+// (spec.token), which replaces the key entirely. Its only error is
+// compileTarget's, which does not depend on the material.
+func desiredTarget(k *keyopsv1.ExchangeAPIKey, src shared.Source, tok *heldToken) (*corev1.Secret, error) {
 	r, err := compileTarget(k)
 	if err != nil {
 		return nil, err
 	}
-	data := r.Render(secretformat.Material{
-		APIKey: src.Creds.APIKey, APISecret: src.Creds.APISecret, Passphrase: src.Creds.Passphrase,
-		Exchange: string(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
-	})
+	var data map[string][]byte
+	var tokenAnn map[string]string
+	if tok != nil {
+		data, tokenAnn = tokenTargetData(k, *tok)
+	} else {
+		data = r.Render(secretformat.Material{
+			APIKey: src.Creds.APIKey, APISecret: src.Creds.APISecret, Passphrase: src.Creds.Passphrase,
+			Exchange: string(k.Spec.Exchange), Endpoint: k.Spec.Endpoint,
+		})
+	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.TargetName(), Labels: map[string]string{}, Annotations: map[string]string{}},
 		Type:       corev1.SecretTypeOpaque,
@@ -91,13 +102,16 @@ func desiredTarget(k *keyopsv1.ExchangeAPIKey, src shared.Source) (*corev1.Secre
 	s.Labels[keyopsv1.LabelManagedBy] = keyopsv1.ManagedByValue
 	s.Annotations[keyopsv1.AnnotationKeyFingerprint] = src.Fingerprint
 	s.Annotations[keyopsv1.AnnotationCredentialsHash] = src.Material
+	for kk, v := range tokenAnn {
+		s.Annotations[kk] = v
+	}
 	return s, nil
 }
 
 // syncTarget creates or repairs the target Secret. It reports whether it
 // wrote, or a conflict message when the name turned out to be taken.
-func (r *Reconciler) syncTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src shared.Source) (bool, string, error) {
-	want, err := desiredTarget(k, src)
+func (r *Reconciler) syncTarget(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src shared.Source, tok *heldToken) (bool, string, error) {
+	want, err := desiredTarget(k, src, tok)
 	if err != nil {
 		// Only the spec can be refused (observe reported it already); the
 		// error names the data key, never a value.

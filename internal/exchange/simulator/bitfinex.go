@@ -2,12 +2,16 @@ package simulator
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 )
@@ -26,10 +30,22 @@ import (
 //   - an inactive or expired key gets 10100 "apikey: inactive";
 //   - a nonce that is not a number or exceeds 2^53-1 gets 10114 "nonce: invalid".
 func init() {
-	registerHandler(exchange.Bitfinex, func(s *Simulator) http.Handler { return &bitfinexHandler{s: s} })
+	registerHandler(exchange.Bitfinex, func(s *Simulator) http.Handler {
+		return &bitfinexHandler{s: s, tokens: map[string]bitfinexToken{}}
+	})
 }
 
-type bitfinexHandler struct{ s *Simulator }
+type bitfinexHandler struct {
+	s *Simulator
+
+	mu     sync.Mutex
+	tokens map[string]bitfinexToken
+}
+
+const (
+	bitfinexPermissionsPath = "/v2/auth/r/permissions"
+	bitfinexTokenPath       = "/v2/auth/w/token"
+)
 
 const bitfinexMaxNonce = 1<<53 - 1
 
@@ -81,12 +97,16 @@ func bitfinexFail(w http.ResponseWriter, code int, msg string) {
 }
 
 func (h *bitfinexHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/v2/auth/r/permissions" {
+	if r.URL.Path != bitfinexPermissionsPath && r.URL.Path != bitfinexTokenPath {
 		writeJSON(w, http.StatusNotFound, []any{"error", 10020, "route: invalid"})
 		return
 	}
 	if r.Method != http.MethodPost {
 		bitfinexFail(w, 10020, "method: invalid")
+		return
+	}
+	if r.Header.Get("bfx-apikey") == "" && r.Header.Get("bfx-token") != "" && r.URL.Path == bitfinexPermissionsPath {
+		h.serveTokenAuth(w, r)
 		return
 	}
 	apiKey := r.Header.Get("bfx-apikey")
@@ -130,7 +150,26 @@ func (h *bitfinexHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bitfinexFail(w, 10100, "apikey: inactive")
 		return
 	}
+	if r.URL.Path == bitfinexTokenPath {
+		h.mint(w, k, body)
+		return
+	}
+	h.writePermissions(w, k, nil, false)
+}
+
+// writePermissions answers r/permissions for key k, or for a token of k
+// with caps (non-nil) and write.
+func (h *bitfinexHandler) writePermissions(w http.ResponseWriter, k Key, caps map[string]bool, tokenWrite bool) {
 	read, write := bitfinexGrants(k.Permissions, k.Native)
+	if caps != nil {
+		// A token sees its key's flags through its caps only.
+		for scope := range read {
+			read[scope] = read[scope] && caps[scope]
+		}
+		for scope := range write {
+			write[scope] = write[scope] && caps[scope] && tokenWrite
+		}
+	}
 	rows := make([][]any, 0, len(bitfinexScopes))
 	listed := map[string]bool{}
 	for _, s := range bitfinexScopes {
@@ -162,4 +201,115 @@ func bitfinexBit(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// bitfinexToken is a token minted by POST /v2/auth/w/token.
+type bitfinexToken struct {
+	apiKey  string
+	caps    map[string]bool // scopes (account, orders, ...)
+	write   bool
+	expires time.Time
+}
+
+// bitfinexDefaultTTL is the ttl Bitfinex documents as the default (120 s).
+const bitfinexDefaultTTL = 120
+
+// mint serves POST /v2/auth/w/token for key k (already authenticated):
+// {"scope":"api","ttl":<s>,"caps":[...],"writePermission":<bool>} gives
+// [TOKEN]. scope must be "api"; ttl a positive int32 (120 when absent);
+// caps from docs.bitfinex.com/reference/generate-token, wd only with
+// writePermission. Unverified: the error codes and messages for a bad
+// scope, ttl or caps (the simulator answers 10020 "<field>: invalid").
+func (h *bitfinexHandler) mint(w http.ResponseWriter, k Key, body []byte) {
+	var req struct {
+		Scope           string   `json:"scope"`
+		TTL             *float64 `json:"ttl"`
+		Caps            []string `json:"caps"`
+		WritePermission bool     `json:"writePermission"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		bitfinexFail(w, 10020, "request: invalid")
+		return
+	}
+	if req.Scope != "api" {
+		bitfinexFail(w, 10020, "scope: invalid")
+		return
+	}
+	ttl := float64(bitfinexDefaultTTL)
+	if req.TTL != nil {
+		ttl = *req.TTL
+	}
+	if ttl <= 0 || ttl > 1<<31-1 || ttl != float64(int64(ttl)) {
+		bitfinexFail(w, 10020, "ttl: invalid")
+		return
+	}
+	caps := map[string]bool{}
+	for _, c := range req.Caps {
+		scope, ok := exchange.TokenCaps[c]
+		if !ok || (c == "wd" && !req.WritePermission) {
+			bitfinexFail(w, 10020, "caps: invalid")
+			return
+		}
+		caps[scope] = true
+	}
+	raw := make([]byte, 24)
+	_, _ = rand.Read(raw)
+	token := "simtok-" + hex.EncodeToString(raw)
+	h.mu.Lock()
+	now := h.s.Now()
+	for t, v := range h.tokens {
+		if !now.Before(v.expires) {
+			delete(h.tokens, t)
+		}
+	}
+	h.tokens[token] = bitfinexToken{apiKey: k.APIKey, caps: caps, write: req.WritePermission, expires: now.Add(time.Duration(ttl) * time.Second)}
+	h.mu.Unlock()
+	writeJSON(w, http.StatusOK, []any{token})
+}
+
+// serveTokenAuth answers r/permissions for a request carrying bfx-token
+// instead of a key and signature. Unverified: Bitfinex's answers to an
+// unknown or expired token (the simulator says 10100 "token: invalid" and
+// "token: expired"); the nonce of a token request is not checked.
+func (h *bitfinexHandler) serveTokenAuth(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	t, ok := h.tokens[r.Header.Get("bfx-token")]
+	h.mu.Unlock()
+	switch {
+	case !ok:
+		bitfinexFail(w, 10100, "token: invalid")
+		return
+	case !h.s.Now().Before(t.expires):
+		bitfinexFail(w, 10100, "token: expired")
+		return
+	}
+	h.s.countKey(exchange.Bitfinex, t.apiKey)
+	k, ok := h.s.lookup(exchange.Bitfinex, t.apiKey)
+	if !ok {
+		bitfinexFail(w, 10100, "apikey: invalid")
+		return
+	}
+	if k.State == Inactive || h.s.expired(k) {
+		bitfinexFail(w, 10100, "apikey: inactive")
+		return
+	}
+	h.writePermissions(w, k, t.caps, t.write)
+}
+
+// Tokens is the number of unexpired Bitfinex tokens the simulator minted
+// (tests).
+func (s *Simulator) Tokens() int {
+	h, ok := s.handlers[exchange.Bitfinex].(*bitfinexHandler)
+	if !ok {
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, t := range h.tokens {
+		if s.Now().Before(t.expires) {
+			n++
+		}
+	}
+	return n
 }
