@@ -72,9 +72,12 @@ func replan(last, plan time.Time, old, new time.Duration, jitter float64) time.T
 // phaseValidation, whatever it did.
 func phaseSchedule(s *phaseState) bool {
 	st, prev := s.st, s.prev
-	if s.obs.probe != nil || (prev.ValidatedSpecHash == "" && prev.ObservedGeneration == s.k.Generation) {
-		// A probe was made for this spec; or an earlier version's status,
-		// whose last probe was for this generation, is adopted as is.
+	if s.obs.probe != nil || st.NextValidationTime == nil || (prev.ValidatedSpecHash == "" && prev.ObservedGeneration == s.k.Generation) {
+		// A probe was made for this spec; or none is planned (Disabled,
+		// no usable source), so the next one is due whatever the spec; or
+		// an earlier version's status, whose last probe was for this
+		// generation, is adopted as is. Set in the reconcile's one status
+		// write, never in a write of its own.
 		st.ValidatedSpecHash = verdictSpecHash(&s.k.Spec)
 	}
 	if st.NextValidationTime == nil {

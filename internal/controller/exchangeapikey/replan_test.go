@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
@@ -125,5 +126,26 @@ func TestDecideIntervalEditReplans(t *testing.T) {
 	step(k, observation{now: t0.Add(2*time.Hour + time.Second), source: s, target: holding(s), policies: floor})
 	if !k.Status.NextValidationTime.Equal(&backoff) {
 		t.Errorf("the backoff moved: %s -> %s", backoff, k.Status.NextValidationTime)
+	}
+}
+
+// The verdict's spec hash and the plan's interval are recorded in the
+// reconcile's own status write: the reconcile after it (the target
+// Secret's or the status' own event) finds nothing to change, for a new
+// Disabled key as for a new Enforce one.
+func TestScheduleBookkeepingNeedsNoSecondWrite(t *testing.T) {
+	for _, mode := range []keyopsv1.ValidationMode{keyopsv1.ValidationDisabled, keyopsv1.ValidationEnforce} {
+		s := src("AAAAkey-number-one-ZZZZ")
+		k := testKey(mode)
+		var probe = ok("read")
+		if mode == keyopsv1.ValidationDisabled {
+			probe = nil
+		}
+		step(k, observation{now: t0, source: s, probe: probe, targetWritten: true, target: holding(s)})
+		first := k.Status.DeepCopy()
+		step(k, observation{now: t0.Add(time.Second), source: s, target: holding(s)})
+		if !equality.Semantic.DeepEqual(first, &k.Status) {
+			t.Errorf("%s: the second reconcile changed status:\n%+v\n%+v", mode, first, k.Status)
+		}
 	}
 }
