@@ -68,6 +68,7 @@ type config struct {
 	timeout                           time.Duration
 	keep                              bool
 	soak                              time.Duration
+	shards                            int
 }
 
 func parseFlags() (config, error) {
@@ -84,6 +85,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.pprofDir, "pprof", "", "Directory for CPU and heap profiles of the manager (builds it with a pprof listener via go build -overlay).")
 	flag.DurationVar(&c.timeout, "timeout", 0, "Overall deadline (0: 15m for N<=1000, more for larger N).")
 	flag.BoolVar(&c.keep, "keep", false, "Keep the work directory (manager logs, kubeconfig).")
+	flag.IntVar(&c.shards, "shards", 1, "With more than 1 (BENCH_SHARDS): after the phases, converge another N Enforce keys with this many managers of disjoint --key-selector, each with its own limiters, against the one-install Enforce time.")
 	flag.DurationVar(&c.soak, "soak", 0, "Instead of the phases: the soak test for this long (make soak): --n Enforce keys revalidated every minute under injected faults, edits and rotations; fails on resource growth or a key probed more or less than once per interval.")
 	flag.Parse()
 	c.phases = map[string]bool{}
@@ -102,6 +104,9 @@ func parseFlags() (config, error) {
 		c.phases[p] = true
 	}
 	if c.phases["idle"] || c.phases["churn"] || c.phases["interval"] {
+		c.phases["enforce"] = true
+	}
+	if c.shards > 1 {
 		c.phases["enforce"] = true
 	}
 	if c.phases["memory"] && !c.phases["disabled"] && !c.phases["enforce"] {
@@ -344,6 +349,12 @@ func (b *bench) mainRun(ctx context.Context) error {
 		}
 	}
 	b.steadyRows(ctx, m)
+	if b.cfg.shards > 1 {
+		b.stopManager(m)
+		if err := b.phaseShards(ctx); err != nil {
+			return fmt.Errorf("shards: %w", err)
+		}
+	}
 	return nil
 }
 

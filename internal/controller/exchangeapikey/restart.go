@@ -212,10 +212,12 @@ func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
 }
 
 // workloadPeers lists the other ExchangeAPIKeys of the namespace (from the
-// cache) that have restart targets.
+// cache) that have restart targets. They are the cache's own objects, not
+// copies (a restart of a key in a namespace of thousands deep-copied them
+// all, history included: issue #22's profiles); they are only read.
 func (r *Reconciler) workloadPeers(ctx context.Context, k *keyopsv1.ExchangeAPIKey) ([]keyopsv1.ExchangeAPIKey, error) {
 	var list keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &list, client.InNamespace(k.Namespace)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(k.Namespace), client.MatchingFields{RestartsIndex: restartsIndexValue}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var out []keyopsv1.ExchangeAPIKey
