@@ -388,6 +388,16 @@ func (b *bench) steadyRows(ctx context.Context, m *manager) {
 		return
 	}
 	_, rss := m.memory()
+	if b.cfg.pprofDir != "" {
+		// What stays per key (in use) and what the run allocated (the
+		// reconcile path's copies), for `go tool pprof`.
+		for _, p := range []string{"heap", "allocs"} {
+			f := filepath.Join(b.cfg.pprofDir, "steady."+p+".pb.gz")
+			if err := m.saveProfile(ctx, "/debug/pprof/"+p, f); err == nil {
+				b.rep.note("%s profile of the steady manager: %s", p, f)
+			}
+		}
+	}
 	perKey := (rss - b.emptyRSS) * (1 << 20) / float64(keys)
 	target, v := "", ""
 	if b.cfg.n >= 10000 {
