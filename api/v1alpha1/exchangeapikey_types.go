@@ -575,6 +575,11 @@ type ExchangeAPIKeyStatus struct {
 	RestartedFor string `json:"restartedFor,omitempty"`
 	// +optional
 	RestartedGeneration int64 `json:"restartedGeneration,omitempty"`
+	// RestartedTargetsHash identifies spec.restartTargets as they were
+	// last read: an edit of another field (a new generation) does not
+	// read them again. Without it, any new generation does.
+	// +optional
+	RestartedTargetsHash string `json:"restartedTargetsHash,omitempty"`
 	// RestartedAt is when the restart targets were last rolled.
 	// +optional
 	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`

@@ -33,10 +33,15 @@ func verdictSpecHash(spec *keyopsv1.ExchangeAPIKeySpec) string {
 	v.Rotation = keyopsv1.RotationSpec{}
 	v.RestartTargets, v.RestartDebounce = nil, nil
 	v.Suspend = false
+	return jsonHash(v)
+}
+
+// jsonHash identifies a part of a spec for status bookkeeping (what a
+// verdict or a restart was made for). A spec the API server stored always
+// marshals; should it not, "" counts as unknown: the next generation acts.
+func jsonHash(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
-		// A spec the API server stored always marshals; should it not,
-		// an empty hash revalidates on the next generation.
 		return ""
 	}
 	sum := sha256.Sum256(b)

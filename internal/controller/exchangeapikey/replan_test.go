@@ -149,3 +149,30 @@ func TestScheduleBookkeepingNeedsNoSecondWrite(t *testing.T) {
 		}
 	}
 }
+
+// An edit of another field does not read the restart targets again (on the
+// code before, any new generation set restartPendingSince: a second status
+// write and a restart pass per key after an interval edit); an edit of the
+// restart targets does.
+func TestRestartTargetsReadOnlyWhenTheyChange(t *testing.T) {
+	s := src("AAAAkey-number-one-ZZZZ")
+	k := testKey(keyopsv1.ValidationDisabled)
+	k.Spec.RestartTargets = []keyopsv1.RestartTarget{{Kind: keyopsv1.KindDeployment, Name: "bot"}}
+	step(k, observation{now: t0, source: s, target: holding(s)})
+	k.Status.RestartedFor, k.Status.RestartedGeneration, k.Status.RestartPendingSince = s.Material, k.Generation, nil
+	k.Status.RestartedTargetsHash = jsonHash(k.Spec.RestartTargets)
+
+	k.Generation++
+	k.Spec.Validation.Interval = &metav1.Duration{Duration: 2 * time.Hour}
+	d := step(k, observation{now: t0.Add(time.Minute), source: s, target: holding(s)})
+	if d.restart || k.Status.RestartPendingSince != nil {
+		t.Errorf("an interval edit reads the restart targets again: restart %v, pending since %v", d.restart, k.Status.RestartPendingSince)
+	}
+
+	k.Generation++
+	k.Spec.RestartTargets = append(k.Spec.RestartTargets, keyopsv1.RestartTarget{Kind: keyopsv1.KindDeployment, Name: "other"})
+	step(k, observation{now: t0.Add(2 * time.Minute), source: s, target: holding(s)})
+	if k.Status.RestartPendingSince == nil {
+		t.Error("a new restart target is not read")
+	}
+}
