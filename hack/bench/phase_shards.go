@@ -110,6 +110,14 @@ func (b *bench) phaseShards(ctx context.Context) error {
 	if ok && one > 0 {
 		r := conv.Seconds() / one.Seconds()
 		ratio, target, v = fmt.Sprintf("%.2fx of one install's %.2fs", r, one.Seconds()), "<= 0.6x", verdict(r <= 0.6)
+		// Shards split the exchanges' budget, not the API server's: the
+		// target holds when the exchange bound dominates, i.e. when the
+		// shards' exchange bound is above what the same keys cost the API
+		// server (the Disabled convergence of this run).
+		if api := b.convTime["disabled"]; api > bound {
+			v = "-"
+			b.rep.note("%s: API-bound here (Disabled converged in %.2fs, above the shards' exchange bound %.2fs): shards do not split the API server's work, so the 0.6x target does not apply", section, api.Seconds(), bound.Seconds())
+		}
 	}
 	b.rep.add(section, fmt.Sprintf("time to converge %d Enforce keys over %d shards (each with its own limiters); the shards' exchange bound %.2fs", len(s.keys), n, bound.Seconds()),
 		fmt.Sprintf("%.2fs; %s", conv.Seconds(), ratio), target, v)
