@@ -36,6 +36,9 @@ FUZZTIME ?= 3s
 FAULTS_TESTFLAGS ?= -count=1 -timeout 15m -v
 # N for `make bench` (1000; 10000 behind BENCH_N=10000).
 BENCH_N ?= 1000
+# Managers for the benchmark's shard phase (BENCH_SHARDS=2: two installs with
+# disjoint --key-selector against the one-install Enforce figure).
+BENCH_SHARDS ?= 1
 # Length of `make soak` (30m; e.g. SOAK_DURATION=6m for a quick look).
 SOAK_DURATION ?= 30m
 # The ccxt conformance test's Node side; package-lock.json pins ccxt.
@@ -157,7 +160,7 @@ demo: ## Local control plane + exchange simulator + operator + samples; prints t
 .PHONY: bench
 bench: ## Scale benchmark (BENCH_N=1000 default; BENCH_N=10000 for the large run).
 	@assets="$$(hack/envtest-assets.sh)" && export KUBEBUILDER_ASSETS="$$assets" && \
-		go run ./hack/bench --n $(BENCH_N)
+		go run ./hack/bench --n $(BENCH_N) --shards $(BENCH_SHARDS)
 
 .PHONY: soak
 soak: ## Soak test: 1,000 keys revalidated every minute under faults, edits and rotations for SOAK_DURATION (30m); fails on growth or a wrong probe cadence.

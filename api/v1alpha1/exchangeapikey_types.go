@@ -600,6 +600,19 @@ type ExchangeAPIKeyStatus struct {
 	// +optional
 	NextValidationTime *metav1.Time `json:"nextValidationTime,omitempty"`
 
+	// ValidationInterval is the effective interval (spec.validation.interval
+	// under the policies' floor) nextValidationTime was planned with: when
+	// it changes, the plan moves without a probe.
+	// +optional
+	ValidationInterval *metav1.Duration `json:"validationInterval,omitempty"`
+
+	// ValidatedSpecHash identifies the spec fields the last probe's verdict
+	// depends on (every field but the interval, target formats, rotation
+	// reminders, restart targets and suspend): a change of those revalidates,
+	// a change of the others does not.
+	// +optional
+	ValidatedSpecHash string `json:"validatedSpecHash,omitempty"`
+
 	// TransientFailures counts consecutive probes that ended in
 	// ExchangeUnavailable, RateLimited or UnexpectedResponse.
 	// +optional
@@ -625,6 +638,11 @@ type ExchangeAPIKeyStatus struct {
 	RestartedFor string `json:"restartedFor,omitempty"`
 	// +optional
 	RestartedGeneration int64 `json:"restartedGeneration,omitempty"`
+	// RestartedTargetsHash identifies spec.restartTargets as they were
+	// last read: an edit of another field (a new generation) does not
+	// read them again. Without it, any new generation does.
+	// +optional
+	RestartedTargetsHash string `json:"restartedTargetsHash,omitempty"`
 	// RestartedAt is when the restart targets were last rolled.
 	// +optional
 	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`

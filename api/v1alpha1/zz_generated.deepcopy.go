@@ -289,6 +289,11 @@ func (in *ExchangeAPIKeyStatus) DeepCopyInto(out *ExchangeAPIKeyStatus) {
 		in, out := &in.NextValidationTime, &out.NextValidationTime
 		*out = (*in).DeepCopy()
 	}
+	if in.ValidationInterval != nil {
+		in, out := &in.ValidationInterval, &out.ValidationInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.FailingSince != nil {
 		in, out := &in.FailingSince, &out.FailingSince
 		*out = (*in).DeepCopy()

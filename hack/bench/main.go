@@ -14,6 +14,8 @@
 //	          window holding exactly one validation interval per key
 //	churn     rotation of 10% of the Enforce keys, whose restart targets
 //	          (Deployments) must roll exactly once
+//	interval  spec.validation.interval of every Enforce key edited at once:
+//	          exchange calls beyond those due and status writes until quiet
 //	memory    peak RSS of a fresh manager, then of another one after
 //	          --unrelated Secrets were added to the cluster
 //
@@ -54,7 +56,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
 )
 
-var allPhases = []string{"raw", "disabled", "enforce", "idle", "churn", "memory"}
+var allPhases = []string{"raw", "disabled", "enforce", "idle", "churn", "interval", "memory"}
 
 type config struct {
 	n, namespaces, unrelated, workers int
@@ -66,6 +68,7 @@ type config struct {
 	timeout                           time.Duration
 	keep                              bool
 	soak                              time.Duration
+	shards                            int
 }
 
 func parseFlags() (config, error) {
@@ -82,6 +85,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.pprofDir, "pprof", "", "Directory for CPU and heap profiles of the manager (builds it with a pprof listener via go build -overlay).")
 	flag.DurationVar(&c.timeout, "timeout", 0, "Overall deadline (0: 15m for N<=1000, more for larger N).")
 	flag.BoolVar(&c.keep, "keep", false, "Keep the work directory (manager logs, kubeconfig).")
+	flag.IntVar(&c.shards, "shards", 1, "With more than 1 (BENCH_SHARDS): after the phases, converge another N Enforce keys with this many managers of disjoint --key-selector, each with its own limiters, against the one-install Enforce time.")
 	flag.DurationVar(&c.soak, "soak", 0, "Instead of the phases: the soak test for this long (make soak): --n Enforce keys revalidated every minute under injected faults, edits and rotations; fails on resource growth or a key probed more or less than once per interval.")
 	flag.Parse()
 	c.phases = map[string]bool{}
@@ -99,7 +103,10 @@ func parseFlags() (config, error) {
 		}
 		c.phases[p] = true
 	}
-	if c.phases["idle"] || c.phases["churn"] {
+	if c.phases["idle"] || c.phases["churn"] || c.phases["interval"] {
+		c.phases["enforce"] = true
+	}
+	if c.shards > 1 {
 		c.phases["enforce"] = true
 	}
 	if c.phases["memory"] && !c.phases["disabled"] && !c.phases["enforce"] {
@@ -177,6 +184,10 @@ type bench struct {
 	trk   *tracker
 	bin   string
 	mgr   *manager
+	auth  *metricsAuth
+	// emptyRSS, emptyHeap: the main manager before any key existed, the
+	// base of the steady-state cost per key.
+	emptyRSS, emptyHeap float64
 
 	raw      *rawResult
 	disabled *keySet
@@ -232,6 +243,9 @@ func (b *bench) run(ctx context.Context) error {
 	if b.trk, err = startTracker(ctx, b.cl.cfg); err != nil {
 		return err
 	}
+	if b.auth, err = b.cl.metricsAuth(ctx, b.root); err != nil {
+		return err
+	}
 
 	if b.cfg.soak > 0 {
 		return b.runSoak(ctx, b.cfg.soak)
@@ -264,15 +278,22 @@ func (b *bench) mainRun(ctx context.Context) error {
 	b.mgr = m
 	defer func() { b.stopManager(b.mgr) }()
 	limits := rateLimits(b.cfg.managerFlags)
+	if st, err := m.waitIdle(ctx, 0, 2*time.Second, time.Minute); err == nil {
+		_, b.emptyRSS = m.memory()
+		b.emptyHeap = st.heapInuse
+		b.rep.add("memory", "empty manager (no keys yet): RSS; Go heap in use", fmt.Sprintf("%.0f MiB; %.0f MiB", b.emptyRSS, b.emptyHeap/(1<<20)), "", "")
+	}
 	if b.cfg.phases["disabled"] {
 		s, err := b.newSet("disabled", "Disabled", 0)
 		if err != nil {
 			return err
 		}
 		b.disabled = s
+		m.resetPeak()
 		if err := b.phaseConverge(ctx, s, m, label); err != nil {
 			return fmt.Errorf("disabled: %w", err)
 		}
+		b.peakRow(ctx, m, "converge Disabled", true)
 	}
 	if b.cfg.phases["memory"] {
 		// Before Enforce: the fresh managers of the memory phase must see
@@ -298,31 +319,98 @@ func (b *bench) mainRun(ctx context.Context) error {
 			s.interval = b.idleInterval(s, limits)
 		}
 		b.enforce = s
+		m.resetPeak()
 		if err := b.phaseConverge(ctx, s, m, label); err != nil {
 			return fmt.Errorf("enforce: %w", err)
 		}
+		b.peakRow(ctx, m, "converge Enforce", true)
 		// Churn right after convergence, before any key is due again; the
 		// idle window then starts after it.
 		if b.cfg.phases["churn"] {
+			m.resetPeak()
 			if err := b.phaseChurn(ctx, s, m, label); err != nil {
 				return fmt.Errorf("churn: %w", err)
 			}
+			b.peakRow(ctx, m, "churn", false)
 		}
 		if b.cfg.phases["idle"] {
+			m.resetPeak()
 			if err := b.phaseIdle(ctx, s, m); err != nil {
 				return fmt.Errorf("idle: %w", err)
 			}
+			b.peakRow(ctx, m, "idle", false)
+		}
+		if b.cfg.phases["interval"] {
+			m.resetPeak()
+			if err := b.phaseInterval(ctx, s, m); err != nil {
+				return fmt.Errorf("interval: %w", err)
+			}
+			b.peakRow(ctx, m, "interval edit", false)
 		}
 	}
-	hwm, rss := m.memory()
-	b.rep.add("memory", fmt.Sprintf("converging manager (%s): peak RSS over the phases it ran", label), fmt.Sprintf("%.0f MiB (now %.0f MiB)", hwm, rss), "", "")
+	b.steadyRows(ctx, m)
+	if b.cfg.shards > 1 {
+		b.stopManager(m)
+		if err := b.phaseShards(ctx); err != nil {
+			return fmt.Errorf("shards: %w", err)
+		}
+	}
 	return nil
+}
+
+// peakRow reports a manager's peak RSS over one phase (since resetPeak),
+// scraped all along every 15 s, and its Go heap at the end. At N=10,000
+// a convergence must peak at 512 MiB or less (issue #22).
+func (b *bench) peakRow(ctx context.Context, m *manager, phase string, converge bool) {
+	hwm, rss := m.memory()
+	heap := 0.0
+	if st, err := m.stats(ctx); err == nil {
+		heap = st.heapInuse
+	}
+	target, v := "", ""
+	if converge && b.cfg.n >= 10000 {
+		target, v = "<= 512 MiB", verdict(hwm <= 512)
+	}
+	b.rep.add("memory", fmt.Sprintf("peak RSS while %s ran (scraped every %s); RSS, Go heap at its end", phase, promScrapeInterval),
+		fmt.Sprintf("%.0f MiB; %.0f MiB, %.0f MiB", hwm, rss, heap/(1<<20)), target, v)
+	b.logf("memory: %s peaked at %.0f MiB RSS (now %.0f MiB, heap %.0f MiB)", phase, hwm, rss, heap/(1<<20))
+}
+
+// steadyRows: what each key costs the converged, idle manager above an
+// empty one (issue #22: at most 16 KiB at N=10,000).
+func (b *bench) steadyRows(ctx context.Context, m *manager) {
+	keys := b.existingKeys()
+	if keys == 0 || b.emptyRSS == 0 {
+		return
+	}
+	st, err := m.waitIdle(ctx, 0, 3*time.Second, 2*time.Minute)
+	if err != nil {
+		return
+	}
+	_, rss := m.memory()
+	if b.cfg.pprofDir != "" {
+		// What stays per key (in use) and what the run allocated (the
+		// reconcile path's copies), for `go tool pprof`.
+		for _, p := range []string{"heap", "allocs"} {
+			f := filepath.Join(b.cfg.pprofDir, "steady."+p+".pb.gz")
+			if err := m.saveProfile(ctx, "/debug/pprof/"+p, f); err == nil {
+				b.rep.note("%s profile of the steady manager: %s", p, f)
+			}
+		}
+	}
+	perKey := (rss - b.emptyRSS) * (1 << 20) / float64(keys)
+	target, v := "", ""
+	if b.cfg.n >= 10000 {
+		target, v = "<= 16 KiB", verdict(perKey <= 16<<10)
+	}
+	b.rep.add("memory", fmt.Sprintf("steady state, %d keys, idle and scraped: RSS per key above the empty manager; Go heap per key", keys),
+		fmt.Sprintf("%.1f KiB (RSS %.0f MiB); %.1f KiB", perKey/1024, rss, (st.heapInuse-b.emptyHeap)/float64(keys)/1024), target, v)
 }
 
 func (b *bench) startManager(ctx context.Context, label string, flags []string) (*manager, error) {
 	b.logf("starting manager (%s): %s", label, strings.Join(flags, " "))
 	logPath := filepath.Join(b.work, fmt.Sprintf("manager-%s-%d.log", label, time.Now().UnixNano()))
-	m, err := startManager(ctx, b.bin, b.cl.kubeconfig, logPath, label, flags, b.cfg.pprofDir != "")
+	m, err := startManager(ctx, b.bin, b.cl.kubeconfig, logPath, label, flags, b.cfg.pprofDir != "", b.auth)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +426,7 @@ func (b *bench) stopManager(m *manager) {
 		b.rep.note("manager (%s) logged %d 'Reconciler error' lines; see %s", m.label, n, m.logPath)
 	}
 	m.stop()
+	b.rep.note("manager (%s, up %.0fs) scraped like Prometheus (HTTPS, bearer token, metrics-reader role): %s", m.label, time.Since(m.started).Seconds(), m.prom.summary())
 	if b.mgr == m {
 		b.mgr = nil
 	}

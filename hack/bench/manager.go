@@ -79,6 +79,9 @@ type manager struct {
 	logFile *os.File
 	exited  chan struct{}
 	started time.Time
+	// auth scrapes /metrics as Prometheus does; prom is that scraper.
+	auth *metricsAuth
+	prom *promScraper
 }
 
 func freeAddr() (string, error) {
@@ -92,7 +95,7 @@ func freeAddr() (string, error) {
 
 // startManager runs bin against the cluster and waits until its controller
 // has started its workers (caches synced).
-func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, flags []string, withPprof bool) (*manager, error) {
+func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, flags []string, withPprof bool, auth *metricsAuth) (*manager, error) {
 	maddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -103,8 +106,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, f
 	}
 	args := append([]string{
 		"--kubeconfig=" + kubeconfig,
-		"--metrics-bind-address=" + maddr,
-		"--metrics-secure=false", // plain HTTP on loopback: scraped without a token
+		"--metrics-bind-address=" + maddr, // HTTPS with authorization, the default
 		"--health-probe-bind-address=" + haddr,
 		"--allow-insecure-endpoints",
 	}, flags...)
@@ -112,7 +114,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, f
 	if err != nil {
 		return nil, err
 	}
-	m := &manager{label: label, flags: flags, bin: bin, metrics: "http://" + maddr + "/metrics", logPath: logPath, logFile: lf, exited: make(chan struct{})}
+	m := &manager{label: label, flags: flags, bin: bin, metrics: "https://" + maddr + "/metrics", logPath: logPath, logFile: lf, exited: make(chan struct{}), auth: auth}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// Loopback only: no proxy may see the simulator traffic.
@@ -138,6 +140,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath, label string, f
 	for {
 		if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("Starting workers")) {
 			if _, err := m.scrape(ctx); err == nil {
+				m.startPromScraper(ctx)
 				return m, nil
 			}
 		}
@@ -165,6 +168,7 @@ func (m *manager) stop() {
 	if m == nil || m.cmd == nil {
 		return
 	}
+	m.prom.stop()
 	select {
 	case <-m.exited:
 	default:
@@ -226,7 +230,7 @@ func httpGet(ctx context.Context, url string, timeout time.Duration) ([]byte, er
 }
 
 func (m *manager) scrape(ctx context.Context) ([]sample, error) {
-	b, err := httpGet(ctx, m.metrics, 20*time.Second)
+	b, err := m.auth.get(ctx, m.metrics, 20*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -293,9 +297,9 @@ func (m *manager) waitIdle(ctx context.Context, minReconciles float64, quiet, ti
 		if time.Now().After(deadline) {
 			return st, fmt.Errorf("manager not idle after %s (reconciles %.0f, want >= %.0f, queue %.0f)", timeout, st.reconciles, minReconciles, st.queueDepth)
 		}
-		// Not faster: every scrape makes the manager build its per-key
-		// metrics from a copy of every ExchangeAPIKey, which would load the
-		// process being measured (Prometheus scrapes every 15-60 s).
+		// Not faster: every scrape renders every key's series (and passes
+		// the authorization filter), which would load the process being
+		// measured (Prometheus scrapes every 15-60 s).
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
@@ -308,8 +312,14 @@ func (m *manager) waitIdle(ctx context.Context, minReconciles float64, quiet, ti
 // would see it.
 func (m *manager) scrapeCost(ctx context.Context) (time.Duration, int, error) {
 	t := time.Now()
-	b, err := httpGet(ctx, m.metrics, 30*time.Second)
+	b, err := m.auth.get(ctx, m.metrics, 30*time.Second)
 	return time.Since(t), len(b), err
+}
+
+// resetPeak restarts the process's peak resident set (VmHWM) from its
+// current one (Linux clear_refs 5), so that a phase reads its own peak.
+func (m *manager) resetPeak() {
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", m.pid), []byte("5"), 0)
 }
 
 // memory is the process's peak and current resident set, in MiB.

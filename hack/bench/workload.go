@@ -76,6 +76,8 @@ type benchKey struct {
 	material int
 	// restart is the Deployment restarted on rotation ("" for none).
 	restart string
+	// shard is the install the key is labelled for (keySet.shards > 1).
+	shard int
 }
 
 func (k *benchKey) source() string { return k.name + "-source" }
@@ -90,7 +92,13 @@ type keySet struct {
 	distinct   int
 	// rotate are the keys the churn phase rotates (each with a Deployment).
 	rotate []*benchKey
+	// shards > 1 labels each key shardLabel=<its shard> (by material, so
+	// that keys sharing one stay together and share its probe).
+	shards int
 }
+
+// shardLabel selects a key's shard (--key-selector=shardLabel=<i>).
+const shardLabel = "bench.keyops.io/shard"
 
 // newKeySet lays out n keys over the namespaces. Every sharedEvery-th key
 // reuses the previous key's material (bots sharing one exchange key: one
@@ -150,6 +158,9 @@ func (s *keySet) object(k *benchKey, simURL string) *keyopsv1.ExchangeAPIKey {
 	}
 	if s.interval > 0 {
 		o.Spec.Validation.Interval = &metav1.Duration{Duration: s.interval}
+	}
+	if s.shards > 1 {
+		o.Labels[shardLabel] = fmt.Sprint(k.shard)
 	}
 	if k.ex == exchange.OKX || k.ex == exchange.KuCoin {
 		o.Spec.CredentialsSecretRef.PassphraseKey = "passphrase"

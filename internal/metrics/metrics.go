@@ -7,46 +7,53 @@ import (
 	"context"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	readyHelp          = "1 when the ExchangeAPIKey is Ready, else 0."
+	conditionHelp      = "1 for each condition type at its current status."
+	lastValidationHelp = "When the exchange last answered a probe of the key."
+	expiryHelp         = "The exchange-reported expiry of the key."
+	deadlineHelp       = "When the key must be rotated (status.rotation.rotateBy)."
+	ageHelp            = "Age of the key in use, from its age basis (exchange creation time or first seen)."
+	tokenExpiryHelp    = "When the token the target Secret holds expires (spec.token, status.token.expiresAt)."
+	tokenRenewHelp     = "When the next token is due: renewalPercent of the TTL, or the retry after a failed mint (status.token.renewAt)."
 )
 
 var (
 	labels = []string{"namespace", "name", "exchange"}
 
-	readyDesc = prometheus.NewDesc("exchangeapikey_ready",
-		"1 when the ExchangeAPIKey is Ready, else 0.", labels, nil)
-	conditionDesc = prometheus.NewDesc("exchangeapikey_condition",
-		"1 for each condition type at its current status.", append(labels, "type", "status", "reason"), nil)
-	lastValidationDesc = prometheus.NewDesc("exchangeapikey_last_validation_timestamp_seconds",
-		"When the exchange last answered a probe of the key.", labels, nil)
-	expiryDesc = prometheus.NewDesc("exchangeapikey_key_expiry_timestamp_seconds",
-		"The exchange-reported expiry of the key.", labels, nil)
-	deadlineDesc = prometheus.NewDesc("exchangeapikey_rotation_deadline_timestamp_seconds",
-		"When the key must be rotated (status.rotation.rotateBy).", labels, nil)
-	ageDesc = prometheus.NewDesc("exchangeapikey_key_age_seconds",
-		"Age of the key in use, from its age basis (exchange creation time or first seen).", labels, nil)
-	tokenExpiryDesc = prometheus.NewDesc("exchangeapikey_token_expiry_timestamp_seconds",
-		"When the token the target Secret holds expires (spec.token, status.token.expiresAt).", labels, nil)
-	tokenRenewDesc = prometheus.NewDesc("exchangeapikey_token_renewal_timestamp_seconds",
-		"When the next token is due: renewalPercent of the TTL, or the retry after a failed mint (status.token.renewAt).", labels, nil)
+	readyDesc          = prometheus.NewDesc("exchangeapikey_ready", readyHelp, labels, nil)
+	conditionDesc      = prometheus.NewDesc("exchangeapikey_condition", conditionHelp, append(labels, "type", "status", "reason"), nil)
+	lastValidationDesc = prometheus.NewDesc("exchangeapikey_last_validation_timestamp_seconds", lastValidationHelp, labels, nil)
+	expiryDesc         = prometheus.NewDesc("exchangeapikey_key_expiry_timestamp_seconds", expiryHelp, labels, nil)
+	deadlineDesc       = prometheus.NewDesc("exchangeapikey_rotation_deadline_timestamp_seconds", deadlineHelp, labels, nil)
+	ageDesc            = prometheus.NewDesc("exchangeapikey_key_age_seconds", ageHelp, labels, nil)
+	tokenExpiryDesc    = prometheus.NewDesc("exchangeapikey_token_expiry_timestamp_seconds", tokenExpiryHelp, labels, nil)
+	tokenRenewDesc     = prometheus.NewDesc("exchangeapikey_token_renewal_timestamp_seconds", tokenRenewHelp, labels, nil)
 )
 
-// KeyCollector lists ExchangeAPIKeys from the cache at each scrape.
+// KeyCollector reports the per-key gauges of the cached ExchangeAPIKeys.
+// The operator serves them through Handler, which writes the text format
+// directly; the collector is what serves them in the protobuf format.
 type KeyCollector struct {
-	Reader client.Reader
-	Now    func() time.Time
+	Keys KeyLister
+	Now  func() time.Time
+}
+
+func (c *KeyCollector) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // Describe implements prometheus.Collector.
 func (c *KeyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{readyDesc, conditionDesc, lastValidationDesc, expiryDesc, deadlineDesc, ageDesc, tokenExpiryDesc, tokenRenewDesc} {
-		ch <- d
+	for _, f := range families {
+		ch <- f.desc
 	}
 }
 
@@ -54,49 +61,23 @@ func (c *KeyCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *KeyCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var list keyopsv1.ExchangeAPIKeyList
-	if err := c.Reader.List(ctx, &list); err != nil {
+	keys, err := c.Keys(ctx)
+	if err != nil {
 		return
 	}
-	now := time.Now()
-	if c.Now != nil {
-		now = c.Now()
-	}
-	for i := range list.Items {
-		k := &list.Items[i]
+	now := c.now()
+	var buf []sample
+	for _, k := range keys {
 		lv := []string{k.Namespace, k.Name, string(k.Spec.Exchange)}
-		ready := 0.0
-		if meta.IsStatusConditionTrue(k.Status.Conditions, keyopsv1.ConditionReady) {
-			ready = 1
-		}
-		ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready, lv...)
-		for _, cond := range k.Status.Conditions {
-			ch <- prometheus.MustNewConstMetric(conditionDesc, prometheus.GaugeValue, 1, append(lv, cond.Type, string(cond.Status), cond.Reason)...)
-		}
-		gaugeAt(ch, lastValidationDesc, k.Status.LastValidationTime, lv)
-		gaugeAt(ch, expiryDesc, k.Status.KeyExpiresAt, lv)
-		if t := k.Status.Token; t != nil && k.Spec.Token != nil {
-			gaugeAt(ch, tokenExpiryDesc, t.ExpiresAt, lv)
-			gaugeAt(ch, tokenRenewDesc, t.RenewAt, lv)
-		}
-		if r := k.Status.Rotation; r != nil {
-			gaugeAt(ch, deadlineDesc, r.RotateBy, lv)
-			basis := r.FirstSeen
-			if r.AgeBasis == keyopsv1.AgeBasisExchangeCreateTime && k.Status.KeyCreatedAt != nil {
-				basis = k.Status.KeyCreatedAt
+		buf = appendSamples(buf[:0], k, now)
+		for _, s := range buf {
+			if s.cond != nil {
+				ch <- prometheus.MustNewConstMetric(conditionDesc, prometheus.GaugeValue, s.value, append(lv, s.cond.Type, string(s.cond.Status), s.cond.Reason)...)
+				continue
 			}
-			if basis != nil {
-				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(basis.Time).Seconds(), lv...)
-			}
+			ch <- prometheus.MustNewConstMetric(families[s.fam].desc, prometheus.GaugeValue, s.value, lv...)
 		}
 	}
-}
-
-func gaugeAt(ch chan<- prometheus.Metric, d *prometheus.Desc, t *metav1.Time, lv []string) {
-	if t == nil {
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(t.Unix()), lv...)
 }
 
 // ExchangeRequests counts and times HTTP requests to the exchanges.
@@ -207,9 +188,10 @@ func Names() []string {
 	}
 }
 
-// Register adds the collectors to reg.
-func Register(reg prometheus.Registerer, keys *KeyCollector, reqs *ExchangeRequests, ops *Operations) error {
-	for _, c := range []prometheus.Collector{keys, reqs.total, reqs.duration, ops.restarts, ops.issued, ops.deleted, ops.failures, ops.mints} {
+// Register adds the operation and request collectors to reg. The per-key
+// gauges are not registered there: KeyCollector.Handler serves them.
+func Register(reg prometheus.Registerer, reqs *ExchangeRequests, ops *Operations) error {
+	for _, c := range []prometheus.Collector{reqs.total, reqs.duration, ops.restarts, ops.issued, ops.deleted, ops.failures, ops.mints} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

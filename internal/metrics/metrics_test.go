@@ -8,23 +8,25 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/metrics"
 )
 
-// keys is a client.Reader that lists fixed ExchangeAPIKeys.
+// keys are fixed ExchangeAPIKeys.
 type keys []keyopsv1.ExchangeAPIKey
 
-func (k keys) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
-	return nil
-}
-
-func (k keys) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
-	list.(*keyopsv1.ExchangeAPIKeyList).Items = k
-	return nil
+// lister lists them as the informer's store would: the same objects at
+// each call, never copies.
+func (k keys) lister() metrics.KeyLister {
+	return func(context.Context) ([]*keyopsv1.ExchangeAPIKey, error) {
+		out := make([]*keyopsv1.ExchangeAPIKey, len(k))
+		for i := range k {
+			out[i] = &k[i]
+		}
+		return out, nil
+	}
 }
 
 // describer is a Registerer that only counts the Descs of what it is given.
@@ -47,7 +49,7 @@ func (d *describer) MustRegister(cs ...prometheus.Collector) {
 
 func (d *describer) Unregister(prometheus.Collector) bool { return false }
 
-// Names is exactly what Register registers: with every collector given a
+// Names is exactly what Register and the KeyCollector serve: with every collector given a
 // sample, the families gathered are Names(), and the collectors describe as
 // many families as Names() lists (so none hides by having no sample here).
 func TestNamesMatchRegister(t *testing.T) {
@@ -68,14 +70,15 @@ func TestNamesMatchRegister(t *testing.T) {
 		Spec:       keyopsv1.ExchangeAPIKeySpec{Exchange: keyopsv1.ExchangeBitfinex, Token: &keyopsv1.TokenSpec{Caps: []keyopsv1.TokenCap{"o"}}},
 		Status:     keyopsv1.ExchangeAPIKeyStatus{Token: &keyopsv1.TokenStatus{ExpiresAt: at(time.Hour), RenewAt: at(40 * time.Minute)}},
 	}
-	keyCollector := &metrics.KeyCollector{Reader: keys{key, token}, Now: func() time.Time { return now }}
+	keyCollector := &metrics.KeyCollector{Keys: keys{key, token}.lister(), Now: func() time.Time { return now }}
 	reqs := metrics.NewExchangeRequests()
 	ops := metrics.NewOperations()
 
 	reg := prometheus.NewPedanticRegistry()
-	if err := metrics.Register(reg, keyCollector, reqs, ops); err != nil {
+	if err := metrics.Register(reg, reqs, ops); err != nil {
 		t.Fatal(err)
 	}
+	reg.MustRegister(keyCollector) // as KeyCollector.Handler serves it
 	reqs.Observe(exchange.Observation{Exchange: exchange.Binance, Outcome: "ok", Duration: time.Second})
 	ops.WorkloadRestarted("team-a", "Deployment", "bot")
 	ops.KeyIssued("binance")
@@ -97,9 +100,10 @@ func TestNamesMatchRegister(t *testing.T) {
 	}
 
 	d := &describer{}
-	if err := metrics.Register(d, keyCollector, reqs, ops); err != nil {
+	if err := metrics.Register(d, reqs, ops); err != nil {
 		t.Fatal(err)
 	}
+	d.MustRegister(keyCollector)
 	if d.descs != len(names) {
 		t.Errorf("the registered collectors describe %d families, Names() lists %d", d.descs, len(names))
 	}

@@ -11,10 +11,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -143,11 +145,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := newManager(cfg, o, keySel)
+	keys := &metrics.KeyCollector{}
+	mgr, err := newManager(cfg, o, keySel, keys)
 	if err != nil {
 		return nil, err
 	}
-	deps, err := newDependencies(mgr, o)
+	deps, err := newDependencies(mgr, o, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -194,8 +197,9 @@ func checkOptions(o Options) (labels.Selector, endpoint.Policy, error) {
 }
 
 // newManager builds the controller-runtime manager: client limits, metrics
-// serving, leader election and what the cache holds.
-func newManager(cfg *rest.Config, o Options, keySel labels.Selector) (manager.Manager, error) {
+// serving, leader election and what the cache holds. /metrics serves the
+// per-key gauges of keys (filled in by newDependencies) after the registry.
+func newManager(cfg *rest.Config, o Options, keySel labels.Selector, keys *metrics.KeyCollector) (manager.Manager, error) {
 	cfg = rest.CopyConfig(cfg)
 	if o.KubeAPIQPS > 0 {
 		cfg.QPS = o.KubeAPIQPS
@@ -213,6 +217,9 @@ func newManager(cfg *rest.Config, o Options, keySel labels.Selector) (manager.Ma
 		// Stream Cancellation and Rapid Reset (CVE-2023-44487,
 		// CVE-2023-39325) are not worth a metrics endpoint's exposure.
 		ms.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	if !o.SkipMetricsRegistration {
+		ms.FilterProvider = withKeyMetrics(ms.FilterProvider, keys)
 	}
 	var namespaces map[string]cache.Config
 	for _, ns := range o.WatchNamespaces {
@@ -271,6 +278,29 @@ func newManager(cfg *rest.Config, o Options, keySel labels.Selector) (manager.Ma
 	return mgr, nil
 }
 
+// withKeyMetrics wraps the /metrics handler (inside the authentication
+// filter, if any) so that it serves the per-key gauges of keys after the
+// registry's families: controller-runtime allows no other /metrics handler.
+func withKeyMetrics(auth func(*rest.Config, *http.Client) (metricsserver.Filter, error), keys *metrics.KeyCollector) func(*rest.Config, *http.Client) (metricsserver.Filter, error) {
+	return func(c *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+		var authFilter metricsserver.Filter
+		if auth != nil {
+			f, err := auth(c, hc)
+			if err != nil {
+				return nil, err
+			}
+			authFilter = f
+		}
+		return func(log logr.Logger, h http.Handler) (http.Handler, error) {
+			h = keys.Handler(crmetrics.Registry, h)
+			if authFilter == nil {
+				return h, nil
+			}
+			return authFilter(log, h)
+		}, nil
+	}
+}
+
 // dependencies are what the controllers share: one clock, one prober (and
 // so one set of per-exchange rate limiters), the operation metrics and the
 // one Secret watch.
@@ -281,7 +311,7 @@ type dependencies struct {
 	secrets *refwatch.Watcher
 }
 
-func newDependencies(mgr manager.Manager, o Options) (dependencies, error) {
+func newDependencies(mgr manager.Manager, o Options, keys *metrics.KeyCollector) (dependencies, error) {
 	d := dependencies{clock: o.Clock, ops: metrics.NewOperations()}
 	if d.clock == nil {
 		d.clock = clock.RealClock{}
@@ -295,7 +325,8 @@ func newDependencies(mgr manager.Manager, o Options) (dependencies, error) {
 		Timeout:    o.ExchangeTimeout,
 	})
 	if !o.SkipMetricsRegistration {
-		if err := metrics.Register(crmetrics.Registry, &metrics.KeyCollector{Reader: mgr.GetClient(), Now: d.clock.Now}, reqs, d.ops); err != nil {
+		keys.Keys, keys.Now = metrics.InformerKeys(mgr.GetCache()), d.clock.Now
+		if err := metrics.Register(crmetrics.Registry, reqs, d.ops); err != nil {
 			return d, fmt.Errorf("registering metrics: %w", err)
 		}
 	}

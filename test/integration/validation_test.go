@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
@@ -405,4 +406,44 @@ func revalidate(t *testing.T, ns, name, value string) {
 
 func secretExists(ns, name string) bool {
 	return k8s.Get(ctx(), keyName(ns, name), newSecret()) == nil
+}
+
+// An edit that changes no verdict (the interval, a rotation reminder)
+// re-plans nextValidationTime without an exchange call; an edit of the
+// permissions policy revalidates at once (issue #22).
+func TestIntervalEditReplansWithoutProbe(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	c := creds(exchange.Kraken)
+	register(exchange.Kraken, c, "read")
+	putSource(t, ns, "bot-source", c)
+	create(t, newKey(ns, "bot", exchange.Kraken, ""))
+	k := waitCond(t, ns, "bot", keyopsv1.ConditionReady, "True/Ready")
+	g.Expect(sim.Requests(exchange.Kraken, c.APIKey)).To(Equal(1))
+	last := k.Status.LastValidationTime.Time
+
+	g.Eventually(func(g Gomega) {
+		k := getKey(g, ns, "bot")
+		k.Spec.Validation.Interval = &metav1.Duration{Duration: 30 * time.Minute}
+		k.Spec.Rotation.ReminderBefore = &metav1.Duration{Duration: 240 * time.Hour}
+		g.Expect(k8s.Update(ctx(), k)).To(Succeed())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	// The reconcile of the edit ran: the plan follows the new interval
+	// (30m from the last validation, ±10 %), and the verdict stands.
+	g.Eventually(func(g Gomega) {
+		k := getKey(g, ns, "bot")
+		g.Expect(k.Status.ObservedGeneration).To(Equal(k.Generation))
+		g.Expect(k.Status.ValidationInterval).NotTo(BeNil())
+		g.Expect(k.Status.ValidationInterval.Duration).To(Equal(30 * time.Minute))
+		g.Expect(k.Status.NextValidationTime.Sub(last)).To(BeNumerically("<=", 33*time.Minute))
+		g.Expect(k.Status.LastValidationTime.Time).To(Equal(last))
+	}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Consistently(func() int { return sim.Requests(exchange.Kraken, c.APIKey) }, 2*time.Second, 100*time.Millisecond).Should(Equal(1))
+
+	g.Eventually(func(g Gomega) {
+		k := getKey(g, ns, "bot")
+		k.Spec.Permissions.Forbidden = []keyopsv1.Permission{"withdraw"}
+		g.Expect(k8s.Update(ctx(), k)).To(Succeed())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Eventually(func() int { return sim.Requests(exchange.Kraken, c.APIKey) }, 20*time.Second, 50*time.Millisecond).Should(Equal(2))
 }

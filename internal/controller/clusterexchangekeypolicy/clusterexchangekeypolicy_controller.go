@@ -52,7 +52,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	var keys keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &keys); err != nil {
+	// Read only: the cache's objects, not a copy of every key per recount.
+	if err := r.List(ctx, &keys, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	sel, selErr := clusterpolicy.Selector(&p)

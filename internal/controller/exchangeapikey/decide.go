@@ -117,7 +117,7 @@ func probeDue(k *keyopsv1.ExchangeAPIKey, src shared.Source, endpointErr error, 
 		return true, true
 	}
 	switch {
-	case st.KeyFingerprint != src.Fingerprint, st.CredentialsHash != src.Material, st.ObservedGeneration != k.Generation,
+	case st.KeyFingerprint != src.Fingerprint, st.CredentialsHash != src.Material, verdictSpecChanged(k),
 		st.NextValidationTime == nil, !now.Before(st.NextValidationTime.Time):
 		return true, false
 	case keyValidReason(st) == keyopsv1.ReasonEndpointNotAllowed:
@@ -147,7 +147,7 @@ func keyValidReason(st *keyopsv1.ExchangeAPIKeyStatus) string {
 func decide(k *keyopsv1.ExchangeAPIKey, obs observation) decision {
 	s := newPhaseState(k, obs)
 	for _, phase := range []func(*phaseState) bool{
-		phaseIssue, phaseSource, phaseValidation, phasePolicy, phaseTarget, phaseRotation, phaseReadiness,
+		phaseIssue, phaseSource, phaseValidation, phaseSchedule, phasePolicy, phaseTarget, phaseRotation, phaseReadiness,
 	} {
 		if !phase(s) {
 			break

@@ -171,8 +171,9 @@ func TestProbeDue(t *testing.T) {
 		t.Fatal("a handled revalidate value is not due again")
 	}
 	k.Generation = 2
+	k.Spec.Permissions.Forbidden = []keyopsv1.Permission{"withdraw"}
 	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); !due {
-		t.Fatal("a spec change is due at once")
+		t.Fatal("a change of the permissions policy is due at once")
 	}
 	k.Spec.Validation.Mode = keyopsv1.ValidationDisabled
 	if due, _ := probeDue(k, s, nil, k.Spec.Validation.ModeOrDefault(), t0.Add(time.Minute)); due {

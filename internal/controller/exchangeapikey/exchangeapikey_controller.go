@@ -350,6 +350,14 @@ func (r *Reconciler) observePolicies(ctx context.Context, namespace string) ([]k
 // SourceSecretIndex indexes ExchangeAPIKeys by the name of their source Secret.
 const SourceSecretIndex = "spec.credentialsSecretRef.name"
 
+// RestartsIndex holds the ExchangeAPIKeys that have restart targets, the
+// peers a restart looks at: a namespace of thousands of keys is not listed
+// (let alone deep-copied) for the tenth of them that restart something.
+const (
+	RestartsIndex      = "spec.restartTargets"
+	restartsIndexValue = "set"
+)
+
 // TargetSecretIndex indexes ExchangeAPIKeys by the name of their target
 // Secret: a Secret of that name that the operator does not own (a
 // conflict) is watched like a source, so that deleting or relabelling it
@@ -369,6 +377,14 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &keyopsv1.ExchangeAPIKey{}, TargetSecretIndex, func(o client.Object) []string {
 		return []string{o.(*keyopsv1.ExchangeAPIKey).TargetName()}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &keyopsv1.ExchangeAPIKey{}, RestartsIndex, func(o client.Object) []string {
+		if len(o.(*keyopsv1.ExchangeAPIKey).Spec.RestartTargets) == 0 {
+			return nil
+		}
+		return []string{restartsIndexValue}
 	}); err != nil {
 		return err
 	}
@@ -410,7 +426,7 @@ func (r *Reconciler) keysForSource(ctx context.Context, namespace, name string) 
 // the account stops naming its Secret).
 func (r *Reconciler) keysForAccount(ctx context.Context, o client.Object) []reconcile.Request {
 	var list keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	master := ""

@@ -120,19 +120,22 @@ func (s *phaseState) recordHandoverOf(fp, masked, material string) {
 
 // restartTargets decides whether the restart targets must be rolled for the
 // material handed over, and records it once the rolls are done. Restart
-// targets are read only when the material or the spec changed since the
-// last roll, not on every reconcile, and only once the debounce window
+// targets are read only when the material or spec.restartTargets changed
+// since the last roll, not on every reconcile nor on other edits, and only once the debounce window
 // after the handover has passed, so that keys changed together roll a
 // shared workload once. It returns what to report about targets that
 // failed or wait.
 func (s *phaseState) restartTargets(material string) []string {
 	k, st := s.k, s.st
 	if len(k.Spec.RestartTargets) == 0 {
-		st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince = "", 0, nil
+		st.RestartedFor, st.RestartedGeneration, st.RestartedTargetsHash, st.RestartPendingSince = "", 0, "", nil
 		return nil
 	}
-	if st.RestartedFor == material && st.RestartedGeneration == k.Generation {
-		st.RestartPendingSince = nil
+	targets := jsonHash(k.Spec.RestartTargets)
+	if st.RestartedFor == material && (st.RestartedTargetsHash == targets || st.RestartedTargetsHash == "" && st.RestartedGeneration == k.Generation) {
+		// Nothing the targets depend on changed (an interval edit is a
+		// new generation, not a reason to read them again).
+		st.RestartedGeneration, st.RestartedTargetsHash, st.RestartPendingSince = k.Generation, targets, nil
 		return nil
 	}
 	if st.RestartPendingSince == nil {
@@ -156,7 +159,7 @@ func (s *phaseState) restartTargets(material string) []string {
 		return append(append([]string{}, out.failed...), out.deferred...)
 	}
 	now := s.now
-	st.RestartedFor, st.RestartedGeneration, st.RestartPendingSince, st.RestartedAt = material, k.Generation, nil, &now
+	st.RestartedFor, st.RestartedGeneration, st.RestartedTargetsHash, st.RestartPendingSince, st.RestartedAt = material, k.Generation, targets, nil, &now
 	return nil
 }
 

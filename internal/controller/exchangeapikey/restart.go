@@ -45,11 +45,10 @@ const maxBatchWait = time.Minute
 func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeAPIKey, src shared.Source, masked string) restartOutcome {
 	var out restartOutcome
 	hash := keyid.Short(src.Material)
-	peers, err := r.workloadPeers(ctx, k)
-	if err != nil {
-		out.failed = append(out.failed, fmt.Sprintf("listing ExchangeAPIKeys (%s)", reasonOf(err)))
-		return out
-	}
+	// The peers are listed only once a workload needs a roll: most calls
+	// find every target already rolled for this material.
+	var peers []*keyopsv1.ExchangeAPIKey
+	listed := false
 	for _, t := range k.Spec.RestartTargets {
 		objs, err := r.resolveTarget(ctx, k.Namespace, t)
 		if err != nil {
@@ -59,6 +58,14 @@ func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeA
 		for _, obj := range objs {
 			if obj.GetAnnotations()[restartAnnotation(k.Name)] == hash {
 				continue
+			}
+			if !listed {
+				var err error
+				if peers, err = r.workloadPeers(ctx, k); err != nil {
+					out.failed = append(out.failed, fmt.Sprintf("listing ExchangeAPIKeys (%s)", reasonOf(err)))
+					return out
+				}
+				listed = true
 			}
 			sharing := peersOf(peers, t.Kind, obj)
 			if waiting := inFlight(sharing); len(waiting) > 0 && r.now().Before(pendingSince(k).Add(maxBatchWait)) {
@@ -75,7 +82,7 @@ func (r *Reconciler) restartWorkloads(ctx context.Context, k *keyopsv1.ExchangeA
 
 // roll restarts one workload and records the material of this key and of
 // every peer whose target already holds its current material.
-func (r *Reconciler) roll(ctx context.Context, k *keyopsv1.ExchangeAPIKey, kind keyopsv1.WorkloadKind, obj client.Object, hash string, peers []keyopsv1.ExchangeAPIKey, masked string) error {
+func (r *Reconciler) roll(ctx context.Context, k *keyopsv1.ExchangeAPIKey, kind keyopsv1.WorkloadKind, obj client.Object, hash string, peers []*keyopsv1.ExchangeAPIKey, masked string) error {
 	before := obj.DeepCopyObject().(client.Object)
 	ann := obj.GetAnnotations()
 	if ann == nil {
@@ -214,15 +221,17 @@ func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
 }
 
 // workloadPeers lists the other ExchangeAPIKeys of the namespace (from the
-// cache) that have restart targets.
-func (r *Reconciler) workloadPeers(ctx context.Context, k *keyopsv1.ExchangeAPIKey) ([]keyopsv1.ExchangeAPIKey, error) {
+// cache) that have restart targets. They are the cache's own objects, not
+// copies (a restart of a key in a namespace of thousands deep-copied them
+// all, history included: issue #22's profiles); they are only read.
+func (r *Reconciler) workloadPeers(ctx context.Context, k *keyopsv1.ExchangeAPIKey) ([]*keyopsv1.ExchangeAPIKey, error) {
 	var list keyopsv1.ExchangeAPIKeyList
-	if err := r.List(ctx, &list, client.InNamespace(k.Namespace)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(k.Namespace), client.MatchingFields{RestartsIndex: restartsIndexValue}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
-	var out []keyopsv1.ExchangeAPIKey
-	for _, p := range list.Items {
-		if p.Name != k.Name && len(p.Spec.RestartTargets) > 0 && p.DeletionTimestamp.IsZero() {
+	var out []*keyopsv1.ExchangeAPIKey
+	for i := range list.Items {
+		if p := &list.Items[i]; p.Name != k.Name && len(p.Spec.RestartTargets) > 0 && p.DeletionTimestamp.IsZero() {
 			out = append(out, p)
 		}
 	}
@@ -230,8 +239,8 @@ func (r *Reconciler) workloadPeers(ctx context.Context, k *keyopsv1.ExchangeAPIK
 }
 
 // peersOf keeps the peers that restart obj.
-func peersOf(peers []keyopsv1.ExchangeAPIKey, kind keyopsv1.WorkloadKind, obj client.Object) []keyopsv1.ExchangeAPIKey {
-	var out []keyopsv1.ExchangeAPIKey
+func peersOf(peers []*keyopsv1.ExchangeAPIKey, kind keyopsv1.WorkloadKind, obj client.Object) []*keyopsv1.ExchangeAPIKey {
+	var out []*keyopsv1.ExchangeAPIKey
 	for _, p := range peers {
 		for _, t := range p.Spec.RestartTargets {
 			if t.Kind == kind && targets(t, obj) {
@@ -254,7 +263,7 @@ func targets(t keyopsv1.RestartTarget, obj client.Object) bool {
 // inFlight names the peers whose new material is being validated: their
 // source changed and no verdict has been given yet, so a restart now would
 // be followed by another when they are handed over.
-func inFlight(peers []keyopsv1.ExchangeAPIKey) []string {
+func inFlight(peers []*keyopsv1.ExchangeAPIKey) []string {
 	var out []string
 	for _, p := range peers {
 		st := p.Status

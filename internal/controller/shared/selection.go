@@ -84,7 +84,8 @@ func keyRequests(ctx context.Context, c client.Reader, ns string) []reconcile.Re
 // reconcile request; a failed list maps to none (the handler has no way to
 // report it, and the next event or resync brings the objects back).
 func ListRequests(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) []reconcile.Request {
-	if err := c.List(ctx, list, opts...); err != nil {
+	// Only names are read: the cache's objects, not copies of them.
+	if err := c.List(ctx, list, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 		return nil
 	}
 	items, err := meta.ExtractList(list)
