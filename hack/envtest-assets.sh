@@ -10,7 +10,10 @@
 # fresh clone on the same machine (CI) reuses them, and linked into bin/.
 set -euo pipefail
 
-KUBE_VERSION="${KUBE_VERSION:-1.37.0}"
+# The project's k8s.io modules are at this version too: kube-apiserver is
+# built with the project's dependencies (hack/tool-module.sh), so a cold
+# machine compiles k8s.io/api, client-go and the rest once for both.
+KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,9 +39,14 @@ mkdir -p "${cache}" "${assets}"
 exec 9>"${cache}/.lock"
 flock 9
 
-# tools_module DIR MODULE VERSION PACKAGE: a throw-away module whose only job
-# is to pin MODULE and blank-import PACKAGE so that `go mod tidy` resolves it.
-tools_module() {
+# shellcheck source=hack/tool-module.sh
+source "${root}/hack/tool-module.sh"
+
+# etcd_module DIR MODULE VERSION PACKAGE: a throw-away module whose only job
+# is to pin MODULE and blank-import PACKAGE so that `go mod tidy` resolves
+# it. etcd keeps its own dependency versions (its server is particular about
+# grpc's) and shares little with the project anyway.
+etcd_module() {
   local dir="$1" module="$2" version="$3" pkg="$4"
   mkdir -p "${dir}"
   cat >"${dir}/go.mod" <<MOD
@@ -61,7 +69,7 @@ build_apiserver() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "${work}"' RETURN
   log "building kube-apiserver v${KUBE_VERSION} from its Go module (about 5 minutes on 2 cores)"
-  tools_module "${work}" k8s.io/kubernetes "v${KUBE_VERSION}" k8s.io/kubernetes/cmd/kube-apiserver
+  tool_module "${work}" k8s.io/kubernetes "v${KUBE_VERSION}" k8s.io/kubernetes/cmd/kube-apiserver
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
   # with ./staging; outside its repo each must be replaced with its release.
   local gomod staging_version="v0${KUBE_VERSION#1}"
@@ -72,8 +80,11 @@ build_apiserver() {
   for m in ${replaces}; do
     (cd "${work}" && go mod edit -replace "${m}=${m}@${staging_version}")
   done
-  (cd "${work}" && go mod tidy >&2 && \
-    CGO_ENABLED=0 go build -trimpath \
+  (cd "${work}" && go mod tidy >&2)
+  local drift; drift="$(tool_module_drift "${work}" k8s.io/kubernetes/cmd/kube-apiserver)"
+  [[ -z "${drift}" ]] || log "kube-apiserver builds these modules at versions other than the project's (compiled twice on a cold machine):
+${drift}"
+  (cd "${work}" && CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "${KUBE_VERSION}" | cut -d. -f2)" \
       -o "${apiserver}.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2)
   mv "${apiserver}.tmp" "${apiserver}"
@@ -83,7 +94,7 @@ build_etcd() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "${work}"' RETURN
   log "building etcd v${ETCD_VERSION} from its Go module (about 30 seconds)"
-  tools_module "${work}" go.etcd.io/etcd/server/v3 "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3
+  etcd_module "${work}" go.etcd.io/etcd/server/v3 "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3
   (cd "${work}" && go mod tidy >&2 && \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${etcd}.tmp" go.etcd.io/etcd/server/v3 >&2)
   mv "${etcd}.tmp" "${etcd}"

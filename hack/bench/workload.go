@@ -76,7 +76,7 @@ type benchKey struct {
 	material int
 	// restart is the Deployment restarted on rotation ("" for none).
 	restart string
-	// shard is the install the key is labelled for (keySet.shards > 1).
+	// shard is the install the key is labelled for (keySet.shards > 0).
 	shard int
 }
 
@@ -92,7 +92,7 @@ type keySet struct {
 	distinct   int
 	// rotate are the keys the churn phase rotates (each with a Deployment).
 	rotate []*benchKey
-	// shards > 1 labels each key shardLabel=<its shard> (by material, so
+	// shards > 0 labels each key shardLabel=<set>-<its shard> (by material, so
 	// that keys sharing one stay together and share its probe).
 	shards int
 }
@@ -133,6 +133,11 @@ func newKeySet(name string, mode keyopsv1.ValidationMode, n, nsCount, sharedEver
 	return s, nil
 }
 
+// shardValue is the shardLabel value of the keys of s that install i
+// selects: the set's name and i, so that the installs of one set never
+// select another set's keys.
+func (s *keySet) shardValue(i int) string { return fmt.Sprintf("%s-%d", s.name, i) }
+
 func (s *keySet) sourceSecret(k *benchKey) *corev1.Secret {
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.ns, Name: k.source(), Labels: map[string]string{setLabel: s.name}},
@@ -159,8 +164,8 @@ func (s *keySet) object(k *benchKey, simURL string) *keyopsv1.ExchangeAPIKey {
 	if s.interval > 0 {
 		o.Spec.Validation.Interval = &metav1.Duration{Duration: s.interval}
 	}
-	if s.shards > 1 {
-		o.Labels[shardLabel] = fmt.Sprint(k.shard)
+	if s.shards > 0 {
+		o.Labels[shardLabel] = s.shardValue(k.shard)
 	}
 	if k.ex == exchange.OKX || k.ex == exchange.KuCoin {
 		o.Spec.CredentialsSecretRef.PassphraseKey = "passphrase"
@@ -281,4 +286,42 @@ func (s *keySet) exchangeCounts() string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// removeSet deletes a key set's keys, Secrets (sources and the targets the
+// operator wrote) and restart targets, namespace by namespace, and waits
+// until the API server lists none of its keys. Namespaces stay: envtest
+// runs no namespace controller to empty a deleted one.
+func (b *bench) removeSet(ctx context.Context, s *keySet) error {
+	b.logf("removing the %d keys of set %s", len(s.keys), s.name)
+	c := b.cl.c
+	for _, ns := range s.namespaces {
+		for _, obj := range []client.Object{&keyopsv1.ExchangeAPIKey{}, &corev1.Secret{}, &appsv1.Deployment{}} {
+			if err := retry(ctx, func() error { return c.DeleteAllOf(ctx, obj, client.InNamespace(ns)) }); err != nil {
+				return err
+			}
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		left := 0
+		for _, ns := range s.namespaces {
+			var l keyopsv1.ExchangeAPIKeyList
+			if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			left += len(l.Items)
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d keys of set %s still listed after 2m (a finalizer?)", left, s.name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
