@@ -143,8 +143,10 @@ func bitfinexSign(secret, path, nonce, body string) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
-	const body = "{}"
+// bitfinexAuthHeaders takes the key's next nonce and signs a v2
+// authenticated POST of body to path: the headers every such request
+// carries (docs.bitfinex.com/docs/rest-auth).
+func bitfinexAuthHeaders(ctx context.Context, c *call, path string, body []byte) (http.Header, error) {
 	n, err := c.Nonce(ctx)
 	if err != nil {
 		return nil, err
@@ -154,8 +156,17 @@ func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) 
 	h.Set("Content-Type", "application/json")
 	h.Set("bfx-apikey", c.creds.APIKey)
 	h.Set("bfx-nonce", nonce)
-	h.Set("bfx-signature", bitfinexSign(c.creds.APISecret, bitfinexPermissionsPath, nonce, body))
-	resp, err := c.do(ctx, http.MethodPost, bitfinexPermissionsPath, "", []byte(body), h)
+	h.Set("bfx-signature", bitfinexSign(c.creds.APISecret, path, nonce, string(body)))
+	return h, nil
+}
+
+func (bitfinexDriver) probe(ctx context.Context, c *call) (*Permissions, error) {
+	body := []byte("{}")
+	h, err := bitfinexAuthHeaders(ctx, c, bitfinexPermissionsPath, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, bitfinexPermissionsPath, "", body, h)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -129,16 +128,10 @@ func (p *Prober) MintToken(ctx context.Context, r TokenRequest) (*Token, error) 
 
 // bitfinexMint sends one signed token request.
 func bitfinexMint(ctx context.Context, c *call, body []byte, ttl time.Duration) (*Token, error) {
-	n, err := c.Nonce(ctx)
+	h, err := bitfinexAuthHeaders(ctx, c, bitfinexTokenPath, body)
 	if err != nil {
 		return nil, err
 	}
-	nonce := strconv.FormatUint(n, 10)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("bfx-apikey", c.creds.APIKey)
-	h.Set("bfx-nonce", nonce)
-	h.Set("bfx-signature", bitfinexSign(c.creds.APISecret, bitfinexTokenPath, nonce, string(body)))
 	// Counted from before the request: the token cannot expire earlier.
 	issued := c.p.opts.Now()
 	resp, err := c.do(ctx, http.MethodPost, bitfinexTokenPath, "", body, h)
