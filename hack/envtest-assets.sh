@@ -42,29 +42,6 @@ flock 9
 # shellcheck source=hack/tool-module.sh
 source "${root}/hack/tool-module.sh"
 
-# etcd_module DIR MODULE VERSION PACKAGE: a throw-away module whose only job
-# is to pin MODULE and blank-import PACKAGE so that `go mod tidy` resolves
-# it. etcd keeps its own dependency versions (its server is particular about
-# grpc's) and shares little with the project anyway.
-etcd_module() {
-  local dir="$1" module="$2" version="$3" pkg="$4"
-  mkdir -p "${dir}"
-  cat >"${dir}/go.mod" <<MOD
-module envtestassets
-
-go $(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+).*/\1/')
-
-require ${module} ${version}
-MOD
-  cat >"${dir}/tools.go" <<GO
-//go:build tools
-
-package tools
-
-import _ "${pkg}"
-GO
-}
-
 build_apiserver() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "${work}"' RETURN
@@ -80,10 +57,7 @@ build_apiserver() {
   for m in ${replaces}; do
     (cd "${work}" && go mod edit -replace "${m}=${m}@${staging_version}")
   done
-  (cd "${work}" && go mod tidy >&2)
-  local drift; drift="$(tool_module_drift "${work}" k8s.io/kubernetes/cmd/kube-apiserver)"
-  [[ -z "${drift}" ]] || log "kube-apiserver builds these modules at versions other than the project's (compiled twice on a cold machine):
-${drift}"
+  tool_module_tidy "${work}" k8s.io/kubernetes/cmd/kube-apiserver
   (cd "${work}" && CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "${KUBE_VERSION}" | cut -d. -f2)" \
       -o "${apiserver}.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2)
@@ -94,7 +68,9 @@ build_etcd() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "${work}"' RETURN
   log "building etcd v${ETCD_VERSION} from its Go module (about 30 seconds)"
-  etcd_module "${work}" go.etcd.io/etcd/server/v3 "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3
+  # Its own dependency versions: etcd's server is particular about grpc's,
+  # and shares little with the project anyway.
+  own_tool_module "${work}" go.etcd.io/etcd/server/v3 "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3
   (cd "${work}" && go mod tidy >&2 && \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${etcd}.tmp" go.etcd.io/etcd/server/v3 >&2)
   mv "${etcd}.tmp" "${etcd}"

@@ -14,10 +14,7 @@ source "${root}/hack/tool-module.sh"
 work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
 tool_module "${work}" "${module}" "${version}" "${pkg}"
-(cd "${work}" && go mod tidy)
-drift="$(tool_module_drift "${work}" "${pkg}")"
-[[ -z "${drift}" ]] || echo "go-tool: ${pkg} builds these modules at versions other than the project's (compiled twice on a cold machine):
-${drift}" >&2
+tool_module_tidy "${work}" "${pkg}"
 mkdir -p "$(dirname "${out}")"
 (cd "${work}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${ldflags}" -o "${out}.tmp" "${pkg}")
 mv "${out}.tmp" "${out}"
