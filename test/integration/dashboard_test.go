@@ -25,118 +25,36 @@ import (
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange"
 	"github.com/keyops-io/exchange-key-operator/internal/metrics"
+	"github.com/keyops-io/exchange-key-operator/test/internal/grafana"
 )
 
 var grafanaDir = filepath.Join("..", "..", "config", "grafana")
 
-// As much of Grafana's classic dashboard model as the checks read
-// (https://grafana.com/docs/grafana/latest/visualizations/dashboards/build-dashboards/view-dashboard-json-model/).
-type dashboard struct {
-	UID           string `json:"uid"`
-	Title         string `json:"title"`
-	SchemaVersion int    `json:"schemaVersion"`
-	Templating    struct {
-		List []dashVariable `json:"list"`
-	} `json:"templating"`
-	Panels []dashPanel `json:"panels"`
-}
-
-type dashRef struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-type dashVariable struct {
-	Name       string          `json:"name"`
-	Type       string          `json:"type"`
-	Datasource *dashRef        `json:"datasource"`
-	Query      json.RawMessage `json:"query"`
-}
-
-type dashPanel struct {
-	ID         int      `json:"id"`
-	Type       string   `json:"type"`
-	Title      string   `json:"title"`
-	Datasource *dashRef `json:"datasource"`
-	GridPos    *struct {
-		H, W, X, Y int
-	} `json:"gridPos"`
-	Targets []dashTarget `json:"targets"`
-	// Panels are a collapsed row's.
-	Panels []dashPanel `json:"panels"`
-}
-
-type dashTarget struct {
-	RefID      string   `json:"refId"`
-	Datasource *dashRef `json:"datasource"`
-	Expr       string   `json:"expr"`
-}
+// The dashboard model and its queries: test/internal/grafana, shared with
+// test/monitoring's real-Prometheus check.
+type (
+	dashboard    = grafana.Dashboard
+	dashRef      = grafana.Ref
+	dashVariable = grafana.Variable
+	dashPanel    = grafana.Panel
+	dashTarget   = grafana.Target
+)
 
 // Every query goes to the data source the user picks in $datasource.
 var promVariable = dashRef{Type: "prometheus", UID: "${datasource}"}
 
 func loadDashboard(t *testing.T) dashboard {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(grafanaDir, "dashboard.json"))
+	d, err := grafana.Load(filepath.Join(grafanaDir, "dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("config/grafana/dashboard.json: %v", err)
 	}
 	return d
 }
 
-// allPanels flattens collapsed rows.
-func (d dashboard) allPanels() []dashPanel {
-	var out []dashPanel
-	for _, p := range d.Panels {
-		out = append(out, p)
-		out = append(out, p.Panels...)
-	}
-	return out
-}
-
-// dashQuery is one PromQL expression of the dashboard and where it is.
-type dashQuery struct{ where, expr string }
-
-// labelValues is Grafana's Prometheus variable query label_values(selector, label)
-// (https://grafana.com/docs/grafana/latest/datasources/prometheus/template-variables/).
-var labelValues = regexp.MustCompile(`^\s*label_values\((.*),\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)\s*$`)
-
-// queries lists every panel target's expression and the selector of every
-// query variable. A variable query that names no metric is returned as is,
-// so that the check reports it: it cannot be checked.
-func (d dashboard) queries() []dashQuery {
-	var out []dashQuery
-	for _, v := range d.Templating.List {
-		if v.Type != "query" {
-			continue
-		}
-		// The editor writes {"query": "...", ...}; older dashboards a string.
-		var q string
-		if json.Unmarshal(v.Query, &q) != nil {
-			var obj struct{ Query string }
-			_ = json.Unmarshal(v.Query, &obj)
-			q = obj.Query
-		}
-		if m := labelValues.FindStringSubmatch(q); m != nil {
-			q = m[1]
-		}
-		out = append(out, dashQuery{fmt.Sprintf("variable $%s", v.Name), q})
-	}
-	for _, p := range d.allPanels() {
-		for _, t := range p.Targets {
-			out = append(out, dashQuery{fmt.Sprintf("panel %d %q target %s", p.ID, p.Title, t.RefID), t.Expr})
-		}
-	}
-	return out
-}
-
 // structureProblems checks what Grafana needs to show the dashboard with
 // the data source and filters the user picks.
-func (d dashboard) structureProblems() []string {
+func structureProblems(d dashboard) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if d.UID == "" || d.Title == "" {
@@ -161,7 +79,7 @@ func (d dashboard) structureProblems() []string {
 		}
 	}
 	ids := map[int]string{}
-	for _, p := range d.allPanels() {
+	for _, p := range d.AllPanels() {
 		what := fmt.Sprintf("panel %d %q", p.ID, p.Title)
 		if p.ID <= 0 {
 			add("%s: no id", what)
@@ -259,20 +177,20 @@ func exposedNames(families map[string]*dto.MetricFamily, registered []string) ma
 
 // unexposed reports each query that uses a metric not in exposed, or that
 // cannot be checked.
-func unexposed(queries []dashQuery, exposed map[string]bool) []string {
+func unexposed(queries []grafana.Query, exposed map[string]bool) []string {
 	var problems []string
 	for _, q := range queries {
-		names, err := metricNames(q.expr)
+		names, err := metricNames(q.Expr)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", q.where, err))
+			problems = append(problems, fmt.Sprintf("%s: %v", q.Where, err))
 			continue
 		}
 		if len(names) == 0 {
-			problems = append(problems, fmt.Sprintf("%s: queries no metric: %s", q.where, q.expr))
+			problems = append(problems, fmt.Sprintf("%s: queries no metric: %s", q.Where, q.Expr))
 		}
 		for _, n := range names {
 			if n != "" && !exposed[n] {
-				problems = append(problems, fmt.Sprintf("%s: %s is not a metric the operator exposes", q.where, n))
+				problems = append(problems, fmt.Sprintf("%s: %s is not a metric the operator exposes", q.Where, n))
 			}
 		}
 	}
@@ -280,7 +198,7 @@ func unexposed(queries []dashQuery, exposed map[string]bool) []string {
 }
 
 func TestDashboardStructure(t *testing.T) {
-	for _, p := range loadDashboard(t).structureProblems() {
+	for _, p := range structureProblems(loadDashboard(t)) {
 		t.Error(p)
 	}
 	// The check itself: each change to the dashboard is one problem.
@@ -316,7 +234,7 @@ func TestDashboardStructure(t *testing.T) {
 				t.Fatal("the cases expect a row, then a panel with targets")
 			}
 			tc.change(&d)
-			problems := d.structureProblems()
+			problems := structureProblems(d)
 			if len(problems) != 1 || !strings.Contains(problems[0], tc.want) {
 				t.Errorf("want one problem about %q, have %q", tc.want, problems)
 			}
@@ -399,7 +317,7 @@ func TestDashboardQueriesExposedMetrics(t *testing.T) {
 			[]string{"exchangeapikey_bogus"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			problems := unexposed(tc.d.queries(), exposed)
+			problems := unexposed(tc.d.Queries(), exposed)
 			if len(problems) != len(tc.want) {
 				t.Fatalf("want %d problems (%v), have %d:\n%s", len(tc.want), tc.want, len(problems), strings.Join(problems, "\n"))
 			}
@@ -413,12 +331,12 @@ func TestDashboardQueriesExposedMetrics(t *testing.T) {
 
 	// Each of the dashboard's queries named at least one metric, all of
 	// them the operator's own.
-	for _, q := range d.queries() {
-		names, err := metricNames(q.expr)
-		g.Expect(err).NotTo(HaveOccurred(), q.where)
-		g.Expect(names).NotTo(BeEmpty(), q.where)
+	for _, q := range d.Queries() {
+		names, err := metricNames(q.Expr)
+		g.Expect(err).NotTo(HaveOccurred(), q.Where)
+		g.Expect(names).NotTo(BeEmpty(), q.Where)
 		for _, n := range names {
-			g.Expect(n).To(HavePrefix("exchangeapikey_"), q.where)
+			g.Expect(n).To(HavePrefix("exchangeapikey_"), q.Where)
 		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -40,6 +39,7 @@ import (
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/exchangetest"
 	"github.com/keyops-io/exchange-key-operator/internal/exchange/simulator"
 	"github.com/keyops-io/exchange-key-operator/internal/operator"
+	"github.com/keyops-io/exchange-key-operator/test/internal/grafana"
 )
 
 const (
@@ -50,7 +50,7 @@ const (
 )
 
 // emptyByDesign are the queries that return nothing in this test, and why
-// (`dashboard panel 19 "Issued and deleted keys" A`: "reason"). None today:
+// (`dashboard panel 19 "Issued and deleted keys" target A`: "reason"). None today:
 // the test makes every series the dashboard and the rules query. A query
 // listed here that returns data fails the test, so the list stays true.
 var emptyByDesign = map[string]string{}
@@ -653,81 +653,26 @@ var grafanaVariables = strings.NewReplacer(
 	"${__range}", "1m", "$__range", "1m",
 )
 
-var labelValues = regexp.MustCompile(`^\s*label_values\((.*),\s*[a-zA-Z_][a-zA-Z0-9_]*\s*\)\s*$`)
-
 // dashboardQueries lists every query of config/grafana/dashboard.json: the
 // selectors of its label_values variables and every panel target, with the
 // variables substituted.
 func dashboardQueries(t *testing.T) []namedQuery {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "config", "grafana", "dashboard.json"))
+	d, err := grafana.Load(filepath.Join(repoRoot, "config", "grafana", "dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	type panel struct {
-		ID      int    `json:"id"`
-		Title   string `json:"title"`
-		Targets []struct {
-			RefID string `json:"refId"`
-			Expr  string `json:"expr"`
-		} `json:"targets"`
-		Panels []json.RawMessage `json:"panels"`
-	}
-	var d struct {
-		Templating struct {
-			List []struct {
-				Name  string          `json:"name"`
-				Type  string          `json:"type"`
-				Query json.RawMessage `json:"query"`
-			} `json:"list"`
-		} `json:"templating"`
-		Panels []panel `json:"panels"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatal(err)
-	}
 	var out []namedQuery
-	add := func(where, expr string) {
-		e := grafanaVariables.Replace(expr)
+	for _, q := range d.Queries() {
+		if q.Variable && !q.LabelValues {
+			t.Fatalf("dashboard %s: %q is not label_values(selector, label)", q.Where, q.Expr)
+		}
+		e := grafanaVariables.Replace(q.Expr)
 		if strings.Contains(e, "$") {
-			t.Fatalf("%s: a Grafana variable this test does not substitute: %s", where, expr)
+			t.Fatalf("dashboard %s: a Grafana variable this test does not substitute: %s", q.Where, q.Expr)
 		}
-		out = append(out, namedQuery{"dashboard " + where, e})
+		out = append(out, namedQuery{"dashboard " + q.Where, e})
 	}
-	for _, v := range d.Templating.List {
-		if v.Type != "query" {
-			continue
-		}
-		var q string
-		if json.Unmarshal(v.Query, &q) != nil {
-			var obj struct{ Query string }
-			_ = json.Unmarshal(v.Query, &obj)
-			q = obj.Query
-		}
-		m := labelValues.FindStringSubmatch(q)
-		if m == nil {
-			t.Fatalf("dashboard variable $%s: %q is not label_values(selector, label)", v.Name, q)
-		}
-		add("variable $"+v.Name, m[1])
-	}
-	var walk func(ps []panel)
-	walk = func(ps []panel) {
-		for _, p := range ps {
-			for _, tg := range p.Targets {
-				add(fmt.Sprintf("panel %d %q %s", p.ID, p.Title, tg.RefID), tg.Expr)
-			}
-			var inner []panel
-			for _, raw := range p.Panels {
-				var ip panel
-				if err := json.Unmarshal(raw, &ip); err != nil {
-					t.Fatal(err)
-				}
-				inner = append(inner, ip)
-			}
-			walk(inner)
-		}
-	}
-	walk(d.Panels)
 	return out
 }
 
