@@ -59,8 +59,8 @@ func TestRender(t *testing.T) {
 				t.Errorf("image = %q, want %q", c.Image, want)
 			}
 			wantArgs(t, c.Args, "--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081",
-				"--max-concurrent-reconciles=16", "--kube-api-qps=200", "--kube-api-burst=400", "--zap-log-level=info")
-			noArgPrefix(t, c.Args, "--watch-namespaces", "--key-selector", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
+				"--max-concurrent-reconciles=16", "--zap-log-level=info")
+			noArgPrefix(t, c.Args, "--kube-api-qps", "--kube-api-burst", "--watch-namespaces", "--key-selector", "--allow-insecure-endpoints", "--pprof-bind-address", "--exchange-rate-limit", "--allowed-endpoints")
 			if len(c.Env) != 0 {
 				t.Errorf("env = %v, want none", c.Env)
 			}

@@ -17,7 +17,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"unknown top-level key", `replicas: 2`, []string{"replicas", "additional properties"}},
 		{"unknown nested key", `manager: {maxConcurrentReconcile: 4}`, []string{"/manager", "maxConcurrentReconcile"}},
 		{"negative qps", `manager: {kubeAPIQPS: -5}`, []string{"/manager/kubeAPIQPS"}},
-		{"zero burst", `manager: {kubeAPIBurst: 0}`, []string{"/manager/kubeAPIBurst"}},
+		{"negative burst", `manager: {kubeAPIBurst: -1}`, []string{"/manager/kubeAPIBurst"}},
 		{"rate limit of an unknown exchange", `manager: {exchangeRateLimits: {bitmex: {requestsPerSecond: 1, burst: 1}}}`, []string{"/manager/exchangeRateLimits", "bitmex"}},
 		{"rate limit without burst", `manager: {exchangeRateLimits: {binance: {requestsPerSecond: 10}}}`, []string{"/manager/exchangeRateLimits/binance", "burst"}},
 		{"rate limit as a flag string", `manager: {exchangeRateLimits: {binance: "10:20"}}`, []string{"/manager/exchangeRateLimits/binance", "want object"}},

@@ -1,0 +1,74 @@
+package operator
+
+import (
+	"unique"
+
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
+)
+
+// internKey is the cache's transform for ExchangeAPIKeys: managed fields
+// dropped (as for every object), and the strings that repeat across keys
+// (condition types, statuses and reasons, exchange names, permission names,
+// history outcomes) or within one (the key's fingerprint, written in four
+// places) made to share one copy. The JSON decoder allocates every string
+// afresh, and at 10,000 keys the informer's copies are the largest thing
+// the manager holds. The object's content is unchanged.
+func internKey(obj any) (any, error) {
+	obj, err := cache.TransformStripManagedFields()(obj)
+	if err != nil {
+		return obj, err
+	}
+	k, ok := obj.(*keyopsv1.ExchangeAPIKey)
+	if !ok {
+		return obj, nil
+	}
+	k.Spec.Exchange = keyopsv1.Exchange(intern(string(k.Spec.Exchange)))
+	st := &k.Status
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type = intern(c.Type)
+		c.Status = internAs(c.Status)
+		c.Reason = intern(c.Reason)
+	}
+	st.KeyFingerprint = intern(st.KeyFingerprint)
+	st.VerifiedFingerprint = intern(st.VerifiedFingerprint)
+	st.TargetKeyFingerprint = intern(st.TargetKeyFingerprint)
+	st.KeyID = intern(st.KeyID)
+	st.TargetSecretName = intern(st.TargetSecretName)
+	if p := st.Permissions; p != nil {
+		internAll(p.Canonical)
+		internAll(p.Native)
+		internAll(p.Unchecked)
+		p.Summary = intern(p.Summary)
+	}
+	if r := st.Rotation; r != nil {
+		r.AgeBasis = internAs(r.AgeBasis)
+		r.NotifiedReason = intern(r.NotifiedReason)
+		r.NotifyingReason = intern(r.NotifyingReason)
+	}
+	for i := range st.History {
+		h := &st.History[i]
+		h.KeyID = intern(h.KeyID)
+		h.Fingerprint = intern(h.Fingerprint)
+		h.Outcome = intern(h.Outcome)
+		h.Reason = intern(h.Reason)
+	}
+	return k, nil
+}
+
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
+}
+
+func internAs[T ~string](s T) T { return T(intern(string(s))) }
+
+func internAll(ss []string) {
+	for i := range ss {
+		ss[i] = intern(ss[i])
+	}
+}
