@@ -80,8 +80,8 @@ func main() {
 	})
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "ExchangeAPIKeys reconciled in parallel.")
 	qps := float64(o.KubeAPIQPS)
-	flag.Float64Var(&qps, "kube-api-qps", qps, "Client-side rate limit of requests to the Kubernetes API server.")
-	flag.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the Kubernetes API server.")
+	flag.Float64Var(&qps, "kube-api-qps", qps, "Client-side limit of the manager's requests to the Kubernetes API server per second, all resources together (0: none; API Priority and Fairness protects the server).")
+	flag.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the Kubernetes API server with --kube-api-qps (0: twice the QPS).")
 	flag.Var(limits, "exchange-rate-limit", "Client-side rate limit per exchange, shared by all keys: EXCHANGE=RPS:BURST, repeatable or comma-separated (defaults: "+rateLimitFlag(exchange.DefaultRateLimits).String()+").")
 	version := flag.Bool("version", false, "Print the version and exit.")
 	zopts := zap.Options{}
@@ -96,6 +96,7 @@ func main() {
 		os.Exit(2)
 	}
 	o.KubeAPIQPS = float32(qps)
+	operator.SetGCPercent(os.Getenv)
 	var err error
 	if o.WatchNamespaces, err = operator.ParseNamespaces(*watchNamespaces); err != nil {
 		fmt.Fprintln(os.Stderr, err)
