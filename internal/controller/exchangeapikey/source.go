@@ -37,10 +37,13 @@ func sourceName(k *keyopsv1.ExchangeAPIKey) string {
 	return k.Spec.CredentialsSecretRef.Name
 }
 
+// cachedSource is a source Secret's data at a resourceVersion: the data
+// only, not a Secret (whose ObjectMeta alone is larger than most keys'
+// data), because it is kept for every key.
 type cachedSource struct {
 	secretName      string
 	resourceVersion string
-	secret          *corev1.Secret
+	data            map[string][]byte
 }
 
 // readSource reads the source Secret: from memory when the Secret watch
@@ -60,7 +63,7 @@ func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey)
 			c, ok := r.sources[owner]
 			r.sourcesMu.Unlock()
 			if ok && c.secretName == key.Name && c.resourceVersion == rv {
-				return readSource(k, c.secret), nil
+				return readSource(k, &corev1.Secret{Data: c.data}), nil
 			}
 		}
 	}
@@ -80,7 +83,7 @@ func (r *Reconciler) readSource(ctx context.Context, k *keyopsv1.ExchangeAPIKey)
 	if r.sources == nil {
 		r.sources = map[types.NamespacedName]cachedSource{}
 	}
-	r.sources[owner] = cachedSource{secretName: key.Name, resourceVersion: s.ResourceVersion, secret: &corev1.Secret{Data: s.Data}}
+	r.sources[owner] = cachedSource{secretName: key.Name, resourceVersion: s.ResourceVersion, data: s.Data}
 	return readSource(k, s), nil
 }
 
