@@ -413,7 +413,9 @@ func (b *bench) steadyRows(ctx context.Context, m *manager) {
 		// reconcile path's copies), for `go tool pprof`.
 		for _, p := range []string{"heap", "allocs"} {
 			f := filepath.Join(b.cfg.pprofDir, "steady."+p+".pb.gz")
-			if err := m.saveProfile(ctx, "/debug/pprof/"+p, f); err == nil {
+			// gc=1: the heap profile shows what the last GC kept, which
+			// without a GC now may still hold the convergence's garbage.
+			if err := m.saveProfile(ctx, "/debug/pprof/"+p+"?gc=1", f); err == nil {
 				b.rep.note("%s profile of the steady manager: %s", p, f)
 			}
 		}

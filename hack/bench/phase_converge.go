@@ -86,6 +86,8 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 	}
 	cpu0 := b.cpu(m)
 	prof := m.startCPUProfile(ctx, b.cfg.pprofDir, label+"-"+s.name)
+	// The API server over the first seconds, while it is the bound.
+	apiProf := b.startAPIServerProfile(ctx, b.cfg.pprofDir, label+"-"+s.name, 8*time.Second)
 	dumped := false
 	t0 := time.Now()
 	if err := parallel(ctx, n, b.cfg.workers, func(ctx context.Context, i int) error {
@@ -104,6 +106,7 @@ func (b *bench) phaseConverge(ctx context.Context, s *keySet, m *manager, label 
 		}
 	})
 	conv := doneAt.Sub(t0)
+	apiProf()
 	calls := b.sim.TotalRequests()
 	cpuLine := b.cpu(m).since(cpu0, conv)
 	if path, err := prof.stop(ctx, b.cfg.pprofDir, label+"-"+s.name); err != nil {
