@@ -3,6 +3,7 @@ package operator
 import (
 	"unique"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
@@ -71,4 +72,45 @@ func internAll(ss []string) {
 	for i := range ss {
 		ss[i] = intern(ss[i])
 	}
+}
+
+// internSecret is the cache's transform for the Secrets the operator
+// writes: managed fields dropped, and the strings every such Secret repeats
+// (label and annotation keys, the managed labels' values, the owner's
+// apiVersion and kind, the type) made to share one copy. Protobuf decoding
+// allocates each afresh. The object's content is unchanged.
+func internSecret(obj any) (any, error) {
+	obj, err := cache.TransformStripManagedFields()(obj)
+	if err != nil {
+		return obj, err
+	}
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	s.Labels = internMap(s.Labels, true)
+	s.Annotations = internMap(s.Annotations, false)
+	for i := range s.OwnerReferences {
+		o := &s.OwnerReferences[i]
+		o.APIVersion = intern(o.APIVersion)
+		o.Kind = intern(o.Kind)
+	}
+	s.Type = internAs(s.Type)
+	return s, nil
+}
+
+// internMap rebuilds m with interned keys (and values, for labels: a
+// label's value repeats across objects, an annotation's rarely does).
+func internMap(m map[string]string, values bool) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if values {
+			v = intern(v)
+		}
+		out[intern(k)] = v
+	}
+	return out
 }

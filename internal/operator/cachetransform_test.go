@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unsafe"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -65,4 +66,47 @@ func TestInternKeySharesStrings(t *testing.T) {
 	same("permission across keys", ka.Status.Permissions.Canonical[1], kb.Status.Permissions.Canonical[1])
 	same("fingerprint within a key", ka.Status.KeyFingerprint, ka.Status.History[0].Fingerprint)
 	same("fingerprint within a key", ka.Status.VerifiedFingerprint, ka.Status.TargetKeyFingerprint)
+}
+
+func TestInternSecret(t *testing.T) {
+	mk := func(name string) *corev1.Secret {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: "bots",
+				Labels:          map[string]string{keyopsv1.LabelManaged: keyopsv1.LabelManagedValue, "team": "a"},
+				Annotations:     map[string]string{keyopsv1.AnnotationKeyFingerprint: "sha256:" + name},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: keyopsv1.GroupVersion.String(), Kind: "ExchangeAPIKey", Name: name}},
+				ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "exchange-key-operator"}},
+			},
+			Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{"apiKey": []byte("k-" + name)},
+		}
+		b, err := s.Marshal() // protobuf, as the informer receives it
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d corev1.Secret
+		if err := d.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		return &d
+	}
+	in := mk("a")
+	want := in.DeepCopy()
+	want.ManagedFields = nil
+	got, err := internSecret(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("the transform changed the Secret:\n got %+v\nwant %+v", got, want)
+	}
+	b, _ := internSecret(mk("b"))
+	sa, sb := got.(*corev1.Secret), b.(*corev1.Secret)
+	if unsafe.StringData(sa.Labels[keyopsv1.LabelManaged]) != unsafe.StringData(sb.Labels[keyopsv1.LabelManaged]) {
+		t.Error("the managed label's value is copied per Secret")
+	}
+	if unsafe.StringData(sa.OwnerReferences[0].Kind) != unsafe.StringData(sb.OwnerReferences[0].Kind) {
+		t.Error("the owner's kind is copied per Secret")
+	}
 }

@@ -235,7 +235,7 @@ func newManager(cfg *rest.Config, o Options, keySel labels.Selector, keys *metri
 	byObject := map[client.Object]cache.ByObject{
 		// The cache holds only the Secrets this operator writes; source
 		// Secrets are read on demand (see exchangeapikey.Reconciler.SetupWithManager).
-		&corev1.Secret{}: {Label: managed},
+		&corev1.Secret{}: {Label: managed, Transform: internSecret},
 	}
 	keyCache := cache.ByObject{Transform: internKey}
 	if keySel != nil {
