@@ -46,7 +46,7 @@ func TestConvergenceRatio(t *testing.T) {
 		conv, raw, exb time.Duration
 		ratio, target  float64
 	}{
-		{"disabled: raw bound only", keyopsv1.ValidationDisabled, 6 * time.Second, 3 * time.Second, 100 * time.Second, 2.0, 2.0},
+		{"disabled: raw bound only", keyopsv1.ValidationDisabled, 6 * time.Second, 3 * time.Second, 100 * time.Second, 2.0, 1.5},
 		{"enforce, exchange bound dominates", keyopsv1.ValidationEnforce, 15 * time.Second, 3 * time.Second, 12 * time.Second, 1.25, 1.2},
 		{"enforce, raw bound dominates", keyopsv1.ValidationEnforce, 6 * time.Second, 4 * time.Second, 1 * time.Second, 1.5, 1.2},
 	} {
