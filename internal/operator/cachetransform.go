@@ -4,6 +4,7 @@ import (
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
@@ -16,15 +17,7 @@ import (
 // places) made to share one copy. The JSON decoder allocates every string
 // afresh, and at 10,000 keys the informer's copies are the largest thing
 // the manager holds. The object's content is unchanged.
-func internKey(obj any) (any, error) {
-	obj, err := cache.TransformStripManagedFields()(obj)
-	if err != nil {
-		return obj, err
-	}
-	k, ok := obj.(*keyopsv1.ExchangeAPIKey)
-	if !ok {
-		return obj, nil
-	}
+var internKey = transformOf(func(k *keyopsv1.ExchangeAPIKey) {
 	k.Spec.Exchange = keyopsv1.Exchange(intern(string(k.Spec.Exchange)))
 	st := &k.Status
 	for i := range st.Conditions {
@@ -56,8 +49,7 @@ func internKey(obj any) (any, error) {
 		h.Outcome = intern(h.Outcome)
 		h.Reason = intern(h.Reason)
 	}
-	return k, nil
-}
+})
 
 func intern(s string) string {
 	if s == "" {
@@ -79,15 +71,7 @@ func internAll(ss []string) {
 // (label and annotation keys, the managed labels' values, the owner's
 // apiVersion and kind, the type) made to share one copy. Protobuf decoding
 // allocates each afresh. The object's content is unchanged.
-func internSecret(obj any) (any, error) {
-	obj, err := cache.TransformStripManagedFields()(obj)
-	if err != nil {
-		return obj, err
-	}
-	s, ok := obj.(*corev1.Secret)
-	if !ok {
-		return obj, nil
-	}
+var internSecret = transformOf(func(s *corev1.Secret) {
 	s.Labels = internMap(s.Labels, true)
 	s.Annotations = internMap(s.Annotations, false)
 	for i := range s.OwnerReferences {
@@ -96,7 +80,22 @@ func internSecret(obj any) (any, error) {
 		o.Kind = intern(o.Kind)
 	}
 	s.Type = internAs(s.Type)
-	return s, nil
+})
+
+// transformOf is a cache transform that drops managed fields, as for every
+// object, and then lets f shrink an object of its type in place.
+func transformOf[T any](f func(T)) toolscache.TransformFunc {
+	strip := cache.TransformStripManagedFields()
+	return func(obj any) (any, error) {
+		obj, err := strip(obj)
+		if err != nil {
+			return obj, err
+		}
+		if t, ok := obj.(T); ok {
+			f(t)
+		}
+		return obj, nil
+	}
 }
 
 // internMap rebuilds m with interned keys (and values, for labels: a

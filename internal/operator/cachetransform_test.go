@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	keyopsv1 "github.com/keyops-io/exchange-key-operator/api/v1alpha1"
 )
@@ -42,13 +43,20 @@ func TestInternKeyKeepsContent(t *testing.T) {
 	k := decoded(t, "a")
 	want := k.DeepCopy()
 	want.ManagedFields = nil
-	got, err := internKey(k)
+	keepsContent(t, internKey, k, want)
+}
+
+// keepsContent: tr returns obj as it was but for its managed fields (want).
+func keepsContent(t *testing.T, tr toolscache.TransformFunc, obj, want any) any {
+	t.Helper()
+	got, err := tr(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !equality.Semantic.DeepEqual(got, want) {
-		t.Fatalf("the transform changed the key:\n got %+v\nwant %+v", got, want)
+		t.Fatalf("the transform changed the object:\n got %+v\nwant %+v", got, want)
 	}
+	return got
 }
 
 func TestInternKeySharesStrings(t *testing.T) {
@@ -94,13 +102,7 @@ func TestInternSecret(t *testing.T) {
 	in := mk("a")
 	want := in.DeepCopy()
 	want.ManagedFields = nil
-	got, err := internSecret(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !equality.Semantic.DeepEqual(got, want) {
-		t.Fatalf("the transform changed the Secret:\n got %+v\nwant %+v", got, want)
-	}
+	got := keepsContent(t, internSecret, in, want)
 	b, _ := internSecret(mk("b"))
 	sa, sb := got.(*corev1.Secret), b.(*corev1.Secret)
 	if unsafe.StringData(sa.Labels[keyopsv1.LabelManaged]) != unsafe.StringData(sb.Labels[keyopsv1.LabelManaged]) {
