@@ -202,11 +202,11 @@ func checkOptions(o Options) (labels.Selector, endpoint.Policy, error) {
 // serving, leader election and what the cache holds. /metrics serves the
 // per-key gauges of keys (filled in by newDependencies) after the registry.
 func newManager(cfg *rest.Config, o Options, keySel labels.Selector, keys *metrics.KeyCollector) (manager.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "exchange-key-operator/" + Version
 	// Lease renewals stay out of the manager's token bucket: queued behind
 	// a burst of reconciles they could miss the renew deadline, and a
 	// manager that loses its lease exits.
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "exchange-key-operator/" + Version
 	var leCfg *rest.Config
 	if o.KubeAPIQPS > 0 {
 		leCfg = withRequestLimit(rest.CopyConfig(cfg), 0, 0)

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	crevent "sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -394,10 +393,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		// Status writes do not trigger reconciles; spec and annotation
 		// changes (the revalidate request) do.
 		For(&keyopsv1.ExchangeAPIKey{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// A Secret it owns is one the operator wrote: its creation is the
-		// echo of that write (nothing to do), while a change or a deletion
-		// by anyone else is drift to repair.
-		Owns(&corev1.Secret{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(crevent.CreateEvent) bool { return false }})).
+		Owns(&corev1.Secret{}).
 		WatchesRawSource(r.Secrets.Source(r.keysForSource)).
 		// An ExchangeAccount turning Ready lets its issued keys go on at once.
 		Watches(&keyopsv1.ExchangeAccount{}, handler.EnqueueRequestsFromMapFunc(r.keysForAccount)).
